@@ -1,0 +1,26 @@
+#pragma once
+// One row per supported model family: everything that differs between families in how a
+// checkpoint is read and run. Adding a family means adding a row here (and, if it brings a new
+// kind of block, the block itself in transformer.cpp).
+#include <string_view>
+#include <vector>
+
+namespace anvil::model {
+
+enum class FfnKind { Dense, SparseMoE };
+
+struct ArchitectureTraits {
+  std::string_view model_type;        // config.json "model_type"
+  std::string_view hf_class;          // config.json "architectures"[0]
+  bool default_attention_bias;        // q/k/v projections carry a bias unless config says otherwise
+  bool default_tie_word_embeddings;
+  FfnKind ffn;
+  // Tensor names relative to "model.layers.N.": MoE experts use {e} for the expert index.
+  std::string_view moe_router;        // e.g. "block_sparse_moe.gate.weight"
+  std::string_view moe_gate, moe_up, moe_down;
+};
+
+const ArchitectureTraits* find_architecture(std::string_view model_type);
+std::vector<std::string_view> supported_model_types();
+
+}  // namespace anvil::model

@@ -1,0 +1,122 @@
+#include "model/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "util/error.h"
+
+namespace anvil::model {
+namespace {
+
+using nlohmann::json;
+
+int64_t required_int(const json& j, const char* key, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() <= 0)
+    fail(where, std::string("missing or invalid \"") + key + "\" (a positive integer)");
+  return it->get<int64_t>();
+}
+
+std::optional<int64_t> optional_int(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (it->is_number_integer()) return it->get<int64_t>();
+  if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) return (*it)[0].get<int64_t>();
+  return std::nullopt;
+}
+
+double number_or(const json& j, const char* key, double fallback) {
+  auto it = j.find(key);
+  return (it != j.end() && it->is_number()) ? it->get<double>() : fallback;
+}
+
+void parse_rope(const json& j, RopeConfig& rope, const std::string& where) {
+  // Newer transformers: rope_parameters {rope_theta, rope_type, ...}; older: rope_theta at the top
+  // and rope_scaling {rope_type|type, factor, ...}.
+  const json* params = nullptr;
+  if (auto it = j.find("rope_parameters"); it != j.end() && it->is_object()) params = &*it;
+  if (auto it = j.find("rope_scaling"); !params && it != j.end() && it->is_object()) params = &*it;
+  rope.theta = number_or(j, "rope_theta", 10000.0);
+  if (params) {
+    rope.theta = number_or(*params, "rope_theta", rope.theta);
+    std::string type = "default";
+    if (auto t = params->find("rope_type"); t != params->end() && t->is_string()) type = t->get<std::string>();
+    else if (auto t2 = params->find("type"); t2 != params->end() && t2->is_string()) type = t2->get<std::string>();
+    if (type != "default" && type != "llama3")
+      fail(where, "unsupported rope type '" + type + "' (supported: default, llama3)");
+    rope.type = type;
+    rope.factor = number_or(*params, "factor", 1.0);
+    rope.low_freq_factor = number_or(*params, "low_freq_factor", 1.0);
+    rope.high_freq_factor = number_or(*params, "high_freq_factor", 4.0);
+    rope.original_max_position_embeddings =
+        static_cast<int64_t>(number_or(*params, "original_max_position_embeddings", 8192));
+  }
+  if (!(rope.theta > 0)) fail(where, "rope_theta must be positive");
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::parse(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail(where, std::string("not valid JSON (") + e.what() + ")");
+  }
+  if (!j.is_object()) fail(where, "not a JSON object");
+  ModelConfig c;
+  c.raw_json = text;
+  auto mt = j.find("model_type");
+  if (mt == j.end() || !mt->is_string()) fail(where, "missing \"model_type\"");
+  c.model_type = mt->get<std::string>();
+  c.arch = find_architecture(c.model_type);
+  if (!c.arch) {
+    std::string list;
+    for (auto t : supported_model_types()) list += (list.empty() ? "" : ", ") + std::string(t);
+    fail(where, "unsupported architecture '" + c.model_type + "' (supported: " + list + ")");
+  }
+  c.hidden_size = required_int(j, "hidden_size", where);
+  c.intermediate_size = required_int(j, "intermediate_size", where);
+  c.num_layers = required_int(j, "num_hidden_layers", where);
+  c.num_heads = required_int(j, "num_attention_heads", where);
+  c.num_kv_heads = optional_int(j, "num_key_value_heads").value_or(c.num_heads);
+  c.vocab_size = required_int(j, "vocab_size", where);
+  c.head_dim = optional_int(j, "head_dim").value_or(c.hidden_size / c.num_heads);
+  c.max_position_embeddings = optional_int(j, "max_position_embeddings").value_or(4096);
+  if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
+    fail(where, "num_attention_heads must be a multiple of num_key_value_heads");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0) fail(where, "head_dim must be a positive even number");
+  c.rms_norm_eps = number_or(j, "rms_norm_eps", 1e-6);
+  parse_rope(j, c.rope, where);
+  c.tie_word_embeddings = j.value("tie_word_embeddings", c.arch->default_tie_word_embeddings);
+  c.attention_bias = j.value("attention_bias", c.arch->default_attention_bias);
+  if (auto hidden_act = j.find("hidden_act"); hidden_act != j.end() && hidden_act->is_string() &&
+                                              hidden_act->get<std::string>() != "silu")
+    fail(where, "unsupported hidden_act '" + hidden_act->get<std::string>() + "' (only silu)");
+  bool use_sliding = j.value("use_sliding_window", c.model_type != "qwen2");
+  if (use_sliding) c.sliding_window = optional_int(j, "sliding_window");
+  if (c.arch->ffn == FfnKind::SparseMoE) {
+    c.num_experts = required_int(j, "num_local_experts", where);
+    c.num_experts_per_tok = required_int(j, "num_experts_per_tok", where);
+    if (c.num_experts_per_tok > c.num_experts) fail(where, "num_experts_per_tok exceeds num_local_experts");
+  }
+  if (auto d = j.find("dtype"); d != j.end() && d->is_string()) c.dtype = d->get<std::string>();
+  else if (auto td = j.find("torch_dtype"); td != j.end() && td->is_string()) c.dtype = td->get<std::string>();
+  c.bos_token_id = optional_int(j, "bos_token_id");
+  c.pad_token_id = optional_int(j, "pad_token_id");
+  if (auto e = j.find("eos_token_id"); e != j.end()) {
+    if (e->is_number_integer()) c.eos_token_ids.push_back(e->get<int64_t>());
+    else if (e->is_array())
+      for (const auto& v : *e)
+        if (v.is_number_integer()) c.eos_token_ids.push_back(v.get<int64_t>());
+  }
+  return c;
+}
+
+ModelConfig ModelConfig::load(const std::filesystem::path& model_dir) {
+  auto path = model_dir / "config.json";
+  if (!std::filesystem::exists(path)) fail(path.string(), "not found (is this a model directory?)");
+  return parse(io::read_text_file(path), path.string());
+}
+
+}  // namespace anvil::model

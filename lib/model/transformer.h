@@ -1,0 +1,100 @@
+#pragma once
+// The inference kernel: a decoder-only transformer (Llama / Mistral / Qwen2 / Mixtral) in
+// LibTorch. Weights are read from the checkpoint once and held in the compute dtype (fp32 on CPU);
+// q/k/v and gate/up projections are fused at load so each block runs few, large GEMMs.
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace anvil::io {
+class Checkpoint;
+}
+
+namespace anvil::model {
+
+struct LoadOptions {
+  at::Device device = at::kCPU;
+  at::ScalarType compute_dtype = at::kFloat;
+};
+
+// Keys and values of every layer for positions [0, length), room for `capacity`.
+struct KVCache {
+  std::vector<at::Tensor> keys, values;  // per layer [batch, kv_heads, capacity, head_dim]
+  int64_t length = 0;
+  int64_t capacity = 0;
+};
+
+struct LinearWeights {
+  at::Tensor weight;  // [out, in]
+  at::Tensor bias;    // [out] or undefined
+};
+
+struct ExpertWeights {
+  LinearWeights gate_up;  // fused [2*ffn, hidden]
+  LinearWeights down;
+};
+
+struct LayerWeights {
+  at::Tensor attn_norm, ffn_norm;
+  LinearWeights qkv;      // fused [(heads + 2*kv_heads) * head_dim, hidden]
+  LinearWeights o;
+  LinearWeights gate_up;  // dense FFN: fused [2*ffn, hidden]
+  LinearWeights down;
+  at::Tensor router;      // MoE: [experts, hidden]
+  std::vector<ExpertWeights> experts;
+};
+
+// A function that maps an HF tensor name to its weight, already in the compute dtype/device.
+// Lets adapters (LoRA) or quantized sources supply weights without the kernel knowing.
+using WeightProvider = std::function<at::Tensor(const std::string& name)>;
+using WeightExists = std::function<bool(const std::string& name)>;
+
+class Transformer {
+ public:
+  Transformer(ModelConfig config, const WeightProvider& get, const WeightExists& has, const LoadOptions& options);
+
+  // A model directory (config.json + safetensors).
+  static std::unique_ptr<Transformer> load(const std::filesystem::path& dir, const LoadOptions& options = {});
+  // A checkpoint already open, with its config.
+  static std::unique_ptr<Transformer> from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
+                                                      const LoadOptions& options = {});
+
+  // ids: [batch, seq] int64. With a cache, the ids continue the cached sequence and their keys and
+  // values are appended. Returns logits [batch, seq, vocab] in fp32.
+  at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr) const;
+  // The final normalized hidden states [batch, seq, hidden] (before the LM head).
+  at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr) const;
+  at::Tensor lm_head(const at::Tensor& hidden) const;
+
+  KVCache new_cache(int64_t batch, int64_t capacity) const;
+  const ModelConfig& config() const { return config_; }
+  const LoadOptions& options() const { return options_; }
+  int64_t parameter_count() const;
+
+ private:
+  at::Tensor attention(const at::Tensor& x, const LayerWeights& w, size_t layer, int64_t start,
+                       KVCache* cache) const;
+  at::Tensor feed_forward(const at::Tensor& x, const LayerWeights& w) const;
+  at::Tensor moe(const at::Tensor& x, const LayerWeights& w) const;
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  void build_rope_tables();
+
+  ModelConfig config_;
+  LoadOptions options_;
+  at::Tensor embed_, final_norm_, lm_head_;
+  std::vector<LayerWeights> layers_;
+  at::Tensor inv_freq_;    // [head_dim / 2], fp32
+  at::Tensor cos_, sin_;   // [max_positions, head_dim], grown on demand
+};
+
+// Rotary inverse frequencies exactly as transformers computes them (fp32), including the llama3
+// scaling rule; rounded through bf16 when the checkpoint is bf16 (see ../shared/README.md).
+at::Tensor rope_inverse_frequencies(const ModelConfig& config);
+
+}  // namespace anvil::model

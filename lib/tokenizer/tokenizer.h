@@ -1,0 +1,45 @@
+#pragma once
+// Byte-level BPE tokenizer read from a Hugging Face tokenizer.json: added/special tokens are
+// matched first, the rest is normalized, split by the pre-tokenizer regexes, mapped to byte-level
+// symbols and merged by rank; the TemplateProcessing post-processor adds BOS and friends.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace anvil::tokenizer {
+
+class Tokenizer {
+ public:
+  // `path` is a tokenizer.json file or a directory containing one.
+  static Tokenizer load(const std::filesystem::path& path);
+  static Tokenizer from_json(const std::string& json_text, const std::string& where);
+  ~Tokenizer();
+  Tokenizer(Tokenizer&&) noexcept;
+  Tokenizer& operator=(Tokenizer&&) noexcept;
+
+  // add_special_tokens applies the post-processor template (e.g. prepends BOS).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
+  std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = true) const;
+
+  int32_t vocab_size() const;  // highest id + 1, added tokens included
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  std::string id_to_token(int32_t id) const;  // raw vocabulary string ("" if unknown)
+  bool is_special(int32_t id) const;
+
+  // For GGUF export: the BPE merges as "a b" strings in rank order, and whether each token is
+  // an added token.
+  std::vector<std::string> merges() const;
+  bool is_added(int32_t id) const;
+
+ private:
+  Tokenizer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace anvil::tokenizer

@@ -1,0 +1,112 @@
+// anvil inspect PATH: what a checkpoint holds, without loading it.
+#include <fnmatch.h>
+
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "common.h"
+#include "io/checkpoint.h"
+#include "model/config.h"
+
+namespace anvil::cli {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+int run_inspect(int argc, char** argv) {
+  cxxopts::Options options(argv[0], "Show a model directory's or .safetensors file's architecture, parameter "
+                                    "count, dtypes, size on disk and tensors.");
+  options.positional_help("PATH");
+  options.add_options()
+      ("path", "model directory or .safetensors file", cxxopts::value<std::string>())
+      ("filter", "only tensors whose name matches this glob, e.g. '*.layers.0.*'", cxxopts::value<std::string>())
+      ("no-tensors", "omit the tensor table")
+      ("json", "machine-readable output")
+      ("h,help", "show this help");
+  options.parse_positional({"path"});
+  auto args = parse_or_usage(options, argc, argv);
+  if (wants_help(args, options)) return 0;
+  if (!args.count("path")) throw UsageError("missing PATH");
+  auto path = existing_path(args["path"].as<std::string>(), "model path");
+
+  io::Checkpoint ckpt(path);
+  std::optional<model::ModelConfig> config;
+  if (std::filesystem::is_directory(path) && std::filesystem::exists(path / "config.json"))
+    config = model::ModelConfig::load(path);
+  const std::string filter = args.count("filter") ? args["filter"].as<std::string>() : "";
+
+  int64_t params = 0;
+  std::map<std::string, int64_t> dtype_counts;
+  uint64_t disk = 0;
+  for (const auto& shard : ckpt.shards()) disk += std::filesystem::file_size(shard->path());
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  std::vector<const io::TensorView*> shown;
+  for (const auto& name : ckpt.names()) {
+    const auto& t = ckpt.get(name);
+    params += t.spec.numel();
+    dtype_counts[std::string(io::dtype_name(t.spec.dtype))]++;
+    if (!filter.empty() && fnmatch(filter.c_str(), name.c_str(), 0) != 0) continue;
+    shown.push_back(&t);
+  }
+
+  if (args.count("json")) {
+    nlohmann::ordered_json out;
+    out["path"] = path.string();
+    if (config) {
+      out["model_type"] = config->model_type;
+      out["layers"] = config->num_layers;
+      out["hidden_size"] = config->hidden_size;
+      out["vocab_size"] = config->vocab_size;
+    }
+    out["parameters"] = params;
+    out["dtypes"] = dtype_counts;
+    out["size_on_disk"] = disk;
+    out["shards"] = ckpt.shards().size();
+    for (const auto* t : shown)
+      tensors.push_back({{"name", t->name()}, {"dtype", io::dtype_name(t->spec.dtype)}, {"shape", t->spec.shape},
+                         {"bytes", t->bytes.size()}, {"file", t->file.filename().string()}});
+    if (!args.count("no-tensors")) out["tensors"] = tensors;
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+
+  std::cout << "path:         " << path.string() << "\n";
+  if (config) {
+    const auto& c = *config;
+    std::cout << "architecture: " << c.model_type << " (" << c.arch->hf_class << "), " << c.num_layers
+              << " layers, hidden " << c.hidden_size << ", heads " << c.num_heads << " (" << c.num_kv_heads
+              << " kv), head_dim " << c.head_dim << ", ffn " << c.intermediate_size;
+    if (c.num_experts) std::cout << " x " << c.num_experts << " experts (top " << c.num_experts_per_tok << ")";
+    std::cout << ", vocab " << c.vocab_size << ", context " << c.max_position_embeddings
+              << (c.tie_word_embeddings ? ", tied embeddings" : "") << ", rope theta " << c.rope.theta
+              << (c.rope.type != "default" ? " (" + c.rope.type + ")" : "") << "\n";
+  }
+  std::cout << "parameters:   " << with_commas(params) << "\n"
+            << "dtypes:       ";
+  bool first = true;
+  for (const auto& [d, n] : dtype_counts) {
+    std::cout << (first ? "" : ", ") << d << " (" << n << " tensors)";
+    first = false;
+  }
+  std::cout << "\nsize on disk: " << human_bytes(static_cast<double>(disk)) << " in " << ckpt.shards().size()
+            << (ckpt.shards().size() == 1 ? " file" : " shards") << "\n";
+  if (args.count("no-tensors")) return 0;
+  std::cout << "tensors:      " << shown.size() << (filter.empty() ? "" : " matching '" + filter + "'") << "\n";
+  size_t width = 4;
+  for (const auto* t : shown) width = std::max(width, t->name().size());
+  for (const auto* t : shown)
+    std::printf("  %-*s  %-5s %-14s %10s\n", static_cast<int>(width), t->name().c_str(),
+                std::string(io::dtype_name(t->spec.dtype)).c_str(), shape_text(t->spec.shape).c_str(),
+                human_bytes(static_cast<double>(t->bytes.size())).c_str());
+  return 0;
+}
+
+}  // namespace anvil::cli
