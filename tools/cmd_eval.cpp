@@ -1,4 +1,6 @@
 // anvil eval MODEL --data FILE...: perplexity (and, with --compare, divergence from a reference).
+#include <ATen/Parallel.h>
+
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -24,7 +26,7 @@ int run_eval(int argc, char** argv) {
       ("compare", "reference model: also report its perplexity, mean KL(ref || model) and top-1 agreement",
        cxxopts::value<std::string>())
       ("window", "tokens per window", cxxopts::value<int64_t>()->default_value("256"))
-      ("batch", "windows per forward pass", cxxopts::value<int64_t>()->default_value("8"))
+      ("batch", "windows per forward pass", cxxopts::value<int64_t>()->default_value("4"))
       ("json", "machine-readable output")
       ("h,help", "show this help");
   add_runtime_options(options);
@@ -72,6 +74,7 @@ int run_eval(int argc, char** argv) {
     eval::PerplexityOptions opts;
     opts.window = args["window"].as<int64_t>();
     opts.batch_windows = args["batch"].as<int64_t>();
+    opts.threads = at::get_num_threads();
     Progress progress(std::filesystem::path(f).filename().string(),
                       static_cast<int64_t>(tokens.size()) / opts.window, "windows");
     auto t0 = std::chrono::steady_clock::now();

@@ -1,6 +1,8 @@
 // anvil: convert, quantize, merge, fine-tune and check LLM checkpoints. This file only dispatches.
 #include <c10/util/Exception.h>
 
+#include <malloc.h>
+
 #include <cstring>
 #include <iostream>
 
@@ -35,6 +37,10 @@ std::string first_line(const char* what) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Forward passes allocate and free the same large activations over and over; glibc would hand
+  // each back to the kernel (mmap/munmap) and fault the pages in again. Keep them in the heap.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_help();
     return argc < 2 ? 2 : 0;

@@ -15,7 +15,10 @@ namespace anvil::eval {
 
 struct PerplexityOptions {
   int64_t window = 256;
-  int64_t batch_windows = 8;  // windows per forward pass
+  int64_t batch_windows = 4;  // windows per forward pass
+  // CPU: forward passes run concurrently, one per thread, each single-threaded. This beats
+  // splitting every GEMM across threads on few cores (no fork/join or spin-wait per operator).
+  int threads = 1;
   std::function<void(int64_t windows_done, int64_t windows_total, int64_t tokens_done)> progress;
 };
 
