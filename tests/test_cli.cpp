@@ -1,0 +1,123 @@
+// The anvil binary as a user runs it: exit codes, one-line errors, --json output.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include "test_support.h"
+
+using namespace anvil;
+
+namespace {
+
+struct Run {
+  int status;
+  std::string out;  // stdout and stderr together
+};
+
+Run run(const std::string& args) {
+  std::string cmd = std::string(ANVIL_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+std::string models() { return test::shared_dir().string() + "/models"; }
+
+}  // namespace
+
+TEST(Cli, HelpListsCommandsAndFlags) {
+  auto r = run("--help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* c : {"inspect", "eval", "generate", "env"}) EXPECT_NE(r.out.find(c), std::string::npos) << c;
+  auto e = run("eval --help");
+  EXPECT_EQ(e.status, 0);
+  for (const char* f : {"--data", "--compare", "--json", "--threads", "--window"})
+    EXPECT_NE(e.out.find(f), std::string::npos) << f;
+}
+
+TEST(Cli, UnknownFlagAndCommandExitTwoWithOneLine) {
+  auto r = run("eval " + models() + "/base --data x --frobnicate");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("frobnicate"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_EQ(run("transmogrify").status, 2);
+}
+
+TEST(Cli, MissingFilesExitTwoNamingTheFile) {
+  auto r = run("eval " + models() + "/base --data /nonexistent/val.txt");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("/nonexistent/val.txt"), std::string::npos) << r.out;
+  auto g = run("generate /nonexistent/model --prompt hi");
+  EXPECT_EQ(g.status, 2);
+  EXPECT_NE(g.out.find("/nonexistent/model"), std::string::npos) << g.out;
+}
+
+TEST(Cli, UnknownArchitectureExitsTwo) {
+  test::TempDir dir;
+  std::filesystem::copy(test::model_dir("tiny-llama"), dir.path(), std::filesystem::copy_options::recursive);
+  auto cfg = nlohmann::json::parse(test::read_bytes(dir / "config.json"));
+  cfg["model_type"] = "bloom";
+  test::write_bytes(dir / "config.json", cfg.dump());
+  test::write_bytes(dir / "val.txt", "hello world, this is a test. " + std::string(2000, 'a'));
+  auto r = run("eval " + dir.path().string() + " --data " + (dir / "val.txt").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("unsupported architecture 'bloom'"), std::string::npos) << r.out;
+}
+
+TEST(Cli, InspectShowsArchitectureAndFilteredTensors) {
+  auto r = run("inspect " + models() + "/base --filter '*layers.7.mlp*'");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("8,392,960"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("llama"), std::string::npos);
+  EXPECT_NE(r.out.find("model.layers.7.mlp.up_proj.weight"), std::string::npos);
+  EXPECT_EQ(r.out.find("model.layers.6."), std::string::npos);
+  auto j = run("inspect " + models() + "/tiny-qwen2/model.safetensors --json");
+  EXPECT_EQ(j.status, 0) << j.out;
+  auto parsed = nlohmann::json::parse(j.out);
+  EXPECT_EQ(parsed["shards"], 1);
+}
+
+TEST(Cli, InspectRejectsCorruptFile) {
+  test::TempDir dir;
+  auto bytes = test::read_bytes(test::model_dir("tiny-llama") / "model.safetensors");
+  test::write_bytes(dir / "model.safetensors", bytes.substr(0, bytes.size() / 2));
+  auto r = run("inspect " + (dir / "model.safetensors").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("past the data area"), std::string::npos) << r.out;
+}
+
+TEST(Cli, EvalJsonAndCompare) {
+  test::TempDir dir;
+  auto text = test::read_bytes(test::shared_dir() / "data" / "fortune.val.txt").substr(0, 12000);
+  test::write_bytes(dir / "f.txt", text);
+  auto r = run("eval " + models() + "/ft-fortune --data " + (dir / "f.txt").string() + " --compare " + models() +
+               "/base --json --threads 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  const auto& row = j["results"][0];
+  EXPECT_GT(row["tokens_scored"].get<int64_t>(), 1000);
+  EXPECT_LT(row["perplexity"].get<double>(), row["reference_perplexity"].get<double>());
+  EXPECT_GT(row["mean_kl"].get<double>(), 0.0);
+  EXPECT_GT(row["tokens_per_second"].get<double>(), 0.0);
+}
+
+TEST(Cli, GenerateStreamsText) {
+  auto r = run("generate " + models() + "/base --prompt 'The package' -n 12");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("The package", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("tok/s"), std::string::npos) << r.out;
+}
+
+TEST(Cli, EnvReportsBlasAndThreads) {
+  auto r = run("env --threads 1");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("blas: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpu threads: 1"), std::string::npos) << r.out;
+}

@@ -1,0 +1,52 @@
+// Byte-level BPE against the tokenizers library: every case in refs/tokenizer_cases.json must
+// give identical ids (with and without BOS) and identical decoded text.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "test_support.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+using namespace anvil;
+
+TEST(Tokenizer, MatchesTokenizersLibraryOnEveryCase) {
+  auto tok = tokenizer::Tokenizer::load(test::model_dir("base"));
+  auto cases = nlohmann::json::parse(io::read_text_file(test::shared_dir() / "refs" / "tokenizer_cases.json"));
+  ASSERT_GE(cases.size(), 10u);
+  for (const auto& c : cases) {
+    const std::string text = c["text"];
+    SCOPED_TRACE(text.substr(0, 60));
+    EXPECT_EQ(tok.encode(text, false), c["ids"].get<std::vector<int32_t>>());
+    EXPECT_EQ(tok.encode(text, true), c["ids_with_bos"].get<std::vector<int32_t>>());
+    auto ids = c["ids_with_bos"].get<std::vector<int32_t>>();
+    EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>());
+  }
+}
+
+TEST(Tokenizer, SpecialTokensAndVocabulary) {
+  auto tok = tokenizer::Tokenizer::load(test::model_dir("base"));
+  EXPECT_EQ(tok.vocab_size(), 4096);
+  EXPECT_EQ(tok.token_to_id("<|im_end|>"), 3);
+  EXPECT_TRUE(tok.is_special(0));
+  EXPECT_FALSE(tok.is_special(100));
+  std::vector<int32_t> ids{2, 76, 77, 3};
+  EXPECT_EQ(tok.decode(ids, /*skip_special_tokens=*/false), "<|im_start|>hi<|im_end|>");
+}
+
+TEST(Tokenizer, RejectsInvalidUtf8) {
+  auto tok = tokenizer::Tokenizer::load(test::model_dir("base"));
+  EXPECT_THROW(tok.encode("abc\xff\xfe", false), Error);
+}
+
+TEST(Tokenizer, RejectsUnsupportedOrBrokenFiles) {
+  EXPECT_THROW(tokenizer::Tokenizer::from_json("{\"model\": ", "t.json"), Error);
+  EXPECT_THROW(tokenizer::Tokenizer::from_json(R"({"model":{"type":"Unigram","vocab":[]}})", "t.json"), Error);
+  try {
+    tokenizer::Tokenizer::load(test::shared_dir() / "no-such-dir");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not found"), std::string::npos);
+  }
+}
