@@ -15,5 +15,6 @@ int run_inspect(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_generate(int argc, char** argv);
 int run_env(int argc, char** argv);
+int run_merge(int argc, char** argv);
 
 }  // namespace anvil::cli

@@ -1,0 +1,338 @@
+#include "merge/merge.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "io/atomic_file.h"
+#include "io/checkpoint.h"
+#include "merge/merge_method.h"
+#include "model/config.h"
+#include "model/tensor_bridge.h"
+#include "util/error.h"
+
+namespace anvil::merge {
+namespace fs = std::filesystem;
+namespace {
+
+struct Model {
+  fs::path path;
+  std::unique_ptr<io::Checkpoint> ckpt;
+  model::ModelConfig config;
+};
+
+struct PlannedInput {
+  const Model* model;
+  std::string tensor_name;
+  std::map<std::string, double> params;
+  bool is_base;
+};
+
+struct PlannedTensor {
+  std::string out_name;
+  std::vector<int64_t> shape;
+  std::vector<PlannedInput> inputs;
+  std::map<std::string, double> params;
+};
+
+// FNV-1a: a per-tensor seed that is the same on every platform and for any thread schedule.
+uint64_t tensor_seed(uint64_t seed, const std::string& name) {
+  uint64_t h = 1469598103934665603ull ^ seed;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+const std::regex kLayerName(R"(^model\.layers\.(\d+)\.(.+)$)");
+
+std::string method_list() {
+  std::string s;
+  for (auto n : merge_method_names()) s += (s.empty() ? "" : ", ") + std::string(n);
+  return s;
+}
+
+std::string dtype_config_name(at::ScalarType t) {
+  return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : "float32";
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+class Planner {
+ public:
+  Planner(const MergeConfig& config, const MergeMethod& method, std::map<std::string, std::unique_ptr<Model>>& models)
+      : config_(config), method_(method), models_(models) {}
+
+  std::vector<PlannedTensor> plan(int64_t* layers_out) {
+    std::vector<PlannedTensor> pre, layers, post;
+    const OutputSlice& first = config_.slices.front();
+    const OutputSlice& last = config_.slices.back();
+    // Non-layer tensors come from the first slice's models (embeddings, t = 0) or the last
+    // slice's (final norm and LM head, t = 1), as in mergekit.
+    const Model& ref = model(first.sources.front().path);
+    for (const auto& name : ref.ckpt->names()) {
+      if (std::regex_match(name, kLayerName)) continue;
+      bool is_pre = name.rfind("model.embed_tokens", 0) == 0;
+      const OutputSlice& slice = is_pre ? first : last;
+      (is_pre ? pre : post).push_back(plan_tensor(slice, name, name, -1, is_pre ? 0.0 : 1.0));
+    }
+    int64_t out_layer = 0;
+    for (const auto& slice : config_.slices) {
+      int64_t len = -1;
+      for (const auto& src : slice.sources) {
+        auto [b, e] = range(src);
+        if (len >= 0 && e - b != len)
+          fail(config_.source.string(), "all sources of a slice must have the same number of layers");
+        len = e - b;
+      }
+      for (int64_t i = 0; i < len; ++i, ++out_layer) {
+        double t = len > 1 ? static_cast<double>(i) / static_cast<double>(len - 1) : 1.0;
+        const auto& src0 = slice.sources.front();
+        int64_t in_layer = range(src0).first + i;
+        const std::string prefix = "model.layers." + std::to_string(in_layer) + ".";
+        for (const auto& name : model(src0.path).ckpt->names()) {
+          if (name.rfind(prefix, 0) != 0) continue;
+          std::string suffix = name.substr(prefix.size());
+          layers.push_back(
+              plan_tensor(slice, "model.layers." + std::to_string(out_layer) + "." + suffix, suffix, i, t));
+        }
+      }
+    }
+    *layers_out = out_layer;
+    std::vector<PlannedTensor> all;
+    for (auto* part : {&pre, &layers, &post})
+      for (auto& p : *part) all.push_back(std::move(p));
+    return all;
+  }
+
+ private:
+  const Model& model(const fs::path& p) const { return *models_.at(p.string()); }
+
+  std::pair<int64_t, int64_t> range(const InputSlice& src) const {
+    int64_t n = model(src.path).config.num_layers;
+    auto r = src.layer_range.value_or(std::make_pair(int64_t{0}, n));
+    if (r.second > n)
+      fail(config_.source.string(), "layer_range [" + std::to_string(r.first) + ", " + std::to_string(r.second) +
+                                        "] exceeds the " + std::to_string(n) + " layers of " + src.model);
+    return r;
+  }
+
+  double required_or_default(const ParamDef& def, const std::optional<ParamValue>& value, const std::string& what) const {
+    if (value) {
+      if (!std::holds_alternative<double>(*value))
+        fail(config_.source.string(), "parameter '" + def.name + "' " + what + " must be a number");
+      return std::get<double>(*value);
+    }
+    if (!def.default_value) fail(config_.source.string(), "missing required parameter '" + def.name + "' " + what);
+    return *def.default_value;
+  }
+
+  // `name_or_suffix` is the full tensor name for non-layer tensors (layer_offset < 0), else the
+  // part after "model.layers.N.".
+  PlannedTensor plan_tensor(const OutputSlice& slice, const std::string& out_name, const std::string& name_or_suffix,
+                            int64_t layer_offset, double t) {
+    PlannedTensor p;
+    p.out_name = out_name;
+    ParameterReader global(config_, &slice, out_name, t);
+    for (const auto& def : method_.parameters())
+      p.params[def.name] = required_or_default(def, global.get(def.name), "(for " + out_name + ")");
+    std::vector<const InputSlice*> sources;
+    for (const auto& s : slice.sources) sources.push_back(&s);
+    for (const InputSlice* src : sources) {
+      const Model& m = model(src->path);
+      std::string in_name = layer_offset < 0 ? name_or_suffix
+                                             : "model.layers." + std::to_string(range(*src).first + layer_offset) +
+                                                   "." + name_or_suffix;
+      const io::TensorView* view = m.ckpt->find(in_name);
+      if (!view) fail(src->path.string(), "tensor '" + in_name + "' is missing (needed for " + out_name + ")");
+      if (p.shape.empty()) p.shape = view->spec.shape;
+      else if (view->spec.shape != p.shape)
+        fail(src->path.string(), "tensor '" + in_name + "' has shape " + shape_text(view->spec.shape) +
+                                     ", other models have " + shape_text(p.shape));
+      PlannedInput in{&m, in_name, {}, config_.base_model && src->path.string() == *config_.base_model};
+      ParameterReader reader(config_, &slice, in_name, t);
+      const std::string key = src->path.string();
+      for (const auto& def : method_.tensor_parameters()) {
+        auto v = reader.get(def.name, &key);
+        ParamDef d = def;
+        if (in.is_base && !d.default_value) d.default_value = 0.0;  // the base needs no weight
+        in.params[def.name] = required_or_default(d, v, "for model " + src->model + " (" + in_name + ")");
+      }
+      p.inputs.push_back(std::move(in));
+    }
+    MergeTask probe{out_name, {}, p.params, 0};
+    for (const auto& in : p.inputs) probe.inputs.push_back(MergeInput{{}, in.params, in.is_base});
+    method_.check(probe);
+    return p;
+  }
+
+  const MergeConfig& config_;
+  const MergeMethod& method_;
+  std::map<std::string, std::unique_ptr<Model>>& models_;
+};
+
+// Same architecture, tensor names and shapes: listed as the first few differences.
+void check_compatible(const std::vector<const Model*>& models, bool require_same_names) {
+  const Model& a = *models.front();
+  for (const Model* b : models) {
+    if (b == &a) continue;
+    if (b->config.model_type != a.config.model_type)
+      fail(b->path.string(), "architecture '" + b->config.model_type + "' differs from " + a.path.string() + "'s '" +
+                                 a.config.model_type + "'");
+    if (!require_same_names) continue;
+    std::vector<std::string> diffs;
+    for (const auto& name : a.ckpt->names()) {
+      const auto* tb = b->ckpt->find(name);
+      if (!tb) diffs.push_back("'" + name + "' missing");
+      else if (tb->spec.shape != a.ckpt->get(name).spec.shape)
+        diffs.push_back("'" + name + "' " + shape_text(tb->spec.shape) + " vs " + shape_text(a.ckpt->get(name).spec.shape));
+    }
+    for (const auto& name : b->ckpt->names())
+      if (!a.ckpt->find(name)) diffs.push_back("'" + name + "' extra");
+    if (!diffs.empty()) {
+      std::string list;
+      for (size_t i = 0; i < diffs.size() && i < 3; ++i) list += (i ? "; " : "") + diffs[i];
+      if (diffs.size() > 3) list += "; and " + std::to_string(diffs.size() - 3) + " more";
+      fail(b->path.string(), "does not match " + a.path.string() + ": " + list);
+    }
+  }
+}
+
+void write_model_files(const MergeConfig& config, const Model& base, const Model& tokenizer_model, int64_t layers,
+                       at::ScalarType out_dtype, const fs::path& dir) {
+  auto cfg = nlohmann::ordered_json::parse(base.config.raw_json);
+  cfg["num_hidden_layers"] = layers;
+  if (cfg.contains("torch_dtype")) cfg["torch_dtype"] = dtype_config_name(out_dtype);
+  if (cfg.contains("dtype") || !cfg.contains("torch_dtype")) cfg["dtype"] = dtype_config_name(out_dtype);
+  if (cfg.contains("layer_types") && cfg["layer_types"].is_array() && !cfg["layer_types"].empty()) {
+    auto kind = cfg["layer_types"][0];
+    cfg["layer_types"] = nlohmann::ordered_json::array();
+    for (int64_t i = 0; i < layers; ++i) cfg["layer_types"].push_back(kind);
+  }
+  io::write_text_file(dir / "config.json", cfg.dump(2) + "\n");
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+                        "vocab.json", "merges.txt", "tokenizer.model"})
+    if (fs::exists(tokenizer_model.path / f)) fs::copy_file(tokenizer_model.path / f, dir / f);
+  if (fs::exists(base.path / "generation_config.json"))
+    fs::copy_file(base.path / "generation_config.json", dir / "generation_config.json");
+  fs::copy_file(config.source, dir / "anvil_merge_config.yaml");
+}
+
+}  // namespace
+
+MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const MergeOptions& options) {
+  auto t0 = std::chrono::steady_clock::now();
+  const MergeMethod* method = find_merge_method(config.merge_method);
+  if (!method)
+    fail(config.source.string(), "unknown merge_method '" + config.merge_method + "' (supported: " + method_list() + ")");
+  if (method->needs_base_model() && !config.base_model)
+    fail(config.source.string(), config.merge_method + " needs base_model");
+  if (config.tokenizer_source && *config.tokenizer_source == "union")
+    fail(config.source.string(), "tokenizer_source: union is not supported (use base or a model path)");
+  at::Device device = options.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  if (device.is_cuda() && !at::hasCUDA()) fail("--device cuda", "no CUDA device available");
+
+  MergeConfig cfg = config;
+  if (cfg.from_models && cfg.base_model && method->base_is_input()) {
+    auto& sources = cfg.slices.front().sources;
+    bool listed = false;
+    for (const auto& s : sources) listed |= s.path.string() == *cfg.base_model;
+    if (!listed) sources.push_back(InputSlice{*cfg.base_model, *cfg.base_model, std::nullopt, {}});
+  }
+  if (method->name() == "passthrough")
+    for (const auto& s : cfg.slices)
+      if (s.sources.size() != 1) fail(cfg.source.string(), "passthrough takes exactly one source per slice");
+
+  // Open every model once (memory-mapped, headers validated) before any work.
+  std::map<std::string, std::unique_ptr<Model>> models;
+  auto open = [&](const fs::path& p) -> Model& {
+    auto& slot = models[p.string()];
+    if (!slot) slot = std::make_unique<Model>(Model{p, std::make_unique<io::Checkpoint>(p), model::ModelConfig::load(p)});
+    return *slot;
+  };
+  std::vector<const Model*> inputs;
+  for (const auto& slice : cfg.slices)
+    for (const auto& src : slice.sources) inputs.push_back(&open(src.path));
+  const Model& base = cfg.base_model ? open(*cfg.base_model) : *inputs.front();
+  inputs.push_back(&base);
+  check_compatible(inputs, cfg.from_models);
+  const Model* tokenizer_model = &base;
+  if (cfg.tokenizer_source && *cfg.tokenizer_source != "base") {
+    fs::path p = *cfg.tokenizer_source;
+    if (!fs::is_directory(p) && fs::is_directory(cfg.source.parent_path() / p)) p = cfg.source.parent_path() / p;
+    if (!fs::is_directory(p)) fail(cfg.source.string(), "tokenizer_source '" + *cfg.tokenizer_source + "' is not a directory");
+    tokenizer_model = &open(fs::absolute(p).lexically_normal());
+  }
+
+  int64_t layers = 0;
+  Planner planner(cfg, *method, models);
+  std::vector<PlannedTensor> plan = planner.plan(&layers);
+
+  std::string dtype_name = options.out_dtype ? *options.out_dtype
+                           : cfg.out_dtype   ? *cfg.out_dtype
+                           : cfg.dtype       ? *cfg.dtype
+                                             : base.config.dtype;
+  at::ScalarType out_dtype = model::parse_float_dtype(dtype_name);
+
+  std::vector<io::TensorSpec> specs;
+  for (const auto& p : plan) specs.push_back({p.out_name, model::from_scalar_type(out_dtype), p.shape});
+
+  io::AtomicDir out(out_dir);
+  io::ShardedWriter writer(out.temp_path(), specs, options.max_shard_bytes);
+  std::atomic<int64_t> done{0};
+  std::atomic<uint64_t> bytes{0};
+  std::mutex progress_mutex;
+  auto merge_one = [&](size_t i) {
+    c10::InferenceMode guard;
+    const PlannedTensor& p = plan[i];
+    MergeTask task{p.out_name, {}, p.params, tensor_seed(options.seed, p.out_name)};
+    for (const auto& in : p.inputs)
+      task.inputs.push_back(
+          MergeInput{model::load_tensor(in.model->ckpt->get(in.tensor_name), at::kFloat, device), in.params, in.is_base});
+    at::Tensor result = method->merge(task).to(at::kCPU, out_dtype).contiguous();
+    writer.write(p.out_name, std::span<const uint8_t>(static_cast<const uint8_t*>(result.data_ptr()), result.nbytes()));
+    int64_t d = ++done;
+    uint64_t b = bytes += result.nbytes();
+    if (options.progress) {
+      std::lock_guard lock(progress_mutex);
+      options.progress(d, static_cast<int64_t>(plan.size()), b);
+    }
+  };
+  if (options.threads > 1 && device.is_cpu()) {
+    tbb::task_arena arena(options.threads);
+    arena.execute([&] {
+      tbb::parallel_for(size_t{0}, plan.size(), [&](size_t i) {
+        at::set_num_threads(1);
+        merge_one(i);
+      });
+    });
+  } else {
+    for (size_t i = 0; i < plan.size(); ++i) merge_one(i);
+  }
+  writer.commit();
+  write_model_files(cfg, base, *tokenizer_model, layers, out_dtype, out.temp_path());
+  out.commit();
+
+  MergeSummary s;
+  s.tensors = static_cast<int64_t>(plan.size());
+  s.layers = layers;
+  s.bytes_written = bytes;
+  s.shards = writer.shard_count();
+  s.out_dtype = dtype_config_name(out_dtype);
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
+}  // namespace anvil::merge

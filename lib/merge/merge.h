@@ -1,0 +1,35 @@
+#pragma once
+// Runs a merge config: checks the models agree, plans every output tensor (with its inputs and
+// evaluated parameters) before reading any weights, then streams tensor by tensor, in parallel,
+// into a sharded safetensors directory that appears only when complete.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "merge/merge_config.h"
+
+namespace anvil::merge {
+
+struct MergeOptions {
+  std::string device = "cpu";            // cpu or cuda
+  std::optional<std::string> out_dtype;  // overrides the config (bf16, f16, f32)
+  uint64_t max_shard_bytes = 5'000'000'000ull;
+  uint64_t seed = 0;
+  int threads = 1;
+  std::function<void(int64_t tensors_done, int64_t tensors_total, uint64_t bytes_done)> progress;
+};
+
+struct MergeSummary {
+  int64_t tensors = 0;
+  int64_t layers = 0;
+  uint64_t bytes_written = 0;
+  size_t shards = 0;
+  std::string out_dtype;
+  double seconds = 0;
+};
+
+MergeSummary run_merge(const MergeConfig& config, const std::filesystem::path& out_dir, const MergeOptions& options);
+
+}  // namespace anvil::merge

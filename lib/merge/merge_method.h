@@ -1,0 +1,54 @@
+#pragma once
+// One interface for every merge method (as in mergekit): a method declares its parameters and
+// merges one tensor at a time. Adding a method is a new file in methods/ and a row in
+// methods/registry.cpp.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace anvil::merge {
+
+struct ParamDef {
+  std::string name;
+  std::optional<double> default_value;  // absent: required
+};
+
+// One input model's tensor with that model's per-tensor parameters (e.g. weight, density).
+struct MergeInput {
+  at::Tensor tensor;  // fp32
+  std::map<std::string, double> params;
+  bool is_base = false;
+};
+
+struct MergeTask {
+  std::string tensor_name;
+  std::vector<MergeInput> inputs;        // in config order; at most one is_base
+  std::map<std::string, double> params;  // method-level parameters (e.g. t, normalize)
+  uint64_t seed = 0;                     // per-tensor seed for random methods
+  const MergeInput* base() const;
+};
+
+class MergeMethod {
+ public:
+  virtual ~MergeMethod() = default;
+  virtual std::string_view name() const = 0;
+  virtual std::vector<ParamDef> parameters() const { return {}; }         // per merge / slice
+  virtual std::vector<ParamDef> tensor_parameters() const { return {}; }  // per input model
+  virtual bool needs_base_model() const { return false; }
+  // Whether the base model joins the inputs even when `models:` does not list it (task-vector
+  // methods); linear and SLERP merge exactly the listed models.
+  virtual bool base_is_input() const { return needs_base_model(); }
+  // Checks parameter values before any tensor is read (tensors in `task` are undefined).
+  virtual void check(const MergeTask& task) const {}
+  virtual at::Tensor merge(const MergeTask& task) const = 0;
+};
+
+const MergeMethod* find_merge_method(std::string_view name);
+std::vector<std::string_view> merge_method_names();
+
+}  // namespace anvil::merge

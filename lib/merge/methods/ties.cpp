@@ -1,0 +1,11 @@
+// ties: task vectors trimmed to their top `density` by magnitude, a per-element sign elected by
+// the summed weighted deltas, and the disjoint (weight-normalized) mean of the agreeing entries.
+#include "merge/methods/task_vectors.h"
+
+namespace anvil::merge {
+
+std::unique_ptr<MergeMethod> make_ties() {
+  return std::make_unique<TaskVectorMerge>(TaskVectorOptions{"ties", Sparsify::Magnitude, true, true, false});
+}
+
+}  // namespace anvil::merge

@@ -1,0 +1,128 @@
+// anvil merge CONFIG.yaml -o OUT_DIR: runs a mergekit-style config, streaming tensor by tensor.
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include "commands.h"
+#include "common.h"
+#include "eval/perplexity.h"
+#include "io/atomic_file.h"
+#include "io/checkpoint.h"
+#include "merge/merge.h"
+#include "progress.h"
+#include "tokenizer/tokenizer.h"
+
+namespace anvil::cli {
+namespace {
+
+// One table: a row per model, a column per data file (perplexity).
+void print_eval_table(const std::vector<std::pair<std::string, std::filesystem::path>>& models,
+                      const std::vector<std::string>& files, const model::LoadOptions& load) {
+  std::printf("\n%-28s", "perplexity");
+  for (const auto& f : files) std::printf(" %16s", std::filesystem::path(f).filename().string().c_str());
+  std::printf("\n");
+  auto tok = tokenizer::Tokenizer::load(models.front().second);
+  std::vector<std::vector<int32_t>> tokens;
+  for (const auto& f : files) tokens.push_back(tok.encode(io::read_text_file(f)));
+  for (const auto& [label, dir] : models) {
+    auto m = load_model(dir, load);
+    std::printf("%-28s", label.c_str());
+    std::fflush(stdout);
+    for (const auto& t : tokens) {
+      eval::PerplexityOptions opts;
+      opts.threads = at::get_num_threads();
+      std::printf(" %16.3f", eval::evaluate_perplexity(*m, t, opts).perplexity);
+      std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+}
+
+}  // namespace
+
+int run_merge(int argc, char** argv) {
+  cxxopts::Options options(argv[0], "Merge models as a mergekit-style YAML config says (linear, slerp, "
+                                    "task_arithmetic, ties, dare_linear, dare_ties, passthrough), tensor by tensor.");
+  options.positional_help("CONFIG.yaml -o OUT_DIR");
+  options.add_options()
+      ("config", "merge config (YAML)", cxxopts::value<std::string>())
+      ("o,output", "output model directory (written atomically)", cxxopts::value<std::string>())
+      ("shard-size", "maximum shard size, e.g. 5GB or 500MB", cxxopts::value<std::string>()->default_value("5GB"))
+      ("seed", "seed for DARE's random drops", cxxopts::value<uint64_t>()->default_value("0"))
+      ("eval", "after merging, score perplexity on these text files", cxxopts::value<std::vector<std::string>>())
+      ("more", "", cxxopts::value<std::vector<std::string>>())
+      ("eval-inputs", "with --eval, also score every input model")
+      ("h,help", "show this help");
+  options.add_options("runtime")
+      ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
+      ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
+      ("dtype", "output dtype: bf16, f16 or f32 (default: the config's dtype, else the base model's)",
+       cxxopts::value<std::string>());
+  options.parse_positional({"config", "more"});
+  auto args = parse_or_usage(options, argc, argv);
+  if (wants_help(args, options)) return 0;
+  if (!args.count("config")) throw UsageError("missing CONFIG.yaml");
+  if (!args.count("output")) throw UsageError("missing -o OUT_DIR");
+  std::vector<std::string> eval_files;
+  if (args.count("eval")) eval_files = args["eval"].as<std::vector<std::string>>();
+  if (args.count("more")) {
+    if (!args.count("eval")) throw UsageError("unexpected argument '" + args["more"].as<std::vector<std::string>>()[0] + "'");
+    for (const auto& f : args["more"].as<std::vector<std::string>>()) eval_files.push_back(f);
+  }
+  for (const auto& f : eval_files) existing_path(f, "eval data file");
+  auto config = merge::MergeConfig::load(existing_path(args["config"].as<std::string>(), "merge config"));
+
+  merge::MergeOptions opts;
+  opts.threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (args.count("threads")) opts.threads = args["threads"].as<int>();
+  if (opts.threads < 1) throw UsageError("--threads must be at least 1");
+  at::set_num_threads(opts.threads);
+  opts.device = args["device"].as<std::string>();
+  if (opts.device != "cpu" && opts.device != "cuda") throw UsageError("--device must be cpu or cuda");
+  if (args.count("dtype")) opts.out_dtype = args["dtype"].as<std::string>();
+  opts.seed = args["seed"].as<uint64_t>();
+  try {
+    opts.max_shard_bytes = io::parse_byte_size(args["shard-size"].as<std::string>());
+  } catch (const Error& e) {
+    throw UsageError(std::string("--shard-size: ") + e.what());
+  }
+  std::unique_ptr<Progress> bar;
+  auto t0 = std::chrono::steady_clock::now();
+  opts.progress = [&](int64_t done, int64_t total, uint64_t bytes) {
+    if (!bar) bar = std::make_unique<Progress>("merge", total, "tensors");
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.0f MB/s", s > 0 ? bytes / s / 1e6 : 0.0);
+    bar->update(done, buf);
+  };
+  const std::filesystem::path out = args["output"].as<std::string>();
+  auto summary = merge::run_merge(config, out, opts);
+  if (bar) bar->finish();
+  std::printf("merged %lld tensors (%lld layers, %s, %s in %zu shard%s) with %s into %s in %.2f s\n",
+              static_cast<long long>(summary.tensors), static_cast<long long>(summary.layers),
+              summary.out_dtype.c_str(), human_bytes(static_cast<double>(summary.bytes_written)).c_str(),
+              summary.shards, summary.shards == 1 ? "" : "s", config.merge_method.c_str(), out.string().c_str(),
+              summary.seconds);
+
+  if (!eval_files.empty()) {
+    model::LoadOptions load;
+    std::vector<std::pair<std::string, std::filesystem::path>> rows{{"merged (" + config.merge_method + ")", out}};
+    if (args.count("eval-inputs")) {
+      std::vector<std::string> seen;
+      auto add = [&](const std::string& label, const std::filesystem::path& p) {
+        if (std::find(seen.begin(), seen.end(), p.string()) != seen.end()) return;
+        seen.push_back(p.string());
+        rows.emplace_back(label, p);
+      };
+      if (config.base_model) add(std::filesystem::path(*config.base_model).filename().string() + " (base)", *config.base_model);
+      for (const auto& s : config.slices)
+        for (const auto& src : s.sources) add(src.path.filename().string(), src.path);
+    }
+    print_eval_table(rows, eval_files, load);
+  }
+  return 0;
+}
+
+}  // namespace anvil::cli
