@@ -11,7 +11,7 @@ data=("$shared/data/fortune.val.txt" "$shared/data/changelog.val.txt" "$shared/d
 
 score() {  # model dir -> "fortune | changelog | pkg"
   $anvil eval "$1" --data "${data[@]}" --json |
-    python3 -c 'import json,sys; print(" | ".join(f"{r["perplexity"]:.1f}" for r in json.load(sys.stdin)["results"]))'
+    python3 -c 'import json,sys; print(" | ".join("%.1f" % r["perplexity"] for r in json.load(sys.stdin)["results"]))'
 }
 
 echo "| model | fortune.val | changelog.val | pkg.val |"

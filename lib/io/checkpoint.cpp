@@ -123,6 +123,12 @@ void ShardedWriter::write(const std::string& name, std::span<const uint8_t> byte
   writers_[it->second]->write(name, bytes);
 }
 
+void ShardedWriter::write_part(const std::string& name, uint64_t offset, std::span<const uint8_t> bytes) {
+  auto it = shard_of_.find(name);
+  if (it == shard_of_.end()) fail(dir_.string(), "tensor '" + name + "' was not planned");
+  writers_[it->second]->write_part(name, offset, bytes);
+}
+
 void ShardedWriter::commit() {
   if (writers_.size() > 1) {
     nlohmann::ordered_json index;

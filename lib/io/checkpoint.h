@@ -41,6 +41,7 @@ class ShardedWriter {
                 const Metadata& metadata = {{"format", "pt"}});
   ~ShardedWriter();
   void write(const std::string& name, std::span<const uint8_t> bytes);  // thread-safe per tensor
+  void write_part(const std::string& name, uint64_t offset, std::span<const uint8_t> bytes);
   void commit();
   size_t shard_count() const { return writers_.size(); }
 

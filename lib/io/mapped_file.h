@@ -26,4 +26,8 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Drops the resident pages of a mapped range (whole pages inside it) so that streaming through a
+// large file does not grow the process's resident set; touching them again re-reads the file.
+void release_pages(const void* begin, size_t size);
+
 }  // namespace anvil::io

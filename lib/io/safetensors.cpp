@@ -164,7 +164,7 @@ SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::vec
   uint64_t offset = 0;
   for (const auto& s : specs_) {
     if (slots_.count(s.name)) fail(path.string(), "tensor " + quote(s.name) + " given twice");
-    slots_[s.name] = Slot{offset, s.nbytes(), false};
+    slots_[s.name] = Slot{offset, s.nbytes(), 0};
     offset += s.nbytes();
   }
   file_ = std::make_unique<AtomicFile>(path);
@@ -180,19 +180,28 @@ SafetensorsWriter::~SafetensorsWriter() = default;
 
 void SafetensorsWriter::write(const std::string& name, std::span<const uint8_t> bytes) {
   auto it = slots_.find(name);
-  if (it == slots_.end()) fail(path_.string(), "tensor " + quote(name) + " is not in the planned header");
-  if (bytes.size() != it->second.size)
+  if (it != slots_.end() && bytes.size() != it->second.size)
     fail(path_.string(), "tensor " + quote(name) + ": got " + std::to_string(bytes.size()) + " bytes, expected " +
                              std::to_string(it->second.size));
-  file_->write_at(data_start_ + it->second.offset, bytes);
-  it->second.written = true;  // distinct tensors touch distinct slots: no lock needed
+  write_part(name, 0, bytes);
+}
+
+void SafetensorsWriter::write_part(const std::string& name, uint64_t offset, std::span<const uint8_t> bytes) {
+  auto it = slots_.find(name);
+  if (it == slots_.end()) fail(path_.string(), "tensor " + quote(name) + " is not in the planned header");
+  Slot& slot = it->second;
+  if (offset > slot.size || bytes.size() > slot.size - offset)
+    fail(path_.string(), "tensor " + quote(name) + ": write past its " + std::to_string(slot.size) + " bytes");
+  file_->write_at(data_start_ + slot.offset + offset, bytes);
+  slot.received += bytes.size();  // distinct tensors touch distinct slots: no lock needed
 }
 
 uint64_t SafetensorsWriter::data_offset_of(const std::string& name) const { return slots_.at(name).offset; }
 
 void SafetensorsWriter::commit() {
   for (const auto& s : specs_)
-    if (!slots_.at(s.name).written) fail(path_.string(), "tensor " + quote(s.name) + " was never written");
+    if (slots_.at(s.name).received != s.nbytes())
+      fail(path_.string(), "tensor " + quote(s.name) + " was not completely written");
   file_->commit();
 }
 

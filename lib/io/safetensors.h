@@ -62,6 +62,9 @@ class SafetensorsWriter {
   ~SafetensorsWriter();
   // Thread-safe for distinct tensors.
   void write(const std::string& name, std::span<const uint8_t> bytes);
+  // Writes bytes [offset, offset + size) of one tensor; the tensor counts as written once all its
+  // bytes have arrived. Parts of one tensor must come from one thread.
+  void write_part(const std::string& name, uint64_t offset, std::span<const uint8_t> bytes);
   void commit();  // every tensor must have been written
   uint64_t data_offset_of(const std::string& name) const;
 
@@ -69,7 +72,7 @@ class SafetensorsWriter {
   struct Slot {
     uint64_t offset;
     uint64_t size;
-    bool written;
+    uint64_t received;
   };
   std::unique_ptr<class AtomicFile> file_;
   std::vector<TensorSpec> specs_;

@@ -16,6 +16,7 @@
 
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "io/mapped_file.h"
 #include "merge/merge_method.h"
 #include "model/config.h"
 #include "model/tensor_bridge.h"
@@ -297,17 +298,56 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   auto merge_one = [&](size_t i) {
     c10::InferenceMode guard;
     const PlannedTensor& p = plan[i];
-    MergeTask task{p.out_name, {}, p.params, tensor_seed(options.seed, p.out_name)};
-    for (const auto& in : p.inputs)
-      task.inputs.push_back(
-          MergeInput{model::load_tensor(in.model->ckpt->get(in.tensor_name), at::kFloat, device), in.params, in.is_base});
-    at::Tensor result = method->merge(task).to(at::kCPU, out_dtype).contiguous();
-    writer.write(p.out_name, std::span<const uint8_t>(static_cast<const uint8_t*>(result.data_ptr()), result.nbytes()));
+    const int64_t numel = io::TensorSpec{"", io::DType::F32, p.shape}.numel();
+    const int64_t rows = p.shape.empty() ? 1 : p.shape[0];
+    const int64_t row_elems = rows > 0 ? numel / rows : 0;
+    // Chunk boundaries depend only on the shape and chunk_elements, so seeded methods give the
+    // same bytes for any thread count.
+    const int64_t kChunkElements = std::max<int64_t>(1, options.chunk_elements);
+    const int64_t rows_per_chunk =
+        method->chunkable() && p.shape.size() >= 2 ? std::max<int64_t>(1, kChunkElements / std::max<int64_t>(row_elems, 1))
+                                                   : rows;
+    const int64_t n_chunks = rows == 0 ? 1 : (rows + rows_per_chunk - 1) / rows_per_chunk;
+    const uint64_t out_row_bytes = static_cast<uint64_t>(row_elems) * at::elementSize(out_dtype);
+
+    auto load_chunk = [&](int64_t c) {
+      MergeTask task{p.out_name, {}, p.params, tensor_seed(options.seed, p.out_name) + static_cast<uint64_t>(c)};
+      for (const auto& in : p.inputs) {
+        const io::TensorView& view = in.model->ckpt->get(in.tensor_name);
+        at::Tensor t = model::view_tensor(view);
+        if (n_chunks > 1) t = t.narrow(0, c * rows_per_chunk, std::min(rows_per_chunk, rows - c * rows_per_chunk));
+        task.inputs.push_back(MergeInput{t.to(device, at::kFloat, false, true), in.params, in.is_base});
+      }
+      return task;
+    };
+    auto release_chunk = [&](int64_t c) {
+      for (const auto& in : p.inputs) {
+        const io::TensorView& view = in.model->ckpt->get(in.tensor_name);
+        uint64_t row_bytes = view.bytes.size() / static_cast<uint64_t>(std::max<int64_t>(rows, 1));
+        uint64_t begin = n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * row_bytes : 0;
+        uint64_t size = n_chunks > 1 ? std::min<uint64_t>(rows_per_chunk * row_bytes, view.bytes.size() - begin)
+                                     : view.bytes.size();
+        io::release_pages(view.bytes.data() + begin, size);
+      }
+    };
+
+    std::vector<double> stats(method->statistics_size(), 0.0);
+    if (!stats.empty() && n_chunks > 1)
+      for (int64_t c = 0; c < n_chunks; ++c) method->accumulate(load_chunk(c), stats);
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      MergeTask task = load_chunk(c);
+      if (n_chunks > 1) task.stats = stats;
+      at::Tensor result = method->merge(task).to(at::kCPU, out_dtype).contiguous();
+      uint64_t offset = n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * out_row_bytes : 0;
+      writer.write_part(p.out_name, offset,
+                        std::span<const uint8_t>(static_cast<const uint8_t*>(result.data_ptr()), result.nbytes()));
+      release_chunk(c);
+      bytes += result.nbytes();
+    }
     int64_t d = ++done;
-    uint64_t b = bytes += result.nbytes();
     if (options.progress) {
       std::lock_guard lock(progress_mutex);
-      options.progress(d, static_cast<int64_t>(plan.size()), b);
+      options.progress(d, static_cast<int64_t>(plan.size()), bytes.load());
     }
   };
   if (options.threads > 1 && device.is_cpu()) {

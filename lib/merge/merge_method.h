@@ -29,7 +29,8 @@ struct MergeTask {
   std::string tensor_name;
   std::vector<MergeInput> inputs;        // in config order; at most one is_base
   std::map<std::string, double> params;  // method-level parameters (e.g. t, normalize)
-  uint64_t seed = 0;                     // per-tensor seed for random methods
+  uint64_t seed = 0;                     // per-tensor (and per-chunk) seed for random methods
+  std::vector<double> stats;             // per-tensor statistics from accumulate(), when chunked
   const MergeInput* base() const;
 };
 
@@ -43,6 +44,12 @@ class MergeMethod {
   // Whether the base model joins the inputs even when `models:` does not list it (task-vector
   // methods); linear and SLERP merge exactly the listed models.
   virtual bool base_is_input() const { return needs_base_model(); }
+  // Row-chunked execution bounds memory to a few chunks instead of whole tensors. A method can
+  // run on chunks when each output element depends only on the same element of the inputs, plus
+  // optional per-tensor statistics that accumulate() gathers over all chunks in a first pass.
+  virtual bool chunkable() const { return false; }
+  virtual size_t statistics_size() const { return 0; }
+  virtual void accumulate(const MergeTask& chunk, std::vector<double>& stats) const {}
   // Checks parameter values before any tensor is read (tensors in `task` are undefined).
   virtual void check(const MergeTask& task) const {}
   virtual at::Tensor merge(const MergeTask& task) const = 0;

@@ -8,6 +8,7 @@ class LinearMerge final : public MergeMethod {
   std::string_view name() const override { return "linear"; }
   std::vector<ParamDef> parameters() const override { return {{"normalize", 1.0}}; }
   std::vector<ParamDef> tensor_parameters() const override { return {{"weight", std::nullopt}}; }
+  bool chunkable() const override { return true; }
   at::Tensor merge(const MergeTask& task) const override {
     at::Tensor sum;
     double weight_sum = 0;

@@ -24,6 +24,8 @@ class TaskVectorMerge final : public MergeMethod {
   std::vector<ParamDef> tensor_parameters() const override;
   bool needs_base_model() const override { return true; }
   void check(const MergeTask& task) const override;
+  // Magnitude trimming ranks a whole tensor; the other variants are elementwise.
+  bool chunkable() const override { return o_.sparsify != Sparsify::Magnitude; }
   at::Tensor merge(const MergeTask& task) const override;
 
  private:
