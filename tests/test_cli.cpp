@@ -121,3 +121,27 @@ TEST(Cli, EnvReportsBlasAndThreads) {
   EXPECT_NE(r.out.find("blas: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("cpu threads: 1"), std::string::npos) << r.out;
 }
+
+TEST(Cli, MergeWithEvalTable) {
+  test::TempDir dir;
+  test::write_bytes(dir / "c.yaml", "merge_method: linear\nmodels:\n  - model: " + models() +
+                                        "/ft-fortune\n    parameters: {weight: 0.5}\n  - model: " + models() +
+                                        "/ft-changelog\n    parameters: {weight: 0.5}\n");
+  test::write_bytes(dir / "f.txt", test::read_bytes(test::shared_dir() / "data" / "fortune.val.txt").substr(0, 8000));
+  auto r = run("merge " + (dir / "c.yaml").string() + " -o " + (dir / "out").string() + " --eval " +
+               (dir / "f.txt").string() + " --eval-inputs --threads 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* s : {"merged 75 tensors", "merged (linear)", "ft-fortune", "ft-changelog", "f.txt"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out" / "config.json"));
+}
+
+TEST(Cli, MergeBadConfigExitsTwoAndWritesNothing) {
+  test::TempDir dir;
+  test::write_bytes(dir / "c.yaml", "merge_method: linear\nweights: [1, 2]\nmodels:\n  - model: " + models() + "/base\n");
+  auto r = run("merge " + (dir / "c.yaml").string() + " -o " + (dir / "out").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("unsupported key 'weights'"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+}
