@@ -1,0 +1,510 @@
+// The k-quants (Q2_K..Q6_K): 256-element super-blocks of 16 or 32-element sub-blocks, each with
+// its own scale (and min), the sub-block scales themselves quantized to 4 or 6 bits against one
+// fp16 super-scale. Scale searches follow ggml's reference encoders operation for operation,
+// because a different float evaluation order changes which level wins a tie.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "quant/ggml_blocks.h"
+#include "quant/quant_math.h"
+#include "quant/quant_types.h"
+
+namespace anvil::quant {
+namespace {
+
+template <typename Block>
+Block* blocks(uint8_t* p) { return reinterpret_cast<Block*>(p); }
+template <typename Block>
+const Block* blocks(const uint8_t* p) { return reinterpret_cast<const Block*>(p); }
+
+// Symmetric levels in [-nmax, nmax-1] with weights x^2; tries 18 scales around nmax/max
+// (ggml's make_qx_quants with rmse_type 1 and no importance weights). L holds level + nmax.
+float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  float iscale = -nmax / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
+    L[i] = static_cast<int8_t>(l + nmax);
+    float w = x[i] * x[i];
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  float scale = suml2 ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(nmax + 0.1f * is) / max;
+    sumlx = suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
+      float w = x[i] * x[i];
+      sumlx += w * x[i] * l;
+      suml2 += w * l * l;
+    }
+    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i]))));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// Q3_K's sub-block search: start at nmax/max, then move single elements to a better level while
+// the weighted (x^2) fit improves, up to 5 sweeps (ggml's make_q3_quants with do_rmse).
+float q3_scale_search(int n, int nmax, const float* x, int8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  const float iscale = -nmax / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
+    L[i] = static_cast<int8_t>(l);
+    float w = x[i] * x[i];
+    sumlx += w * x[i] * l;
+    suml2 += w * l * l;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float w = x[i] * x[i];
+      float slx = sumlx - w * x[i] * L[i];
+      if (slx > 0) {
+        float sl2 = suml2 - w * L[i] * L[i];
+        int new_l = std::max(-nmax, std::min(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+        if (new_l != L[i]) {
+          slx += w * x[i] * new_l;
+          sl2 += w * new_l * new_l;
+          if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<int8_t>(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Asymmetric levels in [0, nmax] with a (non-positive) min: a weighted least-squares fit of
+// scale and min for nstep+1 candidate level assignments (ggml's make_qkx2_quants).
+float scale_min_search(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                       float rmin, float rdelta, int nstep, bool use_mad) {
+  uint8_t Laux[32];
+  float min = x[0], max = x[0];
+  float sum_w = weights[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    float w = weights[i];
+    sum_w += w;
+    sum_x += w * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    std::fill(L, L + n, 0);
+    *the_min = -min;
+    return 0.f;
+  }
+  float iscale = nmax / (max - min);
+  float scale = 1 / iscale;
+  float best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    int l = nearest_int(iscale * (x[i] - min));
+    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
+    float diff = scale * L[i] + min - x[i];
+    diff = use_mad ? std::fabs(diff) : diff * diff;
+    best_error += weights[i] * diff;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * is + nmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
+      Laux[i] = static_cast<uint8_t>(l);
+      float w = weights[i];
+      sum_l += w * l;
+      sum_l2 += w * l * l;
+      sum_xl += w * l * x[i];
+    }
+    float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float cur_error = 0;
+      for (int i = 0; i < n; ++i) {
+        float diff = this_scale * Laux[i] + this_min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        cur_error += weights[i] * diff;
+      }
+      if (cur_error < best_error) {
+        std::copy(Laux, Laux + n, L);
+        best_error = cur_error;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+// The 12-byte packing of eight 6-bit scales and eight 6-bit mins used by Q4_K and Q5_K.
+void pack_scale_min_k4(uint8_t* q, int j, uint8_t ls, uint8_t lm) {
+  if (j < 4) {
+    q[j] = ls;
+    q[j + 4] = lm;
+  } else {
+    q[j + 4] = static_cast<uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+    q[j - 4] |= static_cast<uint8_t>((ls >> 4) << 6);
+    q[j] |= static_cast<uint8_t>((lm >> 4) << 6);
+  }
+}
+
+void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// Shared by Q4_K (nmax 15) and Q5_K (nmax 31): eight 32-element sub-blocks with scale and min,
+// both quantized to 6 bits. Returns the final levels in L.
+template <typename Block>
+void encode_scale_min_superblock(const float* x, Block& y, uint8_t* L, int nmax, float rmin, int nstep) {
+  float mins[8], scales[8], weights[32];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = scale_min_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  std::memset(y.scales, 0, sizeof y.scales);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
+    uint8_t lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
+    pack_scale_min_k4(y.scales, j, std::min<uint8_t>(63, ls), std::min<uint8_t>(63, lm));
+  }
+  y.d = to_half(max_scale / 63.f);
+  y.dmin = to_half(max_min / 63.f);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    unpack_scale_min_k4(j, y.scales, &sc, &m);
+    const float d = from_half(y.d) * sc;
+    if (!d) continue;
+    const float dm = from_half(y.dmin) * m;
+    for (int ii = 0; ii < 32; ++ii)
+      L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, nearest_int((x[32 * j + ii] + dm) / d))));
+  }
+}
+
+}  // namespace
+
+void encode_q2_K(const float* x, uint8_t* out, int64_t n) {
+  auto* y = blocks<BlockQ2_K>(out);
+  const float q4scale = 15.f;
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    uint8_t L[kQK_K];
+    float weights[16], mins[16], scales[16];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 16; ++j) {
+      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+      scales[j] = scale_min_search(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+      if (scales[j] > max_scale) max_scale = scales[j];
+      if (mins[j] > max_min) max_min = mins[j];
+    }
+    if (max_scale > 0) {
+      float iscale = q4scale / max_scale;
+      for (int j = 0; j < 16; ++j) y[i].scales[j] = static_cast<uint8_t>(nearest_int(iscale * scales[j]));
+      y[i].d = to_half(max_scale / q4scale);
+    } else {
+      std::memset(y[i].scales, 0, 16);
+      y[i].d = to_half(0.f);
+    }
+    if (max_min > 0) {
+      float iscale = q4scale / max_min;
+      for (int j = 0; j < 16; ++j) y[i].scales[j] |= static_cast<uint8_t>(nearest_int(iscale * mins[j]) << 4);
+      y[i].dmin = to_half(max_min / q4scale);
+    } else {
+      y[i].dmin = to_half(0.f);
+    }
+    for (int j = 0; j < 16; ++j) {
+      const float d = from_half(y[i].d) * (y[i].scales[j] & 0xF);
+      if (!d) continue;
+      const float dm = from_half(y[i].dmin) * (y[i].scales[j] >> 4);
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(3, nearest_int((x[16 * j + ii] + dm) / d))));
+    }
+    for (int j = 0; j < kQK_K; j += 128)
+      for (int l = 0; l < 32; ++l)
+        y[i].qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+  }
+}
+
+void decode_q2_K(const uint8_t* in, float* y, int64_t n) {
+  const auto* b = blocks<BlockQ2_K>(in);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float d = from_half(b[i].d), min = from_half(b[i].dmin);
+    const uint8_t* q = b[i].qs;
+    int is = 0;
+    for (int half = 0; half < 2; ++half, q += 32)
+      for (int shift = 0; shift < 8; shift += 2)
+        for (int part = 0; part < 2; ++part) {
+          uint8_t sc = b[i].scales[is++];
+          float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+          for (int l = 0; l < 16; ++l) *y++ = dl * static_cast<int8_t>((q[l + 16 * part] >> shift) & 3) - ml;
+        }
+  }
+}
+
+void encode_q3_K(const float* x, uint8_t* out, int64_t n) {
+  auto* y = blocks<BlockQ3_K>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    int8_t L[kQK_K];
+    float scales[16];
+    float max_scale = 0, amax = 0;
+    for (int j = 0; j < 16; ++j) {
+      scales[j] = q3_scale_search(16, 4, x + 16 * j, L + 16 * j);
+      if (std::fabs(scales[j]) > amax) {
+        amax = std::fabs(scales[j]);
+        max_scale = scales[j];
+      }
+    }
+    std::memset(y[i].scales, 0, 12);
+    if (max_scale) {
+      float iscale = -32.f / max_scale;
+      for (int j = 0; j < 16; ++j) {
+        int8_t l = static_cast<int8_t>(nearest_int(iscale * scales[j]));
+        l = static_cast<int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
+        if (j < 8) y[i].scales[j] = l & 0xF;
+        else y[i].scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+        l = static_cast<int8_t>(l >> 4);
+        y[i].scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
+      }
+      y[i].d = to_half(1 / iscale);
+    } else {
+      y[i].d = to_half(0.f);
+    }
+    for (int j = 0; j < 16; ++j) {
+      int8_t sc = static_cast<int8_t>(j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4);
+      sc = static_cast<int8_t>((sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+      float d = from_half(y[i].d) * sc;
+      if (!d) continue;
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = static_cast<int8_t>(std::max(-4, std::min(3, nearest_int(x[16 * j + ii] / d))) + 4);
+    }
+    std::memset(y[i].hmask, 0, sizeof y[i].hmask);
+    // The high bit of element j goes to bit j / 32 of hmask[j % 32].
+    for (int j = 0; j < kQK_K; ++j)
+      if (L[j] > 3) {
+        y[i].hmask[j % 32] |= static_cast<uint8_t>(1 << (j / 32));
+        L[j] = static_cast<int8_t>(L[j] - 4);
+      }
+    for (int j = 0; j < kQK_K; j += 128)
+      for (int l = 0; l < 32; ++l)
+        y[i].qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+  }
+}
+
+void decode_q3_K(const uint8_t* in, float* y, int64_t n) {
+  const auto* b = blocks<BlockQ3_K>(in);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float d_all = from_half(b[i].d);
+    // Sixteen 6-bit scales: low nibbles in bytes 0..7, high 2-bit pairs in bytes 8..11.
+    int8_t scales[16];
+    for (int j = 0; j < 16; ++j) {
+      int low = j < 8 ? b[i].scales[j] & 0xF : b[i].scales[j - 8] >> 4;
+      int high = (b[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+      scales[j] = static_cast<int8_t>(low | (high << 4));
+    }
+    const uint8_t* q = b[i].qs;
+    const uint8_t* hm = b[i].hmask;
+    uint8_t m = 1;
+    int is = 0;
+    for (int half = 0; half < 2; ++half, q += 32)
+      for (int shift = 0; shift < 8; shift += 2, m = static_cast<uint8_t>(m << 1))
+        for (int part = 0; part < 2; ++part) {
+          float dl = d_all * (scales[is++] - 32);
+          for (int l = 0; l < 16; ++l) {
+            int idx = l + 16 * part;
+            *y++ = dl * (static_cast<int8_t>((q[idx] >> shift) & 3) - ((hm[idx] & m) ? 0 : 4));
+          }
+        }
+  }
+}
+
+void encode_q4_K(const float* x, uint8_t* out, int64_t n) {
+  auto* y = blocks<BlockQ4_K>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    uint8_t L[kQK_K];
+    encode_scale_min_superblock(x, y[i], L, 15, -1.f, 20);
+    uint8_t* q = y[i].qs;
+    for (int j = 0; j < kQK_K; j += 64, q += 32)
+      for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+  }
+}
+
+void decode_q4_K(const uint8_t* in, float* y, int64_t n) {
+  const auto* b = blocks<BlockQ4_K>(in);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float d = from_half(b[i].d), min = from_half(b[i].dmin);
+    const uint8_t* q = b[i].qs;
+    for (int is = 0; is < 8; is += 2, q += 32) {
+      uint8_t sc, m;
+      unpack_scale_min_k4(is, b[i].scales, &sc, &m);
+      const float d1 = d * sc, m1 = min * m;
+      unpack_scale_min_k4(is + 1, b[i].scales, &sc, &m);
+      const float d2 = d * sc, m2 = min * m;
+      for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
+      for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
+    }
+  }
+}
+
+void encode_q5_K(const float* x, uint8_t* out, int64_t n) {
+  auto* y = blocks<BlockQ5_K>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    uint8_t L[kQK_K];
+    encode_scale_min_superblock(x, y[i], L, 31, -0.5f, 15);
+    std::memset(y[i].qh, 0, sizeof y[i].qh);
+    uint8_t* ql = y[i].qs;
+    uint8_t m1 = 1, m2 = 2;
+    for (int n0 = 0; n0 < kQK_K; n0 += 64, ql += 32) {
+      for (int j = 0; j < 32; ++j) {
+        int l1 = L[n0 + j], l2 = L[n0 + j + 32];
+        if (l1 > 15) {
+          l1 -= 16;
+          y[i].qh[j] |= m1;
+        }
+        if (l2 > 15) {
+          l2 -= 16;
+          y[i].qh[j] |= m2;
+        }
+        ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+      }
+      m1 = static_cast<uint8_t>(m1 << 2);
+      m2 = static_cast<uint8_t>(m2 << 2);
+    }
+  }
+}
+
+void decode_q5_K(const uint8_t* in, float* y, int64_t n) {
+  const auto* b = blocks<BlockQ5_K>(in);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float d = from_half(b[i].d), min = from_half(b[i].dmin);
+    const uint8_t* ql = b[i].qs;
+    const uint8_t* qh = b[i].qh;
+    uint8_t u1 = 1, u2 = 2;
+    for (int is = 0; is < 8; is += 2, ql += 32) {
+      uint8_t sc, m;
+      unpack_scale_min_k4(is, b[i].scales, &sc, &m);
+      const float d1 = d * sc, m1 = min * m;
+      unpack_scale_min_k4(is + 1, b[i].scales, &sc, &m);
+      const float d2 = d * sc, m2 = min * m;
+      for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+      for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+      u1 = static_cast<uint8_t>(u1 << 2);
+      u2 = static_cast<uint8_t>(u2 << 2);
+    }
+  }
+}
+
+void encode_q6_K(const float* x, uint8_t* out, int64_t n) {
+  auto* y = blocks<BlockQ6_K>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    int8_t L[kQK_K];
+    float scales[16];
+    float max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < 16; ++ib) {
+      scales[ib] = symmetric_scale_search(16, 32, x + 16 * ib, L + 16 * ib);
+      if (std::fabs(scales[ib]) > max_abs_scale) {
+        max_abs_scale = std::fabs(scales[ib]);
+        max_scale = scales[ib];
+      }
+    }
+    if (max_abs_scale < kGroupMaxEps) {
+      std::memset(&y[i], 0, sizeof y[i]);
+      continue;
+    }
+    float iscale = -128.f / max_scale;
+    y[i].d = to_half(1 / iscale);
+    for (int ib = 0; ib < 16; ++ib) y[i].scales[ib] = static_cast<int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+    for (int j = 0; j < 16; ++j) {
+      float d = from_half(y[i].d) * y[i].scales[j];
+      if (!d) continue;
+      for (int ii = 0; ii < 16; ++ii)
+        L[16 * j + ii] = static_cast<int8_t>(std::max(-32, std::min(31, nearest_int(x[16 * j + ii] / d))) + 32);
+    }
+    uint8_t* ql = y[i].ql;
+    uint8_t* qh = y[i].qh;
+    for (int j = 0; j < kQK_K; j += 128, ql += 64, qh += 32)
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+        ql[l] = static_cast<uint8_t>(q1 | (q3 << 4));
+        ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
+        qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                                     ((L[j + l + 96] >> 4) << 6));
+      }
+  }
+}
+
+void decode_q6_K(const uint8_t* in, float* y, int64_t n) {
+  const auto* b = blocks<BlockQ6_K>(in);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float d = from_half(b[i].d);
+    const uint8_t* ql = b[i].ql;
+    const uint8_t* qh = b[i].qh;
+    const int8_t* sc = b[i].scales;
+    for (int n0 = 0; n0 < kQK_K; n0 += 128, y += 128, ql += 64, qh += 32, sc += 8)
+      for (int l = 0; l < 32; ++l) {
+        int is = l / 16;
+        const int8_t q1 = static_cast<int8_t>(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+        const int8_t q2 = static_cast<int8_t>(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+        const int8_t q3 = static_cast<int8_t>(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+        const int8_t q4 = static_cast<int8_t>(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+        y[l] = d * sc[is] * q1;
+        y[l + 32] = d * sc[is + 2] * q2;
+        y[l + 64] = d * sc[is + 4] * q3;
+        y[l + 96] = d * sc[is + 6] * q4;
+      }
+  }
+}
+
+}  // namespace anvil::quant

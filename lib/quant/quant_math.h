@@ -1,0 +1,25 @@
+#pragma once
+// Scalar helpers shared by the encoders; each matches ggml's arithmetic exactly.
+#include <cstdint>
+#include <cstring>
+
+#include "io/dtype.h"
+
+namespace anvil::quant {
+
+// Round to nearest, ties to even, for |x| < 2^22 (ggml's nearest_int: adding 1.5 * 2^23 leaves
+// the rounded integer in the low mantissa bits).
+inline int nearest_int(float x) {
+  float v = x + 12582912.f;
+  int32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return (bits & 0x007fffff) - 0x00400000;
+}
+
+inline uint16_t to_half(float x) { return io::float_to_f16(x); }
+inline float from_half(uint16_t h) { return io::f16_to_float(h); }
+
+// Below this a group is treated as all zeros.
+constexpr float kGroupMaxEps = 1e-15f;
+
+}  // namespace anvil::quant

@@ -1,0 +1,70 @@
+// Every quant type against ggml itself: refs/quant/ggml_vectors.safetensors holds 187 rows of 512
+// floats (edge cases, random, real weights), the block bytes ggml's reference encoders wrote for
+// each type, and ggml's dequantization of those bytes. Both must match exactly.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "quant/quant_types.h"
+#include "test_support.h"
+
+using namespace anvil;
+
+namespace {
+
+struct Vectors {
+  io::SafetensorsFile file{test::shared_dir() / "refs" / "quant" / "ggml_vectors.safetensors"};
+  const float* input() const { return reinterpret_cast<const float*>(file.find("input")->bytes.data()); }
+};
+
+class QuantTypeTest : public ::testing::TestWithParam<std::string> {};
+
+}  // namespace
+
+TEST_P(QuantTypeTest, BytesAndDequantizationMatchGgml) {
+  static Vectors v;
+  const std::string key = GetParam();  // e.g. q4_K
+  const quant::QuantType* type = quant::find_quant_type(key);
+  ASSERT_NE(type, nullptr) << key;
+  const auto* expected_bytes = v.file.find(key + ".quantized");
+  const auto* expected_floats = v.file.find(key + ".dequantized");
+  ASSERT_TRUE(expected_bytes && expected_floats);
+  const int64_t rows = expected_bytes->spec.shape[0], n = 512;
+  const int64_t row_bytes = type->row_bytes(n);
+  ASSERT_EQ(row_bytes, expected_bytes->spec.shape[1]);
+  std::vector<uint8_t> got(row_bytes);
+  std::vector<float> back(n);
+  int bad_rows = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    type->encode(v.input() + r * n, got.data(), n);
+    const uint8_t* want = expected_bytes->bytes.data() + r * row_bytes;
+    if (std::memcmp(got.data(), want, row_bytes) != 0) {
+      if (++bad_rows <= 3) {
+        int64_t at = 0;
+        while (got[at] == want[at]) ++at;
+        ADD_FAILURE() << key << " row " << r << ": first differing byte " << at << " (block " << at / type->block_bytes
+                      << "): got " << int(got[at]) << ", ggml " << int(want[at]);
+      }
+    }
+    type->decode(want, back.data(), n);
+    const float* want_f = reinterpret_cast<const float*>(expected_floats->bytes.data()) + r * n;
+    ASSERT_EQ(0, std::memcmp(back.data(), want_f, n * sizeof(float))) << key << " dequantization differs, row " << r;
+  }
+  EXPECT_EQ(bad_rows, 0) << key << ": rows whose bytes differ from ggml";
+}
+
+INSTANTIATE_TEST_SUITE_P(Ggml, QuantTypeTest,
+                         ::testing::Values("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q2_K", "q3_K", "q4_K",
+                                           "q5_K", "q6_K"));
+
+TEST(QuantTypes, TableMatchesGgufBlockSizes) {
+  for (const auto& t : quant::quant_types()) {
+    auto size = io::ggml_type_size(t.ggml_type);
+    ASSERT_TRUE(size) << t.name;
+    EXPECT_EQ(size->block_elements, static_cast<uint32_t>(t.block_elements)) << t.name;
+    EXPECT_EQ(size->block_bytes, static_cast<uint32_t>(t.block_bytes)) << t.name;
+    EXPECT_EQ(std::string(size->name), std::string(t.name));
+  }
+}
