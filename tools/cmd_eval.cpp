@@ -20,7 +20,7 @@ int run_eval(int argc, char** argv) {
                                     "window is scored on positions 1..window-1.");
   options.positional_help("MODEL --data FILE...");
   options.add_options()
-      ("model", "model directory", cxxopts::value<std::string>())
+      ("model", "model directory or .gguf file", cxxopts::value<std::string>())
       ("data", "text file(s) to score (repeat the flag or list them after it)", cxxopts::value<std::vector<std::string>>())
       ("more", "", cxxopts::value<std::vector<std::string>>())
       ("compare", "reference model: also report its perplexity, mean KL(ref || model) and top-1 agreement",
@@ -43,18 +43,18 @@ int run_eval(int argc, char** argv) {
   if (files.empty()) throw UsageError("missing --data FILE");
   if (args["window"].as<int64_t>() < 2) throw UsageError("--window must be at least 2");
   if (args["batch"].as<int64_t>() < 1) throw UsageError("--batch must be at least 1");
-  auto model_dir = existing_path(args["model"].as<std::string>(), "model directory");
+  auto model_dir = existing_path(args["model"].as<std::string>(), "model directory or .gguf file");
   for (const auto& f : files) existing_path(f, "data file");
   std::optional<std::filesystem::path> ref_dir;
   if (args.count("compare")) ref_dir = existing_path(args["compare"].as<std::string>(), "reference model");
 
   auto load = apply_runtime_options(args);
-  auto tok = tokenizer::Tokenizer::load(model_dir);
+  auto tok = load_tokenizer(model_dir);
   auto model = load_model(model_dir, load);
   std::unique_ptr<model::Transformer> reference;
   if (ref_dir) {
     reference = load_model(*ref_dir, load);
-    auto ref_tok = tokenizer::Tokenizer::load(*ref_dir);
+    auto ref_tok = load_tokenizer(*ref_dir);
     if (ref_tok.vocab_size() != tok.vocab_size())
       fail(ref_dir->string(), "reference tokenizer differs from the model's (vocabulary sizes)");
   }

@@ -29,7 +29,7 @@ int run_generate(int argc, char** argv) {
                                     "by default; --temperature > 0 samples (with --top-p, --top-k, --seed).");
   options.positional_help("MODEL --prompt TEXT");
   options.add_options()
-      ("model", "model directory", cxxopts::value<std::string>())
+      ("model", "model directory or .gguf file", cxxopts::value<std::string>())
       ("p,prompt", "prompt text", cxxopts::value<std::string>())
       ("n,max-tokens", "maximum new tokens", cxxopts::value<int64_t>()->default_value("128"))
       ("temperature", "0 = greedy", cxxopts::value<double>()->default_value("0"))
@@ -46,9 +46,9 @@ int run_generate(int argc, char** argv) {
   if (!args.count("model")) throw UsageError("missing MODEL");
   if (!args.count("prompt")) throw UsageError("missing --prompt TEXT");
   if (args["max-tokens"].as<int64_t>() < 1) throw UsageError("--max-tokens must be at least 1");
-  auto model_dir = existing_path(args["model"].as<std::string>(), "model directory");
+  auto model_dir = existing_path(args["model"].as<std::string>(), "model directory or .gguf file");
   auto load = apply_runtime_options(args);
-  auto tok = tokenizer::Tokenizer::load(model_dir);
+  auto tok = load_tokenizer(model_dir);
   auto model = load_model(model_dir, load);
 
   const std::string prompt = args["prompt"].as<std::string>();

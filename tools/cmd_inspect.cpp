@@ -8,6 +8,8 @@
 #include "commands.h"
 #include "common.h"
 #include "io/checkpoint.h"
+#include "io/gguf.h"
+#include "model/gguf_model.h"
 #include "model/config.h"
 
 namespace anvil::cli {
@@ -19,14 +21,69 @@ std::string shape_text(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+// GGUF: the metadata that describes the model (not the vocabulary arrays) and the tensor table.
+int inspect_gguf(const std::filesystem::path& path, const cxxopts::ParseResult& args) {
+  io::GgufFile f(path);
+  const std::string filter = args.count("filter") ? args["filter"].as<std::string>() : "";
+  int64_t params = 0;
+  std::map<std::string, int64_t> type_counts;
+  for (const auto& t : f.tensors()) {
+    params += static_cast<int64_t>(t.numel());
+    type_counts[io::ggml_type_size(t.type)->name]++;
+  }
+  auto value_text = [](const io::GgufValue& v) -> std::string {
+    if (auto s = v.as_string()) return s->size() > 60 ? s->substr(0, 57) + "..." : *s;
+    if (auto a = v.as_array()) return "[" + std::to_string(a->values.size()) + " values]";
+    if (v.type == io::GgufType::FLOAT32 || v.type == io::GgufType::FLOAT64) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", *v.as_float());
+      return buf;
+    }
+    return std::to_string(*v.as_int());
+  };
+  if (args.count("json")) {
+    nlohmann::ordered_json out{{"path", path.string()}, {"format", "gguf"}, {"version", f.version()}, {"parameters", params},
+                               {"size_on_disk", std::filesystem::file_size(path)}, {"types", type_counts}};
+    nlohmann::ordered_json meta = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : f.metadata()) meta[k] = value_text(v);
+    out["metadata"] = meta;
+    if (!args.count("no-tensors")) {
+      out["tensors"] = nlohmann::ordered_json::array();
+      for (const auto& t : f.tensors())
+        if (filter.empty() || fnmatch(filter.c_str(), t.name.c_str(), 0) == 0)
+          out["tensors"].push_back({{"name", t.name}, {"type", io::ggml_type_size(t.type)->name}, {"dims", t.dims}, {"bytes", t.nbytes}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "path:         " << path.string() << " (GGUF v" << f.version() << ")\n"
+            << "parameters:   " << with_commas(params) << "\ntypes:        ";
+  bool first = true;
+  for (const auto& [d, n] : type_counts) {
+    std::cout << (first ? "" : ", ") << d << " (" << n << " tensors)";
+    first = false;
+  }
+  std::cout << "\nsize on disk: " << human_bytes(static_cast<double>(std::filesystem::file_size(path))) << "\nmetadata:\n";
+  for (const auto& [k, v] : f.metadata()) std::printf("  %-40s %s\n", k.c_str(), value_text(v).c_str());
+  if (args.count("no-tensors")) return 0;
+  std::cout << "tensors:\n";
+  for (const auto& t : f.tensors()) {
+    if (!filter.empty() && fnmatch(filter.c_str(), t.name.c_str(), 0) != 0) continue;
+    std::vector<int64_t> dims(t.dims.begin(), t.dims.end());
+    std::printf("  %-32s %-7s %-14s %10s\n", t.name.c_str(), io::ggml_type_size(t.type)->name, shape_text(dims).c_str(),
+                human_bytes(static_cast<double>(t.nbytes)).c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_inspect(int argc, char** argv) {
-  cxxopts::Options options(argv[0], "Show a model directory's or .safetensors file's architecture, parameter "
+  cxxopts::Options options(argv[0], "Show a model directory's, .safetensors or .gguf file's architecture, parameter "
                                     "count, dtypes, size on disk and tensors.");
   options.positional_help("PATH");
   options.add_options()
-      ("path", "model directory or .safetensors file", cxxopts::value<std::string>())
+      ("path", "model directory, .safetensors or .gguf file", cxxopts::value<std::string>())
       ("filter", "only tensors whose name matches this glob, e.g. '*.layers.0.*'", cxxopts::value<std::string>())
       ("no-tensors", "omit the tensor table")
       ("json", "machine-readable output")
@@ -37,6 +94,7 @@ int run_inspect(int argc, char** argv) {
   if (!args.count("path")) throw UsageError("missing PATH");
   auto path = existing_path(args["path"].as<std::string>(), "model path");
 
+  if (model::is_gguf_file(path)) return inspect_gguf(path, args);
   io::Checkpoint ckpt(path);
   std::optional<model::ModelConfig> config;
   if (std::filesystem::is_directory(path) && std::filesystem::exists(path / "config.json"))

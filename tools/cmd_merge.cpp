@@ -23,7 +23,7 @@ void print_eval_table(const std::vector<std::pair<std::string, std::filesystem::
   std::printf("\n%-28s", "perplexity");
   for (const auto& f : files) std::printf(" %16s", std::filesystem::path(f).filename().string().c_str());
   std::printf("\n");
-  auto tok = tokenizer::Tokenizer::load(models.front().second);
+  auto tok = load_tokenizer(models.front().second);
   std::vector<std::vector<int32_t>> tokens;
   for (const auto& f : files) tokens.push_back(tok.encode(io::read_text_file(f)));
   for (const auto& [label, dir] : models) {

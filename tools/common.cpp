@@ -7,7 +7,9 @@
 #include <iostream>
 #include <thread>
 
+#include "model/gguf_model.h"
 #include "model/tensor_bridge.h"
+#include "tokenizer/gguf_vocab.h"
 #include "util/blas_info.h"
 
 namespace anvil::cli {
@@ -65,8 +67,17 @@ std::filesystem::path existing_path(const std::string& path, const std::string& 
   return path;
 }
 
-std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& dir, const model::LoadOptions& options) {
-  return model::Transformer::load(dir, options);
+std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, const model::LoadOptions& options) {
+  if (model::is_gguf_file(path)) return model::load_gguf_transformer(io::GgufFile(path), options);
+  return model::Transformer::load(path, options);
+}
+
+tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
+  if (model::is_gguf_file(model_path)) {
+    io::GgufFile gguf(model_path);
+    return tokenizer::Tokenizer::from_json(tokenizer::tokenizer_json_from_gguf(gguf), model_path.string());
+  }
+  return tokenizer::Tokenizer::load(model_path);
 }
 
 std::string human_bytes(double b) {

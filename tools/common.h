@@ -7,6 +7,7 @@
 #include <string>
 
 #include "model/transformer.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace anvil::cli {
@@ -29,7 +30,9 @@ bool wants_help(const cxxopts::ParseResult& args, const cxxopts::Options& option
 
 std::filesystem::path existing_path(const std::string& path, const std::string& what);
 
-std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& dir, const model::LoadOptions& options);
+// A model directory (safetensors) or a llama.cpp .gguf file.
+std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, const model::LoadOptions& options);
+tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path);
 
 std::string human_bytes(double bytes);
 std::string with_commas(int64_t n);

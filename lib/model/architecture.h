@@ -18,9 +18,14 @@ struct ArchitectureTraits {
   // Tensor names relative to "model.layers.N.": MoE experts use {e} for the expert index.
   std::string_view moe_router;        // e.g. "block_sparse_moe.gate.weight"
   std::string_view moe_gate, moe_up, moe_down;
+  // GGUF: llama.cpp's architecture name ("" if anvil cannot write this family to GGUF) and
+  // whether its converter permutes q/k rows into the interleaved rotary layout.
+  std::string_view gguf_arch;
+  bool gguf_permute_qk;
 };
 
 const ArchitectureTraits* find_architecture(std::string_view model_type);
+const ArchitectureTraits* find_gguf_architecture(std::string_view gguf_arch);  // first family using it
 std::vector<std::string_view> supported_model_types();
 
 }  // namespace anvil::model

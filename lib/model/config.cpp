@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/gguf.h"
 #include "util/error.h"
 
 namespace anvil::model {
@@ -110,6 +111,46 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
       for (const auto& v : *e)
         if (v.is_number_integer()) c.eos_token_ids.push_back(v.get<int64_t>());
   }
+  return c;
+}
+
+ModelConfig ModelConfig::from_gguf(const io::GgufFile& f) {
+  const std::string where = f.path().string();
+  const io::GgufValue* arch_value = f.find("general.architecture");
+  if (!arch_value || !arch_value->as_string()) fail(where, "missing general.architecture");
+  const std::string arch = *arch_value->as_string();
+  ModelConfig c;
+  c.arch = find_gguf_architecture(arch);
+  if (!c.arch || c.arch->ffn != FfnKind::Dense)
+    fail(where, "unsupported GGUF architecture '" + arch + "' (supported: llama, qwen2)");
+  c.model_type = std::string(c.arch->model_type);
+  auto integer = [&](const std::string& key, std::optional<int64_t> fallback = std::nullopt) {
+    const io::GgufValue* v = f.find(arch + "." + key);
+    if (v && v->as_int() && *v->as_int() > 0) return *v->as_int();
+    if (fallback) return *fallback;
+    fail(where, "missing or invalid " + arch + "." + key);
+  };
+  c.hidden_size = integer("embedding_length");
+  c.num_layers = integer("block_count");
+  c.intermediate_size = integer("feed_forward_length");
+  c.num_heads = integer("attention.head_count");
+  c.num_kv_heads = integer("attention.head_count_kv", c.num_heads);
+  c.head_dim = integer("attention.key_length", c.hidden_size / c.num_heads);
+  c.max_position_embeddings = integer("context_length", 4096);
+  if (c.num_heads % c.num_kv_heads != 0) fail(where, "head_count is not a multiple of head_count_kv");
+  if (const io::GgufValue* v = f.find(arch + ".attention.layer_norm_rms_epsilon"); v && v->as_float())
+    c.rms_norm_eps = *v->as_float();
+  if (const io::GgufValue* v = f.find(arch + ".rope.freq_base"); v && v->as_float()) c.rope.theta = *v->as_float();
+  const io::GgufTensorInfo* embd = f.find_tensor("token_embd.weight");
+  if (!embd || embd->dims.size() != 2) fail(where, "missing token_embd.weight");
+  c.vocab_size = static_cast<int64_t>(embd->dims[1]);
+  c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
+  c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  // llama.cpp computes rotary frequencies in fp32 without the bf16 rounding transformers applies.
+  c.dtype = "float32";
+  if (const io::GgufValue* v = f.find("tokenizer.ggml.bos_token_id"); v && v->as_int()) c.bos_token_id = *v->as_int();
+  if (const io::GgufValue* v = f.find("tokenizer.ggml.eos_token_id"); v && v->as_int()) c.eos_token_ids = {*v->as_int()};
+  if (const io::GgufValue* v = f.find("tokenizer.ggml.padding_token_id"); v && v->as_int()) c.pad_token_id = *v->as_int();
   return c;
 }
 

@@ -8,6 +8,10 @@
 
 #include "model/architecture.h"
 
+namespace anvil::io {
+class GgufFile;
+}
+
 namespace anvil::model {
 
 struct RopeConfig {
@@ -45,6 +49,8 @@ struct ModelConfig {
   std::string raw_json;              // the original text, for writing derived configs
 
   static ModelConfig parse(const std::string& json_text, const std::string& where);
+  // From a llama.cpp GGUF's {arch}.* metadata (and its tensor list, for vocabulary and tying).
+  static ModelConfig from_gguf(const class io::GgufFile& gguf);
   static ModelConfig load(const std::filesystem::path& model_dir);
 };
 

@@ -78,6 +78,7 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> added_flags;    // by id
   Normalization normalization = Normalization::None;
   std::vector<Regex> splits;           // applied in order, "Isolated" behaviour
+  std::vector<std::string> split_sources;  // their patterns, GPT-2's ByteLevel regex left out
   bool byte_level = false;
   bool add_prefix_space = false;
   std::vector<TemplateItem> single_template;
@@ -168,6 +169,7 @@ void Tokenizer::Impl::parse_pre_tokenizer(const json& p) {
       fail(where, "unsupported Split behaviour '" + behavior + "' (only Isolated, not inverted)");
     if (pat.contains("Regex")) {
       splits.emplace_back(pat["Regex"].get<std::string>());
+      split_sources.push_back(pat["Regex"].get<std::string>());
     } else if (pat.contains("String")) {
       // A literal pattern: escape it for PCRE2.
       splits.emplace_back("\\Q" + pat["String"].get<std::string>() + "\\E");
@@ -443,6 +445,14 @@ std::string Tokenizer::id_to_token(int32_t id) const {
 
 bool Tokenizer::is_special(int32_t id) const { return id >= 0 && id < vocab_size() && impl_->special_flags[id]; }
 bool Tokenizer::is_added(int32_t id) const { return id >= 0 && id < vocab_size() && impl_->added_flags[id]; }
+
+std::vector<std::string> Tokenizer::split_patterns() const { return impl_->split_sources; }
+
+bool Tokenizer::adds_special_tokens() const {
+  for (const auto& item : impl_->single_template)
+    if (!item.is_sequence && !item.ids.empty()) return true;
+  return false;
+}
 
 std::vector<std::string> Tokenizer::merges() const {
   std::vector<std::string> out;

@@ -35,6 +35,10 @@ class Tokenizer {
   // an added token.
   std::vector<std::string> merges() const;
   bool is_added(int32_t id) const;
+  // The pre-tokenizer's Split regexes in order (GPT-2's pattern excluded), for naming it in GGUF.
+  std::vector<std::string> split_patterns() const;
+  // Whether the post-processor adds special tokens (e.g. BOS) to a single sequence.
+  bool adds_special_tokens() const;
 
  private:
   Tokenizer();

@@ -1,0 +1,53 @@
+#include "model/gguf_names.h"
+
+#include <array>
+#include <regex>
+#include <utility>
+
+namespace anvil::model {
+namespace {
+
+using Pair = std::pair<const char*, const char*>;
+
+constexpr std::array<Pair, 3> kGlobal{{
+    {"model.embed_tokens.weight", "token_embd.weight"},
+    {"model.norm.weight", "output_norm.weight"},
+    {"lm_head.weight", "output.weight"},
+}};
+
+// Suffixes after "model.layers.N." / "blk.N.".
+constexpr std::array<Pair, 14> kLayer{{
+    {"input_layernorm.weight", "attn_norm.weight"},
+    {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.q_proj.bias", "attn_q.bias"},
+    {"self_attn.k_proj.bias", "attn_k.bias"},
+    {"self_attn.v_proj.bias", "attn_v.bias"},
+    {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"self_attn.o_proj.bias", "attn_output.bias"},
+    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},
+    {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"},
+    {"block_sparse_moe.gate.weight", "ffn_gate_inp.weight"},
+}};
+
+std::optional<std::string> map(const std::string& name, bool to_gguf) {
+  for (const auto& [hf, gg] : kGlobal)
+    if (name == (to_gguf ? hf : gg)) return std::string(to_gguf ? gg : hf);
+  static const std::regex hf_layer(R"(^model\.layers\.(\d+)\.(.+)$)"), gguf_layer(R"(^blk\.(\d+)\.(.+)$)");
+  std::smatch m;
+  if (!std::regex_match(name, m, to_gguf ? hf_layer : gguf_layer)) return std::nullopt;
+  for (const auto& [hf, gg] : kLayer)
+    if (m[2] == (to_gguf ? hf : gg))
+      return (to_gguf ? "blk." : "model.layers.") + m[1].str() + "." + (to_gguf ? gg : hf);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> hf_to_gguf_name(const std::string& hf_name) { return map(hf_name, true); }
+std::optional<std::string> gguf_to_hf_name(const std::string& gguf_name) { return map(gguf_name, false); }
+
+}  // namespace anvil::model
