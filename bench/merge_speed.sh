@@ -24,7 +24,7 @@ pair() {  # name, model A, model B, base
   local name=$1 a=$2 b=$3 base=$4
   rm -rf "$dir/cp" && mkdir -p "$dir/cp"
   cat "$a"/*.safetensors "$b"/*.safetensors > /dev/null  # warm the page cache for both runs alike
-  measure "$name: cp of both inputs" sh -c "cp $a/*.safetensors $dir/cp/a.st && cp $b/*.safetensors $dir/cp/b.st && sync"
+  measure "$name: cp of both inputs" sh -c "cat $a/*.safetensors > $dir/cp/a.st && cat $b/*.safetensors > $dir/cp/b.st && sync"
   for method in linear slerp ties; do
     case $method in
       linear) params="parameters: {weight: 0.5}" ;;

@@ -333,7 +333,10 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
 
     std::vector<double> stats(method->statistics_size(), 0.0);
     if (!stats.empty() && n_chunks > 1)
-      for (int64_t c = 0; c < n_chunks; ++c) method->accumulate(load_chunk(c), stats);
+      for (int64_t c = 0; c < n_chunks; ++c) {
+        method->accumulate(load_chunk(c), stats);
+        release_chunk(c);
+      }
     for (int64_t c = 0; c < n_chunks; ++c) {
       MergeTask task = load_chunk(c);
       if (n_chunks > 1) task.stats = stats;

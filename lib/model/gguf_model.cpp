@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "model/gguf_names.h"
+#include "model/rotary_layout.h"
 #include "quant/quant_types.h"
 #include "util/error.h"
 
@@ -16,21 +17,18 @@ bool is_gguf_file(const std::filesystem::path& path) {
   return in.gcount() == 4 && std::string_view(magic, 4) == "GGUF";
 }
 
-at::Tensor dequantize_gguf_tensor(const io::GgufTensorInfo& t, const std::string& where) {
+std::vector<float> gguf_tensor_to_hf_floats(const io::GgufTensorInfo& t, const ModelConfig& config,
+                                            const std::string& hf_name, const std::string& where) {
   const quant::QuantType* type = quant::find_quant_type(t.type);
   if (!type) fail(where, "tensor '" + t.name + "': ggml type " + std::to_string(t.type) + " cannot be dequantized");
-  std::vector<int64_t> shape(t.dims.rbegin(), t.dims.rend());
-  auto out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
-  type->decode(t.data.data(), out.data_ptr<float>(), static_cast<int64_t>(t.numel()));
-  return out;
-}
-
-at::Tensor permute_rotary_rows(const at::Tensor& w, int64_t n_heads, bool to_gguf) {
-  const int64_t rows = w.size(0), half = rows / n_heads / 2;
-  std::vector<int64_t> rest(w.sizes().begin() + 1, w.sizes().end());
-  std::vector<int64_t> shape{n_heads, to_gguf ? 2 : half, to_gguf ? half : 2};
-  shape.insert(shape.end(), rest.begin(), rest.end());
-  return w.reshape(shape).transpose(1, 2).reshape(w.sizes()).contiguous();
+  std::vector<float> w(t.numel());
+  type->decode(t.data.data(), w.data(), static_cast<int64_t>(w.size()));
+  if (config.arch->gguf_permute_qk && t.dims.size() == 2) {
+    const auto cols = static_cast<int64_t>(t.dims[0]);
+    if (hf_name.ends_with("self_attn.q_proj.weight")) w = permute_rotary_rows(w, config.num_heads, cols, false);
+    if (hf_name.ends_with("self_attn.k_proj.weight")) w = permute_rotary_rows(w, config.num_kv_heads, cols, false);
+  }
+  return w;
 }
 
 std::unique_ptr<Transformer> load_gguf_transformer(const io::GgufFile& gguf, const LoadOptions& options) {
@@ -42,12 +40,10 @@ std::unique_ptr<Transformer> load_gguf_transformer(const io::GgufFile& gguf, con
   };
   auto has = [&](const std::string& hf) { return tensor(hf) != nullptr; };
   auto get = [&](const std::string& hf) {
-    at::Tensor w = dequantize_gguf_tensor(*tensor(hf), where);
-    if (config.arch->gguf_permute_qk) {
-      if (hf.ends_with("self_attn.q_proj.weight")) w = permute_rotary_rows(w, config.num_heads, false);
-      if (hf.ends_with("self_attn.k_proj.weight")) w = permute_rotary_rows(w, config.num_kv_heads, false);
-    }
-    return w.to(options.device, options.compute_dtype);
+    const io::GgufTensorInfo& t = *tensor(hf);
+    std::vector<float> w = gguf_tensor_to_hf_floats(t, config, hf, where);
+    std::vector<int64_t> shape(t.dims.rbegin(), t.dims.rend());
+    return at::from_blob(w.data(), shape, at::TensorOptions().dtype(at::kFloat)).to(options.device, options.compute_dtype, false, true);
   };
   return std::make_unique<Transformer>(config, get, has, options);
 }

@@ -15,11 +15,9 @@ bool is_gguf_file(const std::filesystem::path& path);
 
 std::unique_ptr<Transformer> load_gguf_transformer(const io::GgufFile& gguf, const LoadOptions& options = {});
 
-// Dequantizes one GGUF tensor to an fp32 tensor of shape [dims reversed] (row-major).
-at::Tensor dequantize_gguf_tensor(const io::GgufTensorInfo& tensor, const std::string& where);
-
-// llama.cpp stores q/k rows of each head interleaved (rotary pairs adjacent); transformers keeps
-// the two halves apart. to_gguf selects the direction.
-at::Tensor permute_rotary_rows(const at::Tensor& weight, int64_t n_heads, bool to_gguf);
+// Dequantizes one GGUF tensor to row-major floats in Hugging Face's layout (shape = dims reversed;
+// q/k rows un-permuted for families whose converter permutes them).
+std::vector<float> gguf_tensor_to_hf_floats(const io::GgufTensorInfo& tensor, const ModelConfig& config,
+                                            const std::string& hf_name, const std::string& where);
 
 }  // namespace anvil::model

@@ -1,0 +1,255 @@
+#include "quant/gguf_export.h"
+
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "io/atomic_file.h"
+#include "io/checkpoint.h"
+#include "io/gguf.h"
+#include "model/config.h"
+#include "model/gguf_model.h"
+#include "model/gguf_names.h"
+#include "model/rotary_layout.h"
+#include "quant/quant_mix.h"
+#include "tokenizer/gguf_vocab.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace anvil::quant {
+namespace fs = std::filesystem;
+namespace {
+
+using Metadata = std::vector<std::pair<std::string, io::GgufValue>>;
+
+// One tensor to write: where its floats come from and what it becomes.
+struct Job {
+  io::GgufTensorInfo info;                     // GGUF name, dims, output type
+  std::function<std::vector<float>()> floats;  // in GGUF row layout
+  uint64_t input_bytes = 0;
+};
+
+std::vector<float> to_floats(const io::TensorView& v) {
+  std::vector<float> out(static_cast<size_t>(v.spec.numel()));
+  const QuantType* t = v.spec.dtype == io::DType::F32    ? find_quant_type("F32")
+                       : v.spec.dtype == io::DType::F16  ? find_quant_type("F16")
+                       : v.spec.dtype == io::DType::BF16 ? find_quant_type("BF16")
+                                                         : nullptr;
+  if (!t) fail(v.file.string(), "tensor '" + v.name() + "' has dtype " + std::string(io::dtype_name(v.spec.dtype)) +
+                                    "; only F32, F16 and BF16 can be converted");
+  t->decode(v.bytes.data(), out.data(), static_cast<int64_t>(out.size()));
+  return out;
+}
+
+Metadata model_metadata(const model::ModelConfig& c, const std::string& name, const QuantMix& mix) {
+  const std::string a(c.arch->gguf_arch);
+  auto u32 = [](int64_t v) { return io::GgufValue::u32(static_cast<uint32_t>(v)); };
+  Metadata m{
+      {"general.architecture", io::GgufValue::str(a)},
+      {"general.name", io::GgufValue::str(name)},
+      {a + ".context_length", u32(c.max_position_embeddings)},
+      {a + ".embedding_length", u32(c.hidden_size)},
+      {a + ".block_count", u32(c.num_layers)},
+      {a + ".feed_forward_length", u32(c.intermediate_size)},
+      {a + ".rope.dimension_count", u32(c.head_dim)},
+      {a + ".attention.head_count", u32(c.num_heads)},
+      {a + ".attention.head_count_kv", u32(c.num_kv_heads)},
+      {a + ".attention.layer_norm_rms_epsilon", io::GgufValue::f32(static_cast<float>(c.rms_norm_eps))},
+      {a + ".rope.freq_base", io::GgufValue::f32(static_cast<float>(c.rope.theta))},
+      {a + ".vocab_size", u32(c.vocab_size)},
+  };
+  if (c.head_dim != c.hidden_size / c.num_heads) {
+    m.emplace_back(a + ".attention.key_length", u32(c.head_dim));
+    m.emplace_back(a + ".attention.value_length", u32(c.head_dim));
+  }
+  (void)mix;
+  return m;
+}
+
+// Jobs for a Hugging Face directory: every tensor mapped to its GGUF name, q/k permuted.
+std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c, const QuantMix& mix,
+                         const MixContext& ctx) {
+  std::vector<Job> jobs;
+  for (const auto& hf : ckpt.names()) {
+    if (c.tie_word_embeddings && hf == "lm_head.weight") continue;  // llama.cpp reuses token_embd
+    auto name = model::hf_to_gguf_name(hf);
+    if (!name) fail(ckpt.path().string(), "tensor '" + hf + "' has no llama.cpp name (unsupported for GGUF)");
+    const io::TensorView& v = ckpt.get(hf);
+    Job j;
+    j.info.name = *name;
+    j.info.dims.assign(v.spec.shape.rbegin(), v.spec.shape.rend());
+    const int64_t row = static_cast<int64_t>(j.info.dims[0]);
+    j.info.type = choose_tensor_type(mix, ctx, *name, row, j.info.dims.size(), find_quant_type("F32"))->ggml_type;
+    j.input_bytes = v.bytes.size();
+    int64_t heads = 0;
+    if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.q_proj.weight")) heads = c.num_heads;
+    if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.k_proj.weight")) heads = c.num_kv_heads;
+    j.floats = [&v, heads, row] {
+      auto w = to_floats(v);
+      return heads ? model::permute_rotary_rows(w, heads, row, true) : w;
+    };
+    jobs.push_back(std::move(j));
+  }
+  return jobs;
+}
+
+// Jobs for re-encoding a GGUF: same names and layout, new types.
+std::vector<Job> gguf_jobs(const io::GgufFile& in, const QuantMix& mix, const MixContext& ctx) {
+  std::vector<Job> jobs;
+  for (const auto& t : in.tensors()) {
+    const QuantType* src = find_quant_type(t.type);
+    if (!src) fail(in.path().string(), "tensor '" + t.name + "' has a type anvil cannot dequantize");
+    Job j;
+    j.info.name = t.name;
+    j.info.dims = t.dims;
+    j.info.type = choose_tensor_type(mix, ctx, t.name, static_cast<int64_t>(t.dims[0]), t.dims.size(),
+                                     src->block_elements == 1 ? src : find_quant_type("F32"))->ggml_type;
+    j.input_bytes = t.nbytes;
+    j.floats = [&t, src] {
+      std::vector<float> w(t.numel());
+      src->decode(t.data.data(), w.data(), static_cast<int64_t>(w.size()));
+      return w;
+    };
+    jobs.push_back(std::move(j));
+  }
+  return jobs;
+}
+
+}  // namespace
+
+GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, const GgufExportOptions& options) {
+  auto t0 = std::chrono::steady_clock::now();
+  const QuantMix* mix = find_quant_mix(options.type);
+  if (!mix) {
+    std::string list;
+    for (auto n : quant_mix_names()) list += (list.empty() ? "" : ", ") + std::string(n);
+    fail("--type " + options.type, "unknown type (supported: " + list + ")");
+  }
+
+  // Sources stay open (memory-mapped) while the jobs run.
+  std::unique_ptr<io::Checkpoint> ckpt;
+  std::unique_ptr<io::GgufFile> gguf_in;
+  Metadata meta;
+  std::vector<Job> jobs;
+  MixContext ctx;
+  if (model::is_gguf_file(input)) {
+    gguf_in = std::make_unique<io::GgufFile>(input);
+    auto c = model::ModelConfig::from_gguf(*gguf_in);
+    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings};
+    for (const auto& [k, v] : gguf_in->metadata())
+      if (k != "general.file_type" && k != "general.quantization_version") meta.emplace_back(k, v);
+    jobs = gguf_jobs(*gguf_in, *mix, ctx);
+  } else {
+    auto c = model::ModelConfig::load(input);
+    if (c.arch->gguf_arch.empty()) fail(input.string(), "anvil cannot write " + c.model_type + " models to GGUF yet");
+    if (c.rope.type != "default") fail(input.string(), "rope scaling '" + c.rope.type + "' cannot be written to GGUF yet");
+    ckpt = std::make_unique<io::Checkpoint>(input);
+    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight")};
+    meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string(), *mix);
+    auto tok = tokenizer::Tokenizer::load(input);
+    for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
+                                                        c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
+                                                        c.pad_token_id.value_or(-1), tok.adds_special_tokens()))
+      meta.push_back(std::move(kv));
+    jobs = hf_jobs(*ckpt, c, *mix, ctx);
+  }
+  meta.emplace_back("general.quantization_version", io::GgufValue::u32(2));
+  meta.emplace_back("general.file_type", io::GgufValue::u32(mix->file_type));
+
+  std::vector<io::GgufTensorInfo> infos;
+  for (const auto& j : jobs) infos.push_back(j.info);
+  io::GgufWriter writer(output, meta, infos);
+  GgufExportSummary s;
+  std::atomic<int64_t> done{0};
+  std::atomic<uint64_t> in_bytes{0}, out_bytes{0};
+  std::mutex progress_mutex;
+  auto run = [&](size_t i) {
+    const Job& j = jobs[i];
+    std::vector<float> w = j.floats();
+    const QuantType* type = find_quant_type(j.info.type);
+    std::vector<uint8_t> bytes(static_cast<size_t>(type->row_bytes(static_cast<int64_t>(w.size()))));
+    // Rows are independent: encode them in parallel chunks (whole blocks per chunk).
+    const int64_t row = static_cast<int64_t>(j.info.dims[0]);
+    const int64_t rows = static_cast<int64_t>(w.size()) / row;
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, std::max<int64_t>(1, 65536 / row)),
+                      [&](const tbb::blocked_range<int64_t>& r) {
+                        type->encode(w.data() + r.begin() * row, bytes.data() + r.begin() * type->row_bytes(row),
+                                     (r.end() - r.begin()) * row);
+                      });
+    writer.write(j.info.name, bytes);
+    int64_t d = ++done;
+    in_bytes += j.input_bytes;
+    out_bytes += bytes.size();
+    if (options.progress) {
+      std::lock_guard lock(progress_mutex);
+      options.progress(d, static_cast<int64_t>(jobs.size()), in_bytes.load());
+    }
+  };
+  tbb::task_arena arena(std::max(1, options.threads));
+  arena.execute([&] { tbb::parallel_for(size_t{0}, jobs.size(), run); });
+  writer.commit();
+  s.tensors = static_cast<int64_t>(jobs.size());
+  s.input_bytes = in_bytes;
+  s.output_bytes = fs::file_size(output);
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
+void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, const std::string& dtype) {
+  io::GgufFile gguf(gguf_path);
+  auto c = model::ModelConfig::from_gguf(gguf);
+  const QuantType* out_type = find_quant_type(dtype == "f32" || dtype == "float32"    ? "F32"
+                                              : dtype == "f16" || dtype == "float16" ? "F16"
+                                              : dtype == "bf16" || dtype == "bfloat16" ? "BF16"
+                                                                                       : "");
+  if (!out_type) fail("--dtype " + dtype, "expected f32, f16 or bf16");
+  const io::DType st_dtype = out_type->name == "F32" ? io::DType::F32 : out_type->name == "F16" ? io::DType::F16 : io::DType::BF16;
+  std::vector<io::TensorSpec> specs;
+  std::vector<std::pair<std::string, const io::GgufTensorInfo*>> tensors;
+  for (const auto& t : gguf.tensors()) {
+    auto hf = model::gguf_to_hf_name(t.name);
+    if (!hf) fail(gguf_path.string(), "tensor '" + t.name + "' has no Hugging Face name (unsupported)");
+    specs.push_back({*hf, st_dtype, std::vector<int64_t>(t.dims.rbegin(), t.dims.rend())});
+    tensors.emplace_back(*hf, &t);
+  }
+  io::AtomicDir out(out_dir);
+  {
+    io::ShardedWriter writer(out.temp_path(), specs, 5'000'000'000ull);
+    tbb::parallel_for(size_t{0}, tensors.size(), [&](size_t i) {
+      auto w = model::gguf_tensor_to_hf_floats(*tensors[i].second, c, tensors[i].first, gguf_path.string());
+      std::vector<uint8_t> bytes(out_type->row_bytes(static_cast<int64_t>(w.size())));
+      out_type->encode(w.data(), bytes.data(), static_cast<int64_t>(w.size()));
+      writer.write(tensors[i].first, bytes);
+    });
+    writer.commit();
+  }
+  const std::string torch_dtype = out_type->name == "F32" ? "float32" : out_type->name == "F16" ? "float16" : "bfloat16";
+  nlohmann::ordered_json cfg{{"architectures", {std::string(c.arch->hf_class)}},
+                             {"model_type", c.model_type},
+                             {"hidden_size", c.hidden_size},
+                             {"intermediate_size", c.intermediate_size},
+                             {"num_hidden_layers", c.num_layers},
+                             {"num_attention_heads", c.num_heads},
+                             {"num_key_value_heads", c.num_kv_heads},
+                             {"head_dim", c.head_dim},
+                             {"vocab_size", c.vocab_size},
+                             {"max_position_embeddings", c.max_position_embeddings},
+                             {"rms_norm_eps", c.rms_norm_eps},
+                             {"rope_theta", c.rope.theta},
+                             {"tie_word_embeddings", c.tie_word_embeddings},
+                             {"attention_bias", c.attention_bias},
+                             {"hidden_act", "silu"},
+                             {"torch_dtype", torch_dtype}};
+  if (c.bos_token_id) cfg["bos_token_id"] = *c.bos_token_id;
+  if (!c.eos_token_ids.empty()) cfg["eos_token_id"] = c.eos_token_ids[0];
+  if (c.pad_token_id) cfg["pad_token_id"] = *c.pad_token_id;
+  io::write_text_file(out.temp_path() / "config.json", cfg.dump(2) + "\n");
+  io::write_text_file(out.temp_path() / "tokenizer.json", tokenizer::tokenizer_json_from_gguf(gguf));
+  out.commit();
+}
+
+}  // namespace anvil::quant

@@ -1,0 +1,34 @@
+#pragma once
+// Writing GGUF: a Hugging Face model directory (safetensors) or an existing GGUF, re-encoded with
+// a llama.cpp file type (F32/F16/BF16, Q8_0, ..., Q4_K_M). Tensor names, the q/k rotary layout,
+// hyperparameter keys and the tokenizer metadata follow llama.cpp's converter, so llama.cpp and
+// Ollama load the result; quantized tensors are byte-identical to llama-quantize's.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+
+namespace anvil::quant {
+
+struct GgufExportOptions {
+  std::string type = "F16";  // a QuantMix name
+  int threads = 1;
+  std::function<void(int64_t tensors_done, int64_t tensors_total, uint64_t bytes_in)> progress;
+};
+
+struct GgufExportSummary {
+  int64_t tensors = 0;
+  uint64_t input_bytes = 0;
+  uint64_t output_bytes = 0;
+  double seconds = 0;
+};
+
+GgufExportSummary export_gguf(const std::filesystem::path& input, const std::filesystem::path& output,
+                              const GgufExportOptions& options);
+
+// GGUF -> Hugging Face directory (config.json, tokenizer.json, safetensors), dequantized to
+// `dtype` ("f32", "bf16" or "f16").
+void export_hf_from_gguf(const std::filesystem::path& gguf, const std::filesystem::path& out_dir,
+                         const std::string& dtype);
+
+}  // namespace anvil::quant

@@ -1,0 +1,36 @@
+#pragma once
+// llama.cpp's file types ("mixes"): a default tensor type plus llama-quantize's per-tensor rules
+// (output.weight in Q6_K, more bits for attn_v / ffn_down in chosen layers, fallbacks when a row
+// is not a multiple of the block). anvil's choices equal llama-quantize's for dense models, so
+// file sizes and tensor bytes match.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "quant/quant_types.h"
+
+namespace anvil::quant {
+
+struct QuantMix {
+  std::string_view name;     // "Q4_K_M"
+  uint32_t file_type;        // general.file_type (llama_ftype)
+  std::string_view base;     // default tensor type
+};
+
+const QuantMix* find_quant_mix(std::string_view name);  // case-insensitive
+std::vector<std::string_view> quant_mix_names();
+
+// What a model looks like to the rules.
+struct MixContext {
+  int64_t n_layers = 0;
+  int64_t n_head = 1, n_head_kv = 1;
+  bool tied_embeddings = false;
+};
+
+// The type for one tensor (GGUF name, row length = dims[0], dimension count). Tensors the rules
+// do not quantize (norms, 1-D) keep `source_type`.
+const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, const std::string& gguf_name,
+                                    int64_t row_length, size_t n_dims, const QuantType* source_type);
+
+}  // namespace anvil::quant
