@@ -136,6 +136,32 @@ TEST(MergeMethods, DareIsReproducibleForASeedAndRescales) {
   EXPECT_NEAR(a.mean().item<double>(), 1.0, 0.1);        // the expected delta is unchanged
 }
 
+// The streamed top-k (histogram passes over chunks) keeps exactly the entries whole-tensor top-k
+// keeps, whatever the chunking; with repeated magnitudes it keeps exactly k, earliest first.
+TEST(MergeMethods, StreamedMagnitudeSelectionEqualsTopK) {
+  c10::InferenceMode guard;
+  auto delta = at::randn({1000, 37});
+  for (double density : {0.05, 0.5, 0.93}) {
+    auto expected = merge::sparsify_magnitude(delta, density);
+    std::vector<double> slots(merge::MagnitudeSelector::kSlots, 0.0);
+    merge::MagnitudeSelector sel(slots.data());
+    auto flat = delta.reshape({-1}).contiguous();
+    const int64_t n = flat.numel(), cuts[] = {0, 1234, 20001, n};
+    for (int pass = 0; pass < 2; ++pass)
+      for (int c = 0; c < 3; ++c) sel.count(flat.data_ptr<float>() + cuts[c], cuts[c + 1] - cuts[c], pass, density);
+    auto got = flat.clone();
+    for (int c = 0; c < 3; ++c) sel.keep(got.data_ptr<float>() + cuts[c], cuts[c + 1] - cuts[c], density);
+    EXPECT_TRUE(at::equal(got.view(delta.sizes()), expected)) << "density " << density;
+  }
+  // Ties: 10 equal magnitudes, keep 4 -> the first 4 of them.
+  auto tied = at::full({10}, 0.5f);
+  std::vector<double> slots(merge::MagnitudeSelector::kSlots, 0.0);
+  merge::MagnitudeSelector sel(slots.data());
+  for (int pass = 0; pass < 2; ++pass) sel.count(tied.data_ptr<float>(), 10, pass, 0.4);
+  sel.keep(tied.data_ptr<float>(), 10, 0.4);
+  expect_close(tied, {0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0, 0, 0});
+}
+
 TEST(MergeConfig, GradientOverEightLayersAndFilters) {
   merge::Setting g;
   g.kind = merge::Setting::Kind::Gradient;
@@ -213,18 +239,21 @@ TEST(Merge, DareMergeRepeatsForASeed) {
 }
 
 // Streaming in small row chunks (here ~20k elements, so embeddings take ~50 chunks) must give
-// what whole-tensor merging gives: bit for bit for linear, and for SLERP up to the order in which
-// the chunked dot products are summed.
+// what whole-tensor merging gives: bit for bit for linear and TIES (its top-k selection carries
+// across chunks), and for SLERP up to the order in which the chunked dot products are summed.
 TEST(Merge, ChunkedStreamingEqualsWholeTensors) {
   const std::string two = "  - model: " + m("ft-fortune") + "\n    parameters: {weight: 0.3}\n  - model: " +
                           m("ft-changelog") + "\n    parameters: {weight: 0.7}\ndtype: float32\n";
-  for (std::string method : {"linear", "slerp"}) {
-    std::string yaml = "merge_method: " + method + "\nbase_model: " + m("ft-fortune") + "\nparameters: {t: 0.3}\nmodels:\n" + two;
+  const std::string ties_two = "  - model: " + m("ft-fortune") + "\n    parameters: {weight: 0.3, density: 0.4}\n  - model: " +
+                               m("ft-changelog") + "\n    parameters: {weight: 0.7, density: 0.6}\ndtype: float32\n";
+  for (std::string method : {"linear", "slerp", "ties"}) {
+    std::string yaml = "merge_method: " + method + "\nbase_model: " + m(method == "ties" ? "base" : "ft-fortune") +
+                       "\nparameters: {t: 0.3}\nmodels:\n" + (method == "ties" ? ties_two : two);
     MergeRun whole(yaml), chunked(yaml, 0, 20000);
     io::Checkpoint a(whole.out), b(chunked.out);
     for (const auto& name : a.names()) {
       double diff = test::max_abs_diff(model::view_tensor(a.get(name)), model::view_tensor(b.get(name)));
-      ASSERT_LE(diff, method == "linear" ? 0.0 : 1e-6) << method << " " << name;
+      ASSERT_LE(diff, method == "slerp" ? 1e-6 : 0.0) << method << " " << name;
     }
   }
 }

@@ -16,5 +16,7 @@ int run_eval(int argc, char** argv);
 int run_generate(int argc, char** argv);
 int run_env(int argc, char** argv);
 int run_merge(int argc, char** argv);
+int run_convert(int argc, char** argv);
+int run_quantize(int argc, char** argv);
 
 }  // namespace anvil::cli

@@ -18,6 +18,8 @@ constexpr Command kCommands[] = {
     {"inspect", "show a checkpoint's architecture, parameters, dtypes and tensors", anvil::cli::run_inspect},
     {"eval", "perplexity on text files, optionally KL divergence against a reference model", anvil::cli::run_eval},
     {"generate", "generate text from a prompt (greedy or sampled, KV cache)", anvil::cli::run_generate},
+    {"convert", "Hugging Face directory <-> GGUF (f32/f16/bf16/q8_0)", anvil::cli::run_convert},
+    {"quantize", "quantize to GGUF with llama.cpp's types and mixes (Q4_K_M, Q8_0, ...)", anvil::cli::run_quantize},
     {"merge", "merge models from a mergekit-style YAML config (linear, slerp, ties, dare, ...)", anvil::cli::run_merge},
     {"env", "show version, LibTorch, BLAS library and threads", anvil::cli::run_env},
 };

@@ -331,15 +331,16 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
       }
     };
 
-    std::vector<double> stats(method->statistics_size(), 0.0);
-    if (!stats.empty() && n_chunks > 1)
+    std::vector<double> stats(method->statistics_size(p.inputs.size()), 0.0);
+    const int passes = method->statistics_passes();
+    for (int pass = 0; pass < passes; ++pass)
       for (int64_t c = 0; c < n_chunks; ++c) {
-        method->accumulate(load_chunk(c), stats);
+        method->accumulate(load_chunk(c), pass, stats);
         release_chunk(c);
       }
     for (int64_t c = 0; c < n_chunks; ++c) {
       MergeTask task = load_chunk(c);
-      if (n_chunks > 1) task.stats = stats;
+      if (passes > 0) task.stats = &stats;
       at::Tensor result = method->merge(task).to(at::kCPU, out_dtype).contiguous();
       uint64_t offset = n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * out_row_bytes : 0;
       writer.write_part(p.out_name, offset,

@@ -30,7 +30,7 @@ struct MergeTask {
   std::vector<MergeInput> inputs;        // in config order; at most one is_base
   std::map<std::string, double> params;  // method-level parameters (e.g. t, normalize)
   uint64_t seed = 0;                     // per-tensor (and per-chunk) seed for random methods
-  std::vector<double> stats;             // per-tensor statistics from accumulate(), when chunked
+  std::vector<double>* stats = nullptr;  // per-tensor statistics from accumulate(), when streamed
   const MergeInput* base() const;
 };
 
@@ -48,8 +48,10 @@ class MergeMethod {
   // run on chunks when each output element depends only on the same element of the inputs, plus
   // optional per-tensor statistics that accumulate() gathers over all chunks in a first pass.
   virtual bool chunkable() const { return false; }
-  virtual size_t statistics_size() const { return 0; }
-  virtual void accumulate(const MergeTask& chunk, std::vector<double>& stats) const {}
+  // Passes over all chunks before merging, and the statistics they fill (per tensor).
+  virtual int statistics_passes() const { return 0; }
+  virtual size_t statistics_size(size_t n_inputs) const { return 0; }
+  virtual void accumulate(const MergeTask& chunk, int pass, std::vector<double>& stats) const {}
   // Checks parameter values before any tensor is read (tensors in `task` are undefined).
   virtual void check(const MergeTask& task) const {}
   virtual at::Tensor merge(const MergeTask& task) const = 0;

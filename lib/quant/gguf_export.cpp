@@ -195,6 +195,8 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   s.tensors = static_cast<int64_t>(jobs.size());
   s.input_bytes = in_bytes;
   s.output_bytes = fs::file_size(output);
+  s.tensor_bytes = out_bytes;
+  for (const auto& j : jobs) s.parameters += static_cast<int64_t>(j.info.numel());
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;
 }

@@ -19,8 +19,11 @@ struct GgufExportOptions {
 struct GgufExportSummary {
   int64_t tensors = 0;
   uint64_t input_bytes = 0;
-  uint64_t output_bytes = 0;
+  uint64_t output_bytes = 0;   // the whole file
+  uint64_t tensor_bytes = 0;   // tensor data only
+  int64_t parameters = 0;
   double seconds = 0;
+  double bits_per_weight() const { return parameters ? 8.0 * static_cast<double>(tensor_bytes) / parameters : 0; }
 };
 
 GgufExportSummary export_gguf(const std::filesystem::path& input, const std::filesystem::path& output,

@@ -45,8 +45,9 @@ class SlerpMerge final : public MergeMethod {
   bool needs_base_model() const override { return true; }
   bool base_is_input() const override { return false; }
   bool chunkable() const override { return true; }
-  size_t statistics_size() const override { return 3; }  // dot, |v0|^2, |v1|^2
-  void accumulate(const MergeTask& chunk, std::vector<double>& stats) const override {
+  int statistics_passes() const override { return 1; }
+  size_t statistics_size(size_t) const override { return 3; }  // dot, |v0|^2, |v1|^2
+  void accumulate(const MergeTask& chunk, int, std::vector<double>& stats) const override {
     if (chunk.inputs.size() != 2) return;
     const MergeInput* base = chunk.base();
     const MergeInput& other = &chunk.inputs[0] == base ? chunk.inputs[1] : chunk.inputs[0];
@@ -65,8 +66,9 @@ class SlerpMerge final : public MergeMethod {
     if (!base) throw_merge_error(task, "slerp needs base_model to be one of the two models");
     const MergeInput& other = &task.inputs[0] == base ? task.inputs[1] : task.inputs[0];
     double t = task.params.at("t");
-    if (task.stats.empty()) return slerp(t, base->tensor, other.tensor);
-    auto [s0, s1] = slerp_coefficients(t, task.stats[0], task.stats[1], task.stats[2]);
+    if (!task.stats) return slerp(t, base->tensor, other.tensor);
+    const auto& st = *task.stats;
+    auto [s0, s1] = slerp_coefficients(t, st[0], st[1], st[2]);
     return base->tensor * s0 + other.tensor * s1;
   }
 };

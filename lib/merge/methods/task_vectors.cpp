@@ -2,6 +2,9 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <cmath>
+#include <cstring>
+
 namespace anvil::merge {
 
 std::vector<ParamDef> TaskVectorMerge::parameters() const {
@@ -35,6 +38,82 @@ at::Tensor sparsify_random(const at::Tensor& delta, double density, bool rescale
   return out;
 }
 
+namespace {
+
+uint32_t magnitude_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u & 0x7fffffffu;  // |x|: for non-negative floats the bit pattern orders like the value
+}
+
+// Layout of a selector's slots: [0, 65536) high-half histogram, [65536, 131072) low-half
+// histogram of the boundary bucket, then bookkeeping.
+enum Meta : size_t { kTotal = 131072, kBucket, kAbove, kThreshold, kNeedEqual, kSeenEqual, kState };
+
+}  // namespace
+
+void MagnitudeSelector::count(const float* d, int64_t n, int pass, double density) {
+  if (pass == 0) {
+    for (int64_t i = 0; i < n; ++i) s_[magnitude_bits(d[i]) >> 16] += 1;
+    s_[kTotal] += static_cast<double>(n);
+    return;
+  }
+  if (s_[kState] == 0) {
+    // Pass 0 is complete: the bucket (high 16 bits) holding the k-th largest magnitude.
+    const double k = std::floor(density * s_[kTotal]);
+    double above = 0;
+    int b = 65535;
+    while (b > 0 && above + s_[b] < k) above += s_[b--];
+    s_[kBucket] = b;
+    s_[kAbove] = above;
+    s_[kState] = 1;
+  }
+  const uint32_t bucket = static_cast<uint32_t>(s_[kBucket]);
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u = magnitude_bits(d[i]);
+    if ((u >> 16) == bucket) s_[65536 + (u & 0xffff)] += 1;
+  }
+}
+
+void MagnitudeSelector::keep(float* d, int64_t n, double density) {
+  const double k = std::floor(density * s_[kTotal]);
+  if (s_[kState] == 1) {
+    // Pass 1 is complete: the exact threshold, and how many entries equal to it to keep.
+    double cum = s_[kAbove];
+    int low = 65535;
+    while (low > 0 && cum + s_[65536 + low] < k) cum += s_[65536 + low--];
+    s_[kThreshold] = static_cast<double>((static_cast<uint32_t>(s_[kBucket]) << 16) | static_cast<uint32_t>(low));
+    s_[kNeedEqual] = k - cum;
+    s_[kSeenEqual] = 0;
+    s_[kState] = 2;
+  }
+  const uint32_t threshold = static_cast<uint32_t>(s_[kThreshold]);
+  const double need = s_[kNeedEqual];
+  double seen = s_[kSeenEqual];
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u = magnitude_bits(d[i]);
+    bool kept = k > 0 && (u > threshold || (u == threshold && seen < need));
+    if (kept && u == threshold) seen += 1;
+    if (!kept) d[i] = 0.0f;
+  }
+  s_[kSeenEqual] = seen;
+}
+
+size_t TaskVectorMerge::statistics_size(size_t n_inputs) const {
+  return o_.sparsify == Sparsify::Magnitude ? n_inputs * MagnitudeSelector::kSlots : 0;
+}
+
+void TaskVectorMerge::accumulate(const MergeTask& chunk, int pass, std::vector<double>& stats) const {
+  const MergeInput* base = chunk.base();
+  for (size_t j = 0; j < chunk.inputs.size(); ++j) {
+    const MergeInput& in = chunk.inputs[j];
+    const double density = in.params.at("density");
+    if (&in == base || density >= 1) continue;
+    auto delta = (in.tensor - base->tensor).to(at::kCPU).contiguous();
+    MagnitudeSelector(stats.data() + j * MagnitudeSelector::kSlots).count(delta.data_ptr<float>(), delta.numel(), pass, density);
+  }
+}
+
 at::Tensor sign_consensus_mask(const at::Tensor& weighted) {
   auto majority = at::where(weighted.sum(0) >= 0, 1.0, -1.0).to(weighted.scalar_type());
   return weighted.sign() == majority;
@@ -60,7 +139,14 @@ at::Tensor TaskVectorMerge::merge(const MergeTask& task) const {
     ++index;
     double density = in.params.at("density");
     at::Tensor delta = in.tensor - base->tensor;
-    if (o_.sparsify == Sparsify::Magnitude) delta = sparsify_magnitude(delta, density);
+    if (o_.sparsify == Sparsify::Magnitude && task.stats && density < 1) {
+      delta = delta.to(at::kCPU).contiguous();
+      MagnitudeSelector(task.stats->data() + (&in - task.inputs.data()) * MagnitudeSelector::kSlots)
+          .keep(delta.data_ptr<float>(), delta.numel(), density);
+      delta = delta.to(in.tensor.device());
+    } else if (o_.sparsify == Sparsify::Magnitude) {
+      delta = sparsify_magnitude(delta, density);
+    }
     else if (o_.sparsify == Sparsify::Random) delta = sparsify_random(delta, density, rescale, task.seed + index * 0x9E3779B97F4A7C15ull);
     deltas.push_back(delta);
     weights.push_back(in.params.at("weight"));

@@ -1,0 +1,51 @@
+// anvil convert: Hugging Face directory -> GGUF (llama.cpp's converter), GGUF -> Hugging Face.
+#include <ATen/Parallel.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "commands.h"
+#include "common.h"
+#include "model/gguf_model.h"
+#include "quant/gguf_export.h"
+#include "quant_progress.h"
+
+namespace anvil::cli {
+
+int run_convert(int argc, char** argv) {
+  cxxopts::Options options(argv[0], "Convert a Hugging Face model directory to GGUF (tensor names, rotary layout, "
+                                    "hyperparameters and tokenizer as llama.cpp's converter writes them), or a "
+                                    "GGUF back to a Hugging Face directory (dequantized).");
+  options.positional_help("INPUT -o OUTPUT");
+  options.add_options()
+      ("input", "model directory or .gguf file", cxxopts::value<std::string>())
+      ("o,output", "OUT.gguf (from a directory) or OUT_DIR (from a .gguf)", cxxopts::value<std::string>())
+      ("type", "GGUF tensor type: f32, f16, bf16 or q8_0 (other types: anvil quantize)",
+       cxxopts::value<std::string>()->default_value("f16"))
+      ("out-dtype", "safetensors dtype when converting a GGUF back: f32, bf16 or f16",
+       cxxopts::value<std::string>()->default_value("f32"))
+      ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
+      ("h,help", "show this help");
+  options.parse_positional({"input"});
+  auto args = parse_or_usage(options, argc, argv);
+  if (wants_help(args, options)) return 0;
+  if (!args.count("input")) throw UsageError("missing INPUT");
+  if (!args.count("output")) throw UsageError("missing -o OUTPUT");
+  auto input = existing_path(args["input"].as<std::string>(), "input model");
+  const std::filesystem::path output = args["output"].as<std::string>();
+  int threads = args.count("threads") ? args["threads"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
+  if (threads < 1) throw UsageError("--threads must be at least 1");
+
+  if (model::is_gguf_file(input)) {
+    quant::export_hf_from_gguf(input, output, args["out-dtype"].as<std::string>());
+    std::printf("wrote %s (Hugging Face, %s)\n", output.string().c_str(), args["out-dtype"].as<std::string>().c_str());
+    return 0;
+  }
+  const std::string type = args["type"].as<std::string>();
+  if (type != "f32" && type != "f16" && type != "bf16" && type != "q8_0" && type != "F32" && type != "F16" &&
+      type != "BF16" && type != "Q8_0")
+    throw UsageError("--type must be f32, f16, bf16 or q8_0 (use anvil quantize for other types)");
+  return run_gguf_export(input, output, type, threads);
+}
+
+}  // namespace anvil::cli

@@ -1,0 +1,37 @@
+#include "quant_progress.h"
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "common.h"
+#include "progress.h"
+#include "quant/gguf_export.h"
+
+namespace anvil::cli {
+
+int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
+                    int threads) {
+  quant::GgufExportOptions opts;
+  opts.type = type;
+  opts.threads = threads;
+  std::unique_ptr<Progress> bar;
+  auto t0 = std::chrono::steady_clock::now();
+  opts.progress = [&](int64_t done, int64_t total, uint64_t bytes) {
+    if (!bar) bar = std::make_unique<Progress>("gguf", total, "tensors");
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%.0f MB/s", s > 0 ? bytes / s / 1e6 : 0.0);
+    bar->update(done, buf);
+  };
+  auto s = quant::export_gguf(input, output, opts);
+  if (bar) bar->finish();
+  std::printf("wrote %s: %s, %lld tensors, %s, %.2f bits/weight, from %s in %.3f s (%.0f MB/s of input)\n",
+              output.string().c_str(), type.c_str(), static_cast<long long>(s.tensors),
+              human_bytes(static_cast<double>(s.output_bytes)).c_str(), s.bits_per_weight(),
+              human_bytes(static_cast<double>(s.input_bytes)).c_str(), s.seconds,
+              s.seconds > 0 ? s.input_bytes / s.seconds / 1e6 : 0.0);
+  return 0;
+}
+
+}  // namespace anvil::cli
