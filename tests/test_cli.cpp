@@ -145,3 +145,31 @@ TEST(Cli, MergeBadConfigExitsTwoAndWritesNothing) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));
 }
+
+TEST(Cli, QuantizeAndInspectGguf) {
+  test::TempDir dir;
+  auto out = (dir / "b.gguf").string();
+  auto r = run("quantize " + models() + "/base -o " + out + " --type Q4_K_M --threads 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("5.00 bits/weight"), std::string::npos) << r.out;
+  auto i = run("inspect " + out + " --filter 'blk.0.attn_v*'");
+  EXPECT_EQ(i.status, 0) << i.out;
+  EXPECT_NE(i.out.find("Q6_K"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("llama.block_count"), std::string::npos) << i.out;
+  auto g = run("generate " + out + " --prompt 'The package' -n 5");
+  EXPECT_EQ(g.status, 0) << g.out;
+}
+
+TEST(Cli, BadGgufAndBadTypeExitTwo) {
+  test::TempDir dir;
+  auto bytes = test::read_bytes(test::shared_dir() / "refs" / "gguf" / "base-Q8_0.gguf");
+  test::write_bytes(dir / "cut.gguf", bytes.substr(0, bytes.size() / 3));
+  auto r = run("eval " + (dir / "cut.gguf").string() + " --data " + (test::shared_dir() / "data" / "pkg.val.txt").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("cut.gguf"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("runs past the end"), std::string::npos) << r.out;
+  auto q = run("quantize " + models() + "/base -o " + (dir / "x.gguf").string() + " --type Q9_K");
+  EXPECT_EQ(q.status, 2);
+  EXPECT_NE(q.out.find("unknown --type 'Q9_K'"), std::string::npos) << q.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "x.gguf"));
+}
