@@ -173,3 +173,22 @@ TEST(Cli, BadGgufAndBadTypeExitTwo) {
   EXPECT_NE(q.out.find("unknown --type 'Q9_K'"), std::string::npos) << q.out;
   EXPECT_FALSE(std::filesystem::exists(dir / "x.gguf"));
 }
+
+TEST(Cli, AdapterForEvalAndMergeAdapterForConvert) {
+  test::TempDir dir;
+  test::write_bytes(dir / "f.txt", test::read_bytes(test::shared_dir() / "data" / "fortune.val.txt").substr(0, 6000));
+  auto with = run("eval " + models() + "/base --adapter " + models() + "/lora-random --data " + (dir / "f.txt").string() + " --json");
+  ASSERT_EQ(with.status, 0) << with.out;
+  auto c = run("convert " + models() + "/base --merge-adapter " + models() + "/lora-random -o " + (dir / "m").string() +
+               " --out-dtype f32");
+  ASSERT_EQ(c.status, 0) << c.out;
+  auto merged = run("eval " + (dir / "m").string() + " --data " + (dir / "f.txt").string() + " --json");
+  ASSERT_EQ(merged.status, 0) << merged.out;
+  double a = nlohmann::json::parse(with.out)["results"][0]["perplexity"];
+  double b = nlohmann::json::parse(merged.out)["results"][0]["perplexity"];
+  // Same model up to the rotary rounding of a bf16 vs f32 config (perplexity moves in the 5th digit).
+  EXPECT_NEAR(a, b, 1e-3 * a);
+  auto bad = run("eval " + models() + "/base --adapter " + models() + "/tiny-llama --data " + (dir / "f.txt").string());
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("adapter_config.json"), std::string::npos) << bad.out;
+}

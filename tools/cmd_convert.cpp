@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "common.h"
 #include "model/gguf_model.h"
+#include "model/lora_adapter.h"
 #include "quant/gguf_export.h"
 #include "quant_progress.h"
 
@@ -22,8 +23,11 @@ int run_convert(int argc, char** argv) {
       ("o,output", "OUT.gguf (from a directory) or OUT_DIR (from a .gguf)", cxxopts::value<std::string>())
       ("type", "GGUF tensor type: f32, f16, bf16 or q8_0 (other types: anvil quantize)",
        cxxopts::value<std::string>()->default_value("f16"))
-      ("out-dtype", "safetensors dtype when converting a GGUF back: f32, bf16 or f16",
-       cxxopts::value<std::string>()->default_value("f32"))
+      ("out-dtype", "safetensors dtype when writing a Hugging Face directory: f32, bf16 or f16 (from a GGUF: "
+                    "default f32; with --merge-adapter: default the base's)",
+       cxxopts::value<std::string>())
+      ("merge-adapter", "merge this PEFT LoRA adapter into the input model and write a Hugging Face directory",
+       cxxopts::value<std::string>())
       ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
       ("h,help", "show this help");
   options.parse_positional({"input"});
@@ -36,9 +40,18 @@ int run_convert(int argc, char** argv) {
   int threads = args.count("threads") ? args["threads"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
   if (threads < 1) throw UsageError("--threads must be at least 1");
 
+  const std::string out_dtype = args.count("out-dtype") ? args["out-dtype"].as<std::string>() : "";
+  if (args.count("merge-adapter")) {
+    if (model::is_gguf_file(input)) throw UsageError("--merge-adapter needs a Hugging Face model directory as input");
+    auto adapter = model::LoraAdapter::load(existing_path(args["merge-adapter"].as<std::string>(), "adapter directory"));
+    model::write_merged_model(input, *adapter, output, out_dtype);
+    std::printf("wrote %s (base + adapter, %zu weights updated)\n", output.string().c_str(),
+                adapter->adapted_weights().size());
+    return 0;
+  }
   if (model::is_gguf_file(input)) {
-    quant::export_hf_from_gguf(input, output, args["out-dtype"].as<std::string>());
-    std::printf("wrote %s (Hugging Face, %s)\n", output.string().c_str(), args["out-dtype"].as<std::string>().c_str());
+    quant::export_hf_from_gguf(input, output, out_dtype.empty() ? "f32" : out_dtype);
+    std::printf("wrote %s (Hugging Face, %s)\n", output.string().c_str(), out_dtype.empty() ? "f32" : out_dtype.c_str());
     return 0;
   }
   const std::string type = args["type"].as<std::string>();

@@ -28,6 +28,7 @@ int run_eval(int argc, char** argv) {
       ("window", "tokens per window", cxxopts::value<int64_t>()->default_value("256"))
       ("batch", "windows per forward pass", cxxopts::value<int64_t>()->default_value("4"))
       ("json", "machine-readable output")
+      ("adapter", "apply a PEFT LoRA adapter directory to MODEL", cxxopts::value<std::string>())
       ("h,help", "show this help");
   add_runtime_options(options);
   options.parse_positional({"model", "more"});
@@ -50,7 +51,7 @@ int run_eval(int argc, char** argv) {
 
   auto load = apply_runtime_options(args);
   auto tok = load_tokenizer(model_dir);
-  auto model = load_model(model_dir, load);
+  auto model = load_model(model_dir, load, args.count("adapter") ? args["adapter"].as<std::string>() : "");
   std::unique_ptr<model::Transformer> reference;
   if (ref_dir) {
     reference = load_model(*ref_dir, load);

@@ -38,6 +38,7 @@ int run_generate(int argc, char** argv) {
       ("seed", "random seed for sampling", cxxopts::value<uint64_t>()->default_value("0"))
       ("no-bos", "do not add the tokenizer's special tokens (BOS) to the prompt")
       ("ignore-eos", "keep generating past end-of-sequence tokens")
+      ("adapter", "apply a PEFT LoRA adapter directory to MODEL", cxxopts::value<std::string>())
       ("h,help", "show this help");
   add_runtime_options(options);
   options.parse_positional({"model"});
@@ -49,7 +50,7 @@ int run_generate(int argc, char** argv) {
   auto model_dir = existing_path(args["model"].as<std::string>(), "model directory or .gguf file");
   auto load = apply_runtime_options(args);
   auto tok = load_tokenizer(model_dir);
-  auto model = load_model(model_dir, load);
+  auto model = load_model(model_dir, load, args.count("adapter") ? args["adapter"].as<std::string>() : "");
 
   const std::string prompt = args["prompt"].as<std::string>();
   auto prompt_ids = tok.encode(prompt, !args.count("no-bos"));

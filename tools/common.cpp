@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "model/gguf_model.h"
+#include "model/lora_adapter.h"
 #include "model/tensor_bridge.h"
 #include "tokenizer/gguf_vocab.h"
 #include "util/blas_info.h"
@@ -67,9 +68,15 @@ std::filesystem::path existing_path(const std::string& path, const std::string& 
   return path;
 }
 
-std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, const model::LoadOptions& options) {
-  if (model::is_gguf_file(path)) return model::load_gguf_transformer(io::GgufFile(path), options);
-  return model::Transformer::load(path, options);
+std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, const model::LoadOptions& options,
+                                               const std::string& adapter_dir) {
+  if (model::is_gguf_file(path)) {
+    if (!adapter_dir.empty()) throw UsageError("--adapter applies to Hugging Face model directories, not GGUF files");
+    return model::load_gguf_transformer(io::GgufFile(path), options);
+  }
+  if (adapter_dir.empty()) return model::Transformer::load(path, options);
+  auto adapter = model::LoraAdapter::load(existing_path(adapter_dir, "adapter directory"));
+  return model::Transformer::load(path, options, adapter.get());
 }
 
 tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path) {

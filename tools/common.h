@@ -31,7 +31,9 @@ bool wants_help(const cxxopts::ParseResult& args, const cxxopts::Options& option
 std::filesystem::path existing_path(const std::string& path, const std::string& what);
 
 // A model directory (safetensors) or a llama.cpp .gguf file.
-std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, const model::LoadOptions& options);
+// With `adapter_dir`, a PEFT LoRA adapter is merged into the weights as they load.
+std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, const model::LoadOptions& options,
+                                               const std::string& adapter_dir = "");
 tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path);
 
 std::string human_bytes(double bytes);

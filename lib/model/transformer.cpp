@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "io/checkpoint.h"
+#include "model/lora_adapter.h"
 #include "model/tensor_bridge.h"
 #include "util/error.h"
 
@@ -140,18 +141,29 @@ Transformer::Transformer(ModelConfig config, const WeightProvider& get, const We
 }
 
 std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
-                                                          const LoadOptions& options) {
+                                                          const LoadOptions& options, const LoraAdapter* adapter) {
+  if (adapter)
+    for (const auto& w : adapter->adapted_weights()) {
+      const io::TensorView* t = ckpt.find(w);
+      if (!t) fail("adapter", "changes '" + w + "', which the model does not have");
+      auto d = adapter->delta(w);
+      if (d.sizes() != at::IntArrayRef(t->spec.shape)) fail("adapter", "update for '" + w + "' does not match its shape");
+    }
   auto get = [&](const std::string& name) {
+    if (adapter)
+      if (at::Tensor d = adapter->delta(name); d.defined())
+        return (load_tensor(ckpt.get(name), at::kFloat) + d).to(options.device, options.compute_dtype).contiguous();
     return load_tensor(ckpt.get(name), options.compute_dtype, options.device);
   };
   auto has = [&](const std::string& name) { return ckpt.contains(name); };
   return std::make_unique<Transformer>(config, get, has, options);
 }
 
-std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir, const LoadOptions& options) {
+std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir, const LoadOptions& options,
+                                               const LoraAdapter* adapter) {
   ModelConfig config = ModelConfig::load(dir);
   io::Checkpoint ckpt(dir);
-  return from_checkpoint(config, ckpt, options);
+  return from_checkpoint(config, ckpt, options, adapter);
 }
 
 KVCache Transformer::new_cache(int64_t batch, int64_t capacity) const {

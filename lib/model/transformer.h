@@ -60,10 +60,13 @@ class Transformer {
   Transformer(ModelConfig config, const WeightProvider& get, const WeightExists& has, const LoadOptions& options);
 
   // A model directory (config.json + safetensors).
-  static std::unique_ptr<Transformer> load(const std::filesystem::path& dir, const LoadOptions& options = {});
-  // A checkpoint already open, with its config.
+  static std::unique_ptr<Transformer> load(const std::filesystem::path& dir, const LoadOptions& options = {},
+                                           const class LoraAdapter* adapter = nullptr);
+  // A checkpoint already open, with its config; an adapter's updates are merged into the weights
+  // (in fp32, before any conversion to the compute dtype).
   static std::unique_ptr<Transformer> from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
-                                                      const LoadOptions& options = {});
+                                                      const LoadOptions& options = {},
+                                                      const class LoraAdapter* adapter = nullptr);
 
   // ids: [batch, seq] int64. With a cache, the ids continue the cached sequence and their keys and
   // values are appended. Returns logits [batch, seq, vocab] in fp32.

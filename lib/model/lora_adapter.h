@@ -1,0 +1,44 @@
+#pragma once
+// A PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors): for each targeted linear
+// layer W [out, in], the update scale * B [out, r] @ A [r, in], scale = lora_alpha / r (or
+// lora_alpha / sqrt(r) with use_rslora).
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/checkpoint.h"
+
+namespace anvil::model {
+
+class LoraAdapter {
+ public:
+  static std::unique_ptr<LoraAdapter> load(const std::filesystem::path& dir);
+
+  double scale() const { return scale_; }
+  int64_t rank() const { return rank_; }
+  const std::vector<std::string>& target_modules() const { return targets_; }
+  // HF weight names (e.g. "model.layers.0.self_attn.q_proj.weight") the adapter changes.
+  std::vector<std::string> adapted_weights() const;
+  // scale * B @ A for `weight_name` in fp32, or an undefined tensor if not adapted.
+  at::Tensor delta(const std::string& weight_name) const;
+
+ private:
+  std::filesystem::path dir_;
+  std::unique_ptr<io::Checkpoint> weights_;
+  std::map<std::string, std::pair<std::string, std::string>> pairs_;  // weight -> (A name, B name)
+  std::vector<std::string> targets_;
+  double scale_ = 1;
+  int64_t rank_ = 0;
+};
+
+// Writes base + adapter as a full Hugging Face model directory (atomically): adapted weights are
+// merged in fp32 and stored in `dtype` ("" keeps the base's dtype); config and tokenizer files are
+// copied, with the dtype updated.
+void write_merged_model(const std::filesystem::path& base_dir, const LoraAdapter& adapter,
+                        const std::filesystem::path& out_dir, const std::string& dtype = "");
+
+}  // namespace anvil::model
