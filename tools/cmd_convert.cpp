@@ -37,8 +37,7 @@ int run_convert(int argc, char** argv) {
   if (!args.count("output")) throw UsageError("missing -o OUTPUT");
   auto input = existing_path(args["input"].as<std::string>(), "input model");
   const std::filesystem::path output = args["output"].as<std::string>();
-  int threads = args.count("threads") ? args["threads"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
-  if (threads < 1) throw UsageError("--threads must be at least 1");
+  const int threads = thread_count(args);
 
   const std::string out_dtype = args.count("out-dtype") ? args["out-dtype"].as<std::string>() : "";
   if (args.count("merge-adapter")) {

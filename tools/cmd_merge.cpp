@@ -75,9 +75,7 @@ int run_merge(int argc, char** argv) {
   auto config = merge::MergeConfig::load(existing_path(args["config"].as<std::string>(), "merge config"));
 
   merge::MergeOptions opts;
-  opts.threads = static_cast<int>(std::thread::hardware_concurrency());
-  if (args.count("threads")) opts.threads = args["threads"].as<int>();
-  if (opts.threads < 1) throw UsageError("--threads must be at least 1");
+  opts.threads = thread_count(args);
   at::set_num_threads(opts.threads);
   opts.device = args["device"].as<std::string>();
   if (opts.device != "cpu" && opts.device != "cuda") throw UsageError("--device must be cpu or cuda");
@@ -89,13 +87,9 @@ int run_merge(int argc, char** argv) {
     throw UsageError(std::string("--shard-size: ") + e.what());
   }
   std::unique_ptr<Progress> bar;
-  auto t0 = std::chrono::steady_clock::now();
   opts.progress = [&](int64_t done, int64_t total, uint64_t bytes) {
     if (!bar) bar = std::make_unique<Progress>("merge", total, "tensors");
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.0f MB/s", s > 0 ? bytes / s / 1e6 : 0.0);
-    bar->update(done, buf);
+    bar->update_bytes(done, bytes);
   };
   const std::filesystem::path out = args["output"].as<std::string>();
   auto summary = merge::run_merge(config, out, opts);

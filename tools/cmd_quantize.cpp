@@ -29,8 +29,7 @@ int run_quantize(int argc, char** argv) {
   if (!args.count("type")) throw UsageError("missing --type (one of " + types + ")");
   const std::string type = args["type"].as<std::string>();
   if (!quant::find_quant_mix(type)) throw UsageError("unknown --type '" + type + "' (one of " + types + ")");
-  int threads = args.count("threads") ? args["threads"].as<int>() : static_cast<int>(std::thread::hardware_concurrency());
-  if (threads < 1) throw UsageError("--threads must be at least 1");
+  const int threads = thread_count(args);
   return run_gguf_export(existing_path(args["input"].as<std::string>(), "input model"), args["output"].as<std::string>(),
                          type, threads);
 }

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -22,12 +23,15 @@ void add_runtime_options(cxxopts::Options& options) {
       ("dtype", "compute dtype: f32, or bf16/f16 on cuda", cxxopts::value<std::string>()->default_value("f32"));
 }
 
+int thread_count(const cxxopts::ParseResult& args) {
+  if (!args.count("threads")) return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = args["threads"].as<int>();
+  if (threads < 1) throw UsageError("--threads must be at least 1");
+  return threads;
+}
+
 model::LoadOptions apply_runtime_options(const cxxopts::ParseResult& args) {
-  int threads = static_cast<int>(std::thread::hardware_concurrency());
-  if (args.count("threads")) {
-    threads = args["threads"].as<int>();
-    if (threads < 1) throw UsageError("--threads must be at least 1");
-  }
+  const int threads = thread_count(args);
   at::set_num_threads(threads);
   set_blas_threads(threads);
   model::LoadOptions load;

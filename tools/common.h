@@ -18,6 +18,9 @@ class UsageError : public Error {
   using Error::Error;
 };
 
+// --threads, or all cores when absent; a UsageError below 1.
+int thread_count(const cxxopts::ParseResult& args);
+
 // Adds --threads, --device and --dtype.
 void add_runtime_options(cxxopts::Options& options);
 // Applies --threads to LibTorch and OpenBLAS; returns where and in what dtype to compute.

@@ -45,6 +45,14 @@ void Progress::update(int64_t done, const std::string& extra) {
   std::fflush(stderr);
 }
 
+void Progress::update_bytes(int64_t done, uint64_t bytes) {
+  if (!active_) return;
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.0f MB/s", s > 0 ? static_cast<double>(bytes) / s / 1e6 : 0.0);
+  update(done, buf);
+}
+
 void Progress::finish() {
   if (active_ && drawn_) {
     std::fprintf(stderr, "\r\033[K");

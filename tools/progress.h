@@ -13,6 +13,8 @@ class Progress {
   ~Progress();
   // `extra` is appended to the line (e.g. "6500 tok/s").
   void update(int64_t done, const std::string& extra = "");
+  // update() with the byte throughput since the bar was created, e.g. "350 MB/s".
+  void update_bytes(int64_t done, uint64_t bytes);
   void finish();
   static bool enabled();
 

@@ -16,13 +16,9 @@ int run_gguf_export(const std::filesystem::path& input, const std::filesystem::p
   opts.type = type;
   opts.threads = threads;
   std::unique_ptr<Progress> bar;
-  auto t0 = std::chrono::steady_clock::now();
   opts.progress = [&](int64_t done, int64_t total, uint64_t bytes) {
     if (!bar) bar = std::make_unique<Progress>("gguf", total, "tensors");
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.0f MB/s", s > 0 ? bytes / s / 1e6 : 0.0);
-    bar->update(done, buf);
+    bar->update_bytes(done, bytes);
   };
   auto s = quant::export_gguf(input, output, opts);
   if (bar) bar->finish();

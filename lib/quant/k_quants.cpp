@@ -177,6 +177,14 @@ float scale_min_search(int n, int nmax, const float* x, const float* weights, ui
   return scale;
 }
 
+// Q2_K/Q3_K low bits: four 2-bit levels per byte, element j + 32k in bits 2k of byte j (per 128).
+template <typename Level>
+void pack_2bit(const Level* L, uint8_t* qs) {
+  for (int j = 0; j < kQK_K; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
 // The 12-byte packing of eight 6-bit scales and eight 6-bit mins used by Q4_K and Q5_K.
 void pack_scale_min_k4(uint8_t* q, int j, uint8_t ls, uint8_t lm) {
   if (j < 4) {
@@ -272,9 +280,7 @@ void encode_q2_K(const float* x, uint8_t* out, int64_t n) {
       for (int ii = 0; ii < 16; ++ii)
         L[16 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(3, nearest_int((x[16 * j + ii] + dm) / d))));
     }
-    for (int j = 0; j < kQK_K; j += 128)
-      for (int l = 0; l < 32; ++l)
-        y[i].qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    pack_2bit(L, y[i].qs);
   }
 }
 
@@ -337,9 +343,7 @@ void encode_q3_K(const float* x, uint8_t* out, int64_t n) {
         y[i].hmask[j % 32] |= static_cast<uint8_t>(1 << (j / 32));
         L[j] = static_cast<int8_t>(L[j] - 4);
       }
-    for (int j = 0; j < kQK_K; j += 128)
-      for (int l = 0; l < 32; ++l)
-        y[i].qs[j / 4 + l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+    pack_2bit(L, y[i].qs);
   }
 }
 
