@@ -7,6 +7,7 @@
 #include "eval/perplexity.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "merge/fused_combine.h"
 #include "merge/merge.h"
 #include "merge/methods/methods.h"
 #include "merge/methods/task_vectors.h"
@@ -160,6 +161,29 @@ TEST(MergeMethods, StreamedMagnitudeSelectionEqualsTopK) {
   for (int pass = 0; pass < 2; ++pass) sel.count(tied.data_ptr<float>(), 10, pass, 0.4);
   sel.keep(tied.data_ptr<float>(), 10, 0.4);
   expect_close(tied, {0.5, 0.5, 0.5, 0.5, 0, 0, 0, 0, 0, 0});
+}
+
+// The fused one-pass path (used by the runner) against the same method's tensor operations.
+TEST(MergeMethods, FusedCombinationEqualsTensorOperations) {
+  c10::InferenceMode guard;
+  io::Checkpoint base(test::model_dir("base")), a(test::model_dir("ft-fortune")), b(test::model_dir("ft-changelog"));
+  const std::string name = "model.layers.2.mlp.down_proj.weight";
+  std::vector<const io::TensorView*> views{&base.get(name), &a.get(name), &b.get(name)};
+  for (std::string method : {"linear", "task_arithmetic"}) {
+    MergeTask t{name, {}, {{"normalize", method == "linear" ? 1.0 : 0.0}, {"rescale", 0}, {"int8_mask", 0}}, 0};
+    for (size_t i = 0; i < views.size(); ++i)
+      t.inputs.push_back({model::load_tensor(*views[i], at::kFloat), {{"weight", 0.2 + 0.3 * i}, {"density", 1}}, i == 0});
+    const auto* m = merge::find_merge_method(method);
+    auto form = m->linear_form(t);
+    ASSERT_TRUE(form) << method;
+    std::vector<merge::CombineInput> ins;
+    for (const auto* v : views) ins.push_back({v->bytes.data(), v->spec.dtype});
+    auto fused = at::empty(views[0]->spec.shape, at::TensorOptions().dtype(at::kFloat));
+    merge::fused_combine(ins, *form, fused.numel(), io::DType::F32, static_cast<uint8_t*>(fused.data_ptr()));
+    auto expected = m->merge(t);
+    // Same arithmetic in a different order (coefficients pre-divided): a few fp32 ulps.
+    EXPECT_LT(test::max_abs_diff(fused, expected), 1e-6 * expected.abs().max().item<double>() + 1e-9) << method;
+  }
 }
 
 TEST(MergeConfig, GradientOverEightLayersAndFilters) {

@@ -25,6 +25,14 @@ struct MergeInput {
   bool is_base = false;
 };
 
+// A merge that is a fixed linear combination of its inputs, which the runner can execute in one
+// fused pass straight from the stored bytes: out = sum_k coeffs[k] * x_k, or, with a delta base
+// b, out = x_b + sum_{k != b} coeffs[k] * (x_k - x_b) (task vectors keep their precision).
+struct LinearForm {
+  std::vector<double> coeffs;
+  int delta_base = -1;
+};
+
 struct MergeTask {
   std::string tensor_name;
   std::vector<MergeInput> inputs;        // in config order; at most one is_base
@@ -52,6 +60,9 @@ class MergeMethod {
   virtual int statistics_passes() const { return 0; }
   virtual size_t statistics_size(size_t n_inputs) const { return 0; }
   virtual void accumulate(const MergeTask& chunk, int pass, std::vector<double>& stats) const {}
+  // The method as a linear combination, if it is one for this task (tensors undefined; stats set
+  // after the statistics passes).
+  virtual std::optional<LinearForm> linear_form(const MergeTask& task) const { return std::nullopt; }
   // Checks parameter values before any tensor is read (tensors in `task` are undefined).
   virtual void check(const MergeTask& task) const {}
   virtual at::Tensor merge(const MergeTask& task) const = 0;

@@ -9,6 +9,15 @@ class LinearMerge final : public MergeMethod {
   std::vector<ParamDef> parameters() const override { return {{"normalize", 1.0}}; }
   std::vector<ParamDef> tensor_parameters() const override { return {{"weight", std::nullopt}}; }
   bool chunkable() const override { return true; }
+  std::optional<LinearForm> linear_form(const MergeTask& task) const override {
+    LinearForm f;
+    double sum = 0;
+    for (const auto& in : task.inputs) sum += in.params.at("weight");
+    const bool normalize = task.params.at("normalize") != 0;
+    if (normalize && sum == 0) return std::nullopt;  // merge() reports the error
+    for (const auto& in : task.inputs) f.coeffs.push_back(in.params.at("weight") / (normalize ? sum : 1.0));
+    return f;
+  }
   at::Tensor merge(const MergeTask& task) const override {
     at::Tensor sum;
     double weight_sum = 0;

@@ -8,6 +8,10 @@ class PassthroughMerge final : public MergeMethod {
   std::string_view name() const override { return "passthrough"; }
   std::vector<ParamDef> tensor_parameters() const override { return {{"scale", 1.0}}; }
   bool chunkable() const override { return true; }
+  std::optional<LinearForm> linear_form(const MergeTask& task) const override {
+    if (task.inputs.size() != 1) return std::nullopt;
+    return LinearForm{{task.inputs[0].params.at("scale")}, -1};
+  }
   at::Tensor merge(const MergeTask& task) const override {
     if (task.inputs.size() != 1) throw_merge_error(task, "passthrough takes exactly one source per slice");
     double scale = task.inputs[0].params.at("scale");

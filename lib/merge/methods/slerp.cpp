@@ -59,6 +59,14 @@ class SlerpMerge final : public MergeMethod {
     if (task.inputs.size() > 2) throw_merge_error(task, "slerp merges exactly two models");
     if (task.inputs.size() == 2 && !task.base()) throw_merge_error(task, "slerp needs base_model to be one of the two models");
   }
+  std::optional<LinearForm> linear_form(const MergeTask& task) const override {
+    if (task.inputs.size() == 1) return LinearForm{{1.0}, -1};
+    if (!task.stats || task.inputs.size() != 2) return std::nullopt;
+    const auto& st = *task.stats;
+    auto [s0, s1] = slerp_coefficients(task.params.at("t"), st[0], st[1], st[2]);
+    const bool base_first = &task.inputs[0] == task.base();
+    return LinearForm{base_first ? std::vector<double>{s0, s1} : std::vector<double>{s1, s0}, -1};
+  }
   at::Tensor merge(const MergeTask& task) const override {
     if (task.inputs.size() == 1) return task.inputs[0].tensor;
     if (task.inputs.size() != 2) throw_merge_error(task, "slerp merges exactly two models");

@@ -119,6 +119,21 @@ at::Tensor sign_consensus_mask(const at::Tensor& weighted) {
   return weighted.sign() == majority;
 }
 
+std::optional<LinearForm> TaskVectorMerge::linear_form(const MergeTask& task) const {
+  // Plain task arithmetic only: sparsification and sign election are not linear.
+  if (o_.sparsify != Sparsify::None || o_.sign_consensus) return std::nullopt;
+  const MergeInput* base = task.base();
+  if (!base) return std::nullopt;
+  LinearForm f;
+  f.delta_base = static_cast<int>(base - task.inputs.data());
+  double sum = 0;
+  for (const auto& in : task.inputs)
+    if (&in != base) sum += in.params.at("weight");
+  const double divisor = task.params.at("normalize") != 0 && std::abs(sum) >= 1e-8 ? sum : 1.0;
+  for (const auto& in : task.inputs) f.coeffs.push_back(&in == base ? 0.0 : in.params.at("weight") / divisor);
+  return f;
+}
+
 void TaskVectorMerge::check(const MergeTask& task) const {
   if (!task.base()) throw_merge_error(task, std::string(o_.name) + " needs base_model among the inputs");
   for (const auto& in : task.inputs) {

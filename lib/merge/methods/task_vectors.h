@@ -24,6 +24,7 @@ class TaskVectorMerge final : public MergeMethod {
   std::vector<ParamDef> tensor_parameters() const override;
   bool needs_base_model() const override { return true; }
   void check(const MergeTask& task) const override;
+  std::optional<LinearForm> linear_form(const MergeTask& task) const override;
   // Elementwise, except magnitude trimming, which streams too: two statistics passes find each
   // task vector's exact top-k threshold (a radix select over |delta|'s float bits).
   bool chunkable() const override { return true; }
