@@ -15,6 +15,7 @@ command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import numpy' 2>/
 
 measure() {  # label, command... -> "label  seconds  peak-RSS"
   local label=$1; shift
+  sync  # start every measurement with no writeback pending from the previous one
   /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null
   read -r secs kb < "$dir/time"
   printf "| %s | %.2f s | %.0f MiB |\n" "$label" "$secs" "$((kb / 1024))"

@@ -1,5 +1,6 @@
 #pragma once
 // Element types as the safetensors spec names them.
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -17,9 +18,16 @@ size_t dtype_size(DType dtype);
 bool dtype_is_float(DType dtype);
 
 // Scalar conversions used where no tensor library is involved (writers, quantizers).
-float bf16_to_float(uint16_t bits);
 float f16_to_float(uint16_t bits);
-uint16_t float_to_bf16(float value);  // round to nearest even, NaN stays NaN
 uint16_t float_to_f16(float value);   // round to nearest even, overflow to inf
+
+// Inline: merge and quantize call these once per element.
+inline float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+inline uint16_t float_to_bf16(float value) {  // round to nearest even, NaN stays NaN
+  uint32_t u = std::bit_cast<uint32_t>(value);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
 
 }  // namespace anvil::io
