@@ -21,12 +21,7 @@ const Block* blocks(const uint8_t* p) { return reinterpret_cast<const Block*>(p)
 // Symmetric levels in [-nmax, nmax-1] with weights x^2; tries 18 scales around nmax/max
 // (ggml's make_qx_quants with rmse_type 1 and no importance weights). L holds level + nmax.
 float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
+  const float max = signed_absmax(x, n), amax = std::fabs(max);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0.f;
@@ -64,12 +59,7 @@ float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L) {
 // Q3_K's sub-block search: start at nmax/max, then move single elements to a better level while
 // the weighted (x^2) fit improves, up to 5 sweeps (ggml's make_q3_quants with do_rmse).
 float q3_scale_search(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
+  const float max = signed_absmax(x, n), amax = std::fabs(max);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0.f;
@@ -305,14 +295,8 @@ void encode_q3_K(const float* x, uint8_t* out, int64_t n) {
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     int8_t L[kQK_K];
     float scales[16];
-    float max_scale = 0, amax = 0;
-    for (int j = 0; j < 16; ++j) {
-      scales[j] = q3_scale_search(16, 4, x + 16 * j, L + 16 * j);
-      if (std::fabs(scales[j]) > amax) {
-        amax = std::fabs(scales[j]);
-        max_scale = scales[j];
-      }
-    }
+    for (int j = 0; j < 16; ++j) scales[j] = q3_scale_search(16, 4, x + 16 * j, L + 16 * j);
+    const float max_scale = signed_absmax(scales, 16);
     std::memset(y[i].scales, 0, 12);
     if (max_scale) {
       float iscale = -32.f / max_scale;
@@ -455,14 +439,8 @@ void encode_q6_K(const float* x, uint8_t* out, int64_t n) {
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     int8_t L[kQK_K];
     float scales[16];
-    float max_scale = 0, max_abs_scale = 0;
-    for (int ib = 0; ib < 16; ++ib) {
-      scales[ib] = symmetric_scale_search(16, 32, x + 16 * ib, L + 16 * ib);
-      if (std::fabs(scales[ib]) > max_abs_scale) {
-        max_abs_scale = std::fabs(scales[ib]);
-        max_scale = scales[ib];
-      }
-    }
+    for (int ib = 0; ib < 16; ++ib) scales[ib] = symmetric_scale_search(16, 32, x + 16 * ib, L + 16 * ib);
+    const float max_scale = signed_absmax(scales, 16), max_abs_scale = std::fabs(max_scale);
     if (max_abs_scale < kGroupMaxEps) {
       std::memset(&y[i], 0, sizeof y[i]);
       continue;

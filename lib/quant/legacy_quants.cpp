@@ -12,17 +12,6 @@
 namespace anvil::quant {
 namespace {
 
-// The element of largest magnitude, with its sign (first one wins on ties).
-float signed_absmax(const float* x, int n) {
-  float amax = 0, max = 0;
-  for (int j = 0; j < n; ++j)
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  return max;
-}
-
 void min_max(const float* x, int n, float& min, float& max) {
   min = FLT_MAX;
   max = -FLT_MAX;
@@ -244,12 +233,7 @@ void encode_iq4_nl(const float* x, uint8_t* out, int64_t n) {
     uint8_t L[kQK];
     float weight[kQK];
     for (int j = 0; j < kQK; ++j) weight[j] = x[j] * x[j];
-    float amax = 0, max = 0;
-    for (int j = 0; j < kQK; ++j)
-      if (std::fabs(x[j]) > amax) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
+    const float max = signed_absmax(x, kQK), amax = std::fabs(max);
     // An all-zero block keeps d = 0; its levels still come from the final pass (index 8, value 1).
     float d = 0;
     if (amax >= kGroupMaxEps) d = refine_iq4_nl_scale(x, weight, max, values, ntry);

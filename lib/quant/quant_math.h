@@ -19,6 +19,20 @@ inline int nearest_int(float x) {
 inline uint16_t to_half(float x) { return io::float_to_f16(x); }
 inline float from_half(uint16_t h) { return io::f16_to_float(h); }
 
+// The element of largest magnitude, with its sign; the first one wins a tie (as in ggml, whose
+// encoders all scan with a strict '>'). Its absolute value is the group's amax.
+inline float signed_absmax(const float* x, int n) {
+  float amax = 0, max = 0;
+  for (int i = 0; i < n; ++i) {
+    float ax = x[i] < 0 ? -x[i] : x[i];
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  return max;
+}
+
 // Below this a group is treated as all zeros.
 constexpr float kGroupMaxEps = 1e-15f;
 
