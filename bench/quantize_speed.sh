@@ -25,13 +25,11 @@ for t in Q8_0 Q4_K_M; do
   echo "| base F32 GGUF (33.7 MB) | $t | $work s | $w s | $floor s | ${peer[$t]} |"
 done
 if [ -f "$dir/syn-a/model.safetensors" ]; then
-  # anvil does not write llama3 rope scaling (llama.cpp's rope_freqs tensor) yet: quantize the
-  # same weights under a config without it.
+  # The synthetic model has no tokenizer of its own: lend it base's (only its metadata is copied).
   mkdir -p "$dir/syn-q"
   ln -sf "$dir/syn-a/model.safetensors" "$dir/syn-q/model.safetensors"
-  /usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c.pop("rope_scaling"); json.dump(c, open(sys.argv[2],"w"))' \
-    "$dir/syn-a/config.json" "$dir/syn-q/config.json"
-  cp "$shared/models/base/tokenizer.json" "$dir/syn-q/tokenizer.json"  # vocabulary size differs; only its metadata is copied
+  cp "$dir/syn-a/config.json" "$dir/syn-q/config.json"
+  cp "$shared/models/base/tokenizer.json" "$dir/syn-q/tokenizer.json"
   for t in Q8_0 Q4_K_M; do
     w=$(wall $anvil quantize "$dir/syn-q" -o "$dir/q.gguf" --type $t --threads 2)
     work=$(sed -n 's/.* in \([0-9.]*\) s .*/\1/p' "$dir/out")

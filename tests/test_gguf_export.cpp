@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
 #include "model/gguf_model.h"
@@ -100,4 +101,32 @@ TEST(GgufExport, RejectsUnknownTypeAndLeavesNothing) {
   opts.type = "Q7_X";
   EXPECT_THROW(quant::export_gguf(test::model_dir("base"), dir / "x.gguf", opts), Error);
   EXPECT_EQ(test::count_entries(dir.path()), 0u);
+}
+
+// llama3 rotary scaling: transformers applies it to inv_freq from config.json; llama.cpp's
+// converter stores per-frequency divisors (rope_freqs.weight) instead. tiny-llama given a llama3
+// config (head_dim 16, original context 64: one frequency kept, two smoothed, five divided) must
+// give the same logits both ways, and different logits from the unscaled model.
+TEST(GgufExport, Llama3RopeScalingSurvivesTheRoundTrip) {
+  c10::InferenceMode guard;
+  test::TempDir dir;
+  std::filesystem::copy(test::model_dir("tiny-llama"), dir / "m", std::filesystem::copy_options::recursive);
+  auto cfg = nlohmann::json::parse(test::read_bytes(dir / "m" / "config.json"));
+  cfg.erase("rope_parameters");
+  cfg["rope_theta"] = 10000.0;
+  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+  test::write_bytes(dir / "m" / "config.json", cfg.dump());
+  quant::GgufExportOptions opts;
+  opts.type = "F32";
+  quant::export_gguf(dir / "m", dir / "m.gguf", opts);
+  io::GgufFile gguf(dir / "m.gguf");
+  ASSERT_NE(gguf.find_tensor("rope_freqs.weight"), nullptr);
+  auto from_hf = model::Transformer::load(dir / "m");
+  auto from_gguf = model::load_gguf_transformer(gguf);
+  auto unscaled = model::Transformer::load(test::model_dir("tiny-llama"));
+  auto ids = at::arange(5, 69, at::TensorOptions().dtype(at::kLong)).unsqueeze(0);
+  auto a = from_hf->forward(ids), b = from_gguf->forward(ids);
+  EXPECT_LT(test::max_abs_diff(a, b), 1e-5);
+  EXPECT_GT(test::max_abs_diff(a, unscaled->forward(ids)), 1e-3) << "scaling should change the logits";
 }

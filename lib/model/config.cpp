@@ -1,6 +1,8 @@
 #include "model/config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
+#include <numbers>
 
 #include "io/atomic_file.h"
 #include "io/gguf.h"
@@ -114,6 +116,26 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
   return c;
 }
 
+std::vector<float> llama3_rope_divisors(const RopeConfig& rope, int64_t head_dim) {
+  const double low_wavelen = rope.original_max_position_embeddings / rope.low_freq_factor;
+  const double high_wavelen = rope.original_max_position_embeddings / rope.high_freq_factor;
+  std::vector<float> out;
+  for (int64_t i = 0; i < head_dim; i += 2) {
+    const float freq = 1.0f / std::pow(static_cast<float>(rope.theta), static_cast<float>(i) / static_cast<float>(head_dim));
+    const double wavelen = 2 * std::numbers::pi / freq;
+    if (wavelen < high_wavelen) {
+      out.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      out.push_back(static_cast<float>(rope.factor));
+    } else {
+      double smooth = (rope.original_max_position_embeddings / wavelen - rope.low_freq_factor) /
+                      (rope.high_freq_factor - rope.low_freq_factor);
+      out.push_back(static_cast<float>(1 / ((1 - smooth) / rope.factor + smooth)));
+    }
+  }
+  return out;
+}
+
 ModelConfig ModelConfig::from_gguf(const io::GgufFile& f) {
   const std::string where = f.path().string();
   const io::GgufValue* arch_value = f.find("general.architecture");
@@ -145,6 +167,12 @@ ModelConfig ModelConfig::from_gguf(const io::GgufFile& f) {
   if (!embd || embd->dims.size() != 2) fail(where, "missing token_embd.weight");
   c.vocab_size = static_cast<int64_t>(embd->dims[1]);
   c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
+  if (const io::GgufTensorInfo* rf = f.find_tensor("rope_freqs.weight")) {
+    if (rf->type != 0 || rf->dims.size() != 1 || static_cast<int64_t>(rf->dims[0]) * 2 != c.head_dim)
+      fail(where, "rope_freqs.weight must be F32 with head_dim / 2 entries");
+    const float* v = reinterpret_cast<const float*>(rf->data.data());
+    c.rope.freq_divisors.assign(v, v + rf->dims[0]);
+  }
   c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
   // llama.cpp computes rotary frequencies in fp32 without the bf16 rounding transformers applies.
   c.dtype = "float32";

@@ -22,7 +22,12 @@ struct RopeConfig {
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int64_t original_max_position_embeddings = 8192;
+  // llama.cpp's form of the same scaling: per-frequency divisors (GGUF rope_freqs.weight).
+  std::vector<float> freq_divisors;
 };
+
+// llama3 scaling as llama.cpp's converter writes it: inv_freq[i] is divided by divisors[i].
+std::vector<float> llama3_rope_divisors(const RopeConfig& rope, int64_t head_dim);
 
 struct ModelConfig {
   const ArchitectureTraits* arch = nullptr;

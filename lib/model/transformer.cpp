@@ -61,6 +61,8 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& c) {
     auto medium = at::logical_not(wavelen < high_wavelen).logical_and(at::logical_not(wavelen > low_wavelen));
     inv_freq = at::where(medium, smoothed, scaled);
   }
+  if (!c.rope.freq_divisors.empty())  // llama.cpp's form of a frequency scaling (GGUF rope_freqs)
+    inv_freq = inv_freq / at::tensor(c.rope.freq_divisors, at::TensorOptions().dtype(at::kFloat));
   // transformers casts the inv_freq buffer with the model: a bf16/f16 checkpoint loaded in its
   // own dtype sees rounded frequencies. Reproduce that so logits match to ~1e-5, not ~5e-2.
   if (c.dtype == "bfloat16") inv_freq = inv_freq.to(at::kBFloat16).to(at::kFloat);

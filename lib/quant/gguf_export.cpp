@@ -146,7 +146,6 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   } else {
     auto c = model::ModelConfig::load(input);
     if (c.arch->gguf_arch.empty()) fail(input.string(), "anvil cannot write " + c.model_type + " models to GGUF yet");
-    if (c.rope.type != "default") fail(input.string(), "rope scaling '" + c.rope.type + "' cannot be written to GGUF yet");
     ckpt = std::make_unique<io::Checkpoint>(input);
     ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight")};
     meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string(), *mix);
@@ -156,6 +155,16 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
                                                         c.pad_token_id.value_or(-1), tok.adds_special_tokens()))
       meta.push_back(std::move(kv));
     jobs = hf_jobs(*ckpt, c, *mix, ctx);
+    if (c.rope.type == "llama3") {
+      // llama.cpp's converter stores llama3 scaling as per-frequency divisors.
+      auto divisors = std::make_shared<std::vector<float>>(model::llama3_rope_divisors(c.rope, c.head_dim));
+      Job j;
+      j.info.name = "rope_freqs.weight";
+      j.info.dims = {divisors->size()};
+      j.info.type = 0;
+      j.floats = [divisors] { return *divisors; };
+      jobs.insert(jobs.begin(), std::move(j));
+    }
   }
   meta.emplace_back("general.quantization_version", io::GgufValue::u32(2));
   meta.emplace_back("general.file_type", io::GgufValue::u32(mix->file_type));
@@ -212,6 +221,8 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
   const io::DType st_dtype = out_type->name == "F32" ? io::DType::F32 : out_type->name == "F16" ? io::DType::F16 : io::DType::BF16;
   std::vector<io::TensorSpec> specs;
   std::vector<std::pair<std::string, const io::GgufTensorInfo*>> tensors;
+  if (gguf.find_tensor("rope_freqs.weight"))
+    fail(gguf_path.string(), "rope_freqs.weight (scaled rotary frequencies) has no config.json form anvil writes yet");
   for (const auto& t : gguf.tensors()) {
     auto hf = model::gguf_to_hf_name(t.name);
     if (!hf) fail(gguf_path.string(), "tensor '" + t.name + "' has no Hugging Face name (unsupported)");
