@@ -45,6 +45,7 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write_at(uint64_t offset, std::span<const uint8_t> bytes) {
+  std::lock_guard lock(write_mutex_);
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::pwrite(fd_, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));

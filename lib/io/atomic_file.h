@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <mutex>
 #include <string_view>
 
 namespace anvil::io {
@@ -28,6 +29,8 @@ class AtomicFile {
   std::filesystem::path temp_path_;
   int fd_ = -1;
   uint64_t append_offset_ = 0;
+  // Writers take turns: concurrent pwrites to one file only spin on the kernel's inode lock.
+  std::mutex write_mutex_;
 };
 
 // A directory built under a temporary name and renamed into place on commit().

@@ -20,7 +20,7 @@ struct MergeOptions {
   int threads = 1;
   // Elementwise methods stream tensors in row chunks of about this many elements (fp32), which
   // bounds memory per worker to a few chunks instead of whole tensors.
-  int64_t chunk_elements = 4 << 20;
+  int64_t chunk_elements = 2 << 20;
   std::function<void(int64_t tensors_done, int64_t tensors_total, uint64_t bytes_done)> progress;
 };
 
