@@ -40,7 +40,9 @@ void expect_same_tensors(const std::filesystem::path& ours_path, const std::stri
                           "general.file_type"}) {
     ASSERT_NE(ours.find(key), nullptr) << key;
     EXPECT_EQ(ours.find(key)->as_float(), theirs.find(key)->as_float()) << key;
-    if (ours.find(key)->as_string()) EXPECT_EQ(*ours.find(key)->as_string(), *theirs.find(key)->as_string()) << key;
+    if (ours.find(key)->as_string()) {
+      EXPECT_EQ(*ours.find(key)->as_string(), *theirs.find(key)->as_string()) << key;
+    }
   }
   const auto* tokens = ours.find("tokenizer.ggml.tokens")->as_array();
   const auto* their_tokens = theirs.find("tokenizer.ggml.tokens")->as_array();

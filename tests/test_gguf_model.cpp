@@ -62,6 +62,8 @@ TEST(GgufModel, QuantizedFilesLoseWhatLlamaCppMeasured) {
     double loss = eval::evaluate_perplexity(*m, tokens, opts).perplexity / hf - 1;
     std::printf("  %s: %+.3f%% (llama.cpp %+.2f%%)\n", type, loss * 100, llama_cpp_loss * 100);
     EXPECT_LE(loss, llama_cpp_loss) << type;
-    if (llama_cpp_loss > 0.01) EXPECT_GT(loss, 0.5 * llama_cpp_loss) << type;
+    if (llama_cpp_loss > 0.01) {
+      EXPECT_GT(loss, 0.5 * llama_cpp_loss) << type;
+    }
   }
 }

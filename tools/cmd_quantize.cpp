@@ -1,6 +1,4 @@
 // anvil quantize IN -o OUT.gguf --type T: llama-quantize's types and mixes, byte-identical.
-#include <thread>
-
 #include "commands.h"
 #include "common.h"
 #include "quant/quant_mix.h"

@@ -196,8 +196,6 @@ void SafetensorsWriter::write_part(const std::string& name, uint64_t offset, std
   slot.received += bytes.size();  // distinct tensors touch distinct slots: no lock needed
 }
 
-uint64_t SafetensorsWriter::data_offset_of(const std::string& name) const { return slots_.at(name).offset; }
-
 void SafetensorsWriter::commit() {
   for (const auto& s : specs_)
     if (slots_.at(s.name).received != s.nbytes())

@@ -66,7 +66,6 @@ class SafetensorsWriter {
   // bytes have arrived. Parts of one tensor must come from one thread.
   void write_part(const std::string& name, uint64_t offset, std::span<const uint8_t> bytes);
   void commit();  // every tensor must have been written
-  uint64_t data_offset_of(const std::string& name) const;
 
  private:
   struct Slot {

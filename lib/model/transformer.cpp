@@ -222,8 +222,6 @@ at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, si
     if (windowed) blocked = blocked.logical_or(kpos <= qpos - *c.sliding_window);
     mask = at::zeros({T, S}, x.options()).masked_fill(blocked, -std::numeric_limits<float>::infinity());
   }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-
   at::Tensor out;
 #if TORCH_VERSION_MAJOR >= 2
   // Grouped-query attention as plain attention over repeated key/value heads.
@@ -236,13 +234,13 @@ at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, si
 #else
   // Grouped-query attention without copying keys: the G query heads sharing a key/value head are
   // stacked along the sequence axis, so one batched GEMM serves the whole group.
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   auto qg = q.reshape({B, NKV, G * T, D});
   auto scores = at::matmul(qg, k.transpose(-1, -2)).mul_(scale);  // [B, NKV, G*T, S]
   if (mask.defined()) scores.view({B, NKV, G, T, S}).add_(mask);
   auto probs = at::softmax(scores, -1);
   out = at::matmul(probs, v).view({B, NH, T, D});
 #endif
-  (void)scale;
   out = out.transpose(1, 2).reshape({B, T, NH * D});
   return project(out, w.o);
 }

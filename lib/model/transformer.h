@@ -86,14 +86,12 @@ class Transformer {
   at::Tensor feed_forward(const at::Tensor& x, const LayerWeights& w) const;
   at::Tensor moe(const at::Tensor& x, const LayerWeights& w) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
-  void build_rope_tables();
 
   ModelConfig config_;
   LoadOptions options_;
   at::Tensor embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
-  at::Tensor inv_freq_;    // [head_dim / 2], fp32
-  at::Tensor cos_, sin_;   // [max_positions, head_dim], grown on demand
+  at::Tensor inv_freq_;  // [head_dim / 2], fp32
 };
 
 // Rotary inverse frequencies exactly as transformers computes them (fp32), including the llama3

@@ -45,7 +45,7 @@ std::vector<float> to_floats(const io::TensorView& v) {
   return out;
 }
 
-Metadata model_metadata(const model::ModelConfig& c, const std::string& name, const QuantMix& mix) {
+Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
   const std::string a(c.arch->gguf_arch);
   auto u32 = [](int64_t v) { return io::GgufValue::u32(static_cast<uint32_t>(v)); };
   Metadata m{
@@ -66,7 +66,6 @@ Metadata model_metadata(const model::ModelConfig& c, const std::string& name, co
     m.emplace_back(a + ".attention.key_length", u32(c.head_dim));
     m.emplace_back(a + ".attention.value_length", u32(c.head_dim));
   }
-  (void)mix;
   return m;
 }
 
@@ -148,7 +147,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     if (c.arch->gguf_arch.empty()) fail(input.string(), "anvil cannot write " + c.model_type + " models to GGUF yet");
     ckpt = std::make_unique<io::Checkpoint>(input);
     ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight")};
-    meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string(), *mix);
+    meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string());
     auto tok = tokenizer::Tokenizer::load(input);
     for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
                                                         c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
