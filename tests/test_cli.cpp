@@ -192,3 +192,31 @@ TEST(Cli, AdapterForEvalAndMergeAdapterForConvert) {
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.out.find("adapter_config.json"), std::string::npos) << bad.out;
 }
+
+// anvil train end to end: a tiny run writes a PEFT adapter that eval --adapter applies; a bad
+// recipe is refused before training with one line naming the file.
+TEST(Cli, TrainWritesAnAdapterThatEvalApplies) {
+  test::TempDir dir;
+  const std::string shared = test::shared_dir().string();
+  std::ofstream(dir / "r.yaml") << "base_model: " << models() << "/base\noutput_dir: " << (dir / "out").string()
+                                << "\ndatasets: [{path: " << shared << "/data/fortune.train.txt, type: raw}]\n"
+                                << "sequence_len: 32\nmicro_batch_size: 4\nmax_steps: 3\nthreads: 1\n"
+                                << "lora: {r: 4, target_modules: [q_proj, v_proj]}\n";
+  auto r = run("train " + (dir / "r.yaml").string() + " --set optimizer.lr=1e-3");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("trainable parameters"), std::string::npos) << r.out;
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors", "log.jsonl", "loss.svg"})
+    EXPECT_TRUE(std::filesystem::exists(dir / "out" / f)) << f;
+  auto e = run("eval " + models() + "/base --adapter " + (dir / "out").string() + " --data " + shared +
+               "/data/fortune.val.txt --json");
+  ASSERT_EQ(e.status, 0) << e.out;
+  EXPECT_GT(nlohmann::json::parse(e.out)["results"][0]["perplexity"].get<double>(), 1.0);
+
+  std::ofstream(dir / "bad.yaml") << "base_model: " << models() << "/base\noutput_dir: x\nmax_steps: 1\n"
+                                  << "datasets: [{path: " << shared << "/data/fortune.train.txt}]\nlearning_rate: 1\n";
+  auto bad = run("train " + (dir / "bad.yaml").string());
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.out.find("bad.yaml:5"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("learning_rate"), std::string::npos) << bad.out;
+  EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 1) << bad.out;
+}

@@ -18,5 +18,6 @@ int run_env(int argc, char** argv);
 int run_merge(int argc, char** argv);
 int run_convert(int argc, char** argv);
 int run_quantize(int argc, char** argv);
+int run_train(int argc, char** argv);
 
 }  // namespace anvil::cli

@@ -21,6 +21,7 @@ constexpr Command kCommands[] = {
     {"convert", "Hugging Face directory <-> GGUF (f32/f16/bf16/q8_0)", anvil::cli::run_convert},
     {"quantize", "quantize to GGUF with llama.cpp's types and mixes (Q4_K_M, Q8_0, ...)", anvil::cli::run_quantize},
     {"merge", "merge models from a mergekit-style YAML config (linear, slerp, ties, dare, ...)", anvil::cli::run_merge},
+    {"train", "LoRA fine-tuning from a YAML recipe; writes a PEFT adapter", anvil::cli::run_train},
     {"env", "show version, LibTorch, BLAS library and threads", anvil::cli::run_env},
 };
 

@@ -39,16 +39,6 @@ BatchSums score_batch(const model::Transformer& model, const model::Transformer*
   return s;
 }
 
-// Restores OpenBLAS's thread count when the parallel section ends.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() : saved_(blas_info().threads.value_or(1)) { set_blas_threads(1); }
-  ~SingleThreadedBlas() { set_blas_threads(saved_); }
-
- private:
-  int saved_;
-};
-
 }  // namespace
 
 PerplexityResult evaluate_perplexity(const model::Transformer& model, const std::vector<int32_t>& tokens,

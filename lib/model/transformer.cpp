@@ -2,11 +2,14 @@
 
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numbers>
 
 #include "io/checkpoint.h"
+#include "model/dropout.h"
+#include "model/layer_checkpoint.h"
 #include "model/lora_adapter.h"
 #include "model/tensor_bridge.h"
 #include "util/error.h"
@@ -20,7 +23,7 @@ std::string shape_str(at::IntArrayRef shape) {
   return s + "]";
 }
 
-at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {}) {
+at::Tensor dense_project(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {}) {
   // One row (decoding a token): a GEMV. As a GEMM with M = 1, OpenBLAS would re-pack the whole
   // weight matrix on every call, which made decoding 3x slower.
   if (x.numel() == x.size(-1) && x.device().is_cpu()) {
@@ -33,7 +36,6 @@ at::Tensor project(const at::Tensor& x, const at::Tensor& weight, const at::Tens
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
 }
 
-at::Tensor project(const at::Tensor& x, const LinearWeights& w) { return project(x, w.weight, w.bias); }
 
 // rotate_half(x) = cat(-x2, x1) on the last dimension, as in transformers.
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
@@ -140,6 +142,91 @@ Transformer::Transformer(ModelConfig config, const WeightProvider& get, const We
     layers_.push_back(std::move(L));
   }
   inv_freq_ = rope_inverse_frequencies(c).to(options_.device);
+  index_linear_slots();
+}
+
+void Transformer::index_linear_slots() {
+  const ModelConfig& c = config_;
+  const int64_t D = c.head_dim, F = c.intermediate_size;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    LayerWeights& L = layers_[i];
+    auto add = [&](const std::string& name, LinearWeights& w, int64_t offset, int64_t rows) {
+      slots_.push_back({p + name + ".weight", LinearSlot{&w, offset, rows}});
+    };
+    add("self_attn.q_proj", L.qkv, 0, c.num_heads * D);
+    add("self_attn.k_proj", L.qkv, c.num_heads * D, c.num_kv_heads * D);
+    add("self_attn.v_proj", L.qkv, (c.num_heads + c.num_kv_heads) * D, c.num_kv_heads * D);
+    add("self_attn.o_proj", L.o, 0, c.hidden_size);
+    if (c.arch->ffn == FfnKind::Dense) {
+      add("mlp.gate_proj", L.gate_up, 0, F);
+      add("mlp.up_proj", L.gate_up, F, F);
+      add("mlp.down_proj", L.down, 0, c.hidden_size);
+      continue;
+    }
+    for (int64_t e = 0; e < c.num_experts; ++e) {
+      auto name = [&](std::string_view pattern) {
+        std::string s(pattern);
+        s.replace(s.find("{e}"), 3, std::to_string(e));
+        return s.substr(0, s.size() - std::string(".weight").size());
+      };
+      add(name(c.arch->moe_gate), L.experts[e].gate_up, 0, F);
+      add(name(c.arch->moe_up), L.experts[e].gate_up, F, F);
+      add(name(c.arch->moe_down), L.experts[e].down, 0, c.hidden_size);
+    }
+  }
+}
+
+std::vector<std::string> Transformer::adaptable_weights() const {
+  std::vector<std::string> names;
+  for (const auto& [name, _] : slots_) names.push_back(name);
+  return names;
+}
+
+std::vector<int64_t> Transformer::adaptable_shape(const std::string& weight_name) const {
+  for (const auto& [name, slot] : slots_)
+    if (name == weight_name) return {slot.rows, slot.linear->weight.size(1)};
+  fail("lora", "'" + weight_name + "' is not a linear layer of this model");
+}
+
+void Transformer::attach_lora(const std::string& weight_name, const at::Tensor& A, const at::Tensor& B, double scale,
+                              double dropout) {
+  for (auto& [name, slot] : slots_) {
+    if (name != weight_name) continue;
+    const int64_t in = slot.linear->weight.size(1);
+    if (A.dim() != 2 || B.dim() != 2 || A.size(1) != in || B.size(0) != slot.rows || B.size(1) != A.size(0))
+      fail("lora", "A/B shapes do not fit '" + weight_name + "'");
+    auto& slices = slot.linear->lora;
+    LoraSlice slice{slot.offset, slot.rows, A, B, scale, dropout};
+    // Kept sorted by offset so project() can fill the gaps between slices with zeros.
+    auto pos = std::find_if(slices.begin(), slices.end(), [&](const LoraSlice& s) { return s.offset >= slot.offset; });
+    if (pos != slices.end() && pos->offset == slot.offset) *pos = slice;
+    else slices.insert(pos, slice);
+    return;
+  }
+  fail("lora", "'" + weight_name + "' is not a linear layer of this model");
+}
+
+at::Tensor Transformer::project(const at::Tensor& x, const LinearWeights& w) const {
+  at::Tensor y = dense_project(x, w.weight, w.bias);
+  if (w.lora.empty()) return y;
+  // One update per fused part (q, k, v or gate, up), each with its own dropout, concatenated
+  // with zeros over the parts that have none, then added once.
+  std::vector<at::Tensor> parts;
+  int64_t covered = 0;
+  auto zeros = [&](int64_t n) {
+    std::vector<int64_t> shape(y.sizes().begin(), y.sizes().end());
+    shape.back() = n;
+    return at::zeros(shape, y.options());
+  };
+  for (const auto& s : w.lora) {
+    if (s.offset > covered) parts.push_back(zeros(s.offset - covered));
+    at::Tensor in = training_ && s.dropout > 0 ? dropout(x, s.dropout) : x;
+    parts.push_back(at::linear(at::linear(in, s.A), s.B).mul(s.scale).to(y.scalar_type()));
+    covered = s.offset + s.rows;
+  }
+  if (covered < y.size(-1)) parts.push_back(zeros(y.size(-1) - covered));
+  return y + (parts.size() == 1 ? parts[0] : at::cat(parts, -1));
 }
 
 std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
@@ -180,7 +267,8 @@ KVCache Transformer::new_cache(int64_t batch, int64_t capacity) const {
 }
 
 at::Tensor Transformer::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
-  auto xf = x.to(at::kFloat);
+  // Half types normalize in fp32 (as transformers does); fp32/fp64 stay as they are.
+  auto xf = (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf) ? x.to(at::kFloat) : x;
   auto normed = xf * at::rsqrt(xf.pow(2).mean({-1}, /*keepdim=*/true) + config_.rms_norm_eps);
   return weight * normed.to(x.scalar_type());
 }
@@ -255,7 +343,7 @@ at::Tensor Transformer::feed_forward(const at::Tensor& x, const LayerWeights& w)
 at::Tensor Transformer::moe(const at::Tensor& x, const LayerWeights& w) const {
   const int64_t H = config_.hidden_size, F = config_.intermediate_size, K = config_.num_experts_per_tok;
   auto flat = x.reshape({-1, H});
-  auto router_logits = project(flat, w.router);
+  auto router_logits = dense_project(flat, w.router);
   auto probs = at::softmax(router_logits.to(at::kFloat), -1);
   auto [top_w, top_i] = at::topk(probs, K, -1);
   top_w = (top_w / top_w.sum(-1, true)).to(x.scalar_type());
@@ -277,17 +365,35 @@ at::Tensor Transformer::hidden_states(const at::Tensor& ids, KVCache* cache) con
   if (ids.dim() != 2) fail("forward", "input ids must be [batch, seq]");
   int64_t start = cache ? cache->length : 0;
   auto h = at::embedding(embed_, ids.to(options_.device));
+  const bool recompute = checkpoint_layers_ && !cache && at::GradMode::is_enabled();
   for (size_t i = 0; i < layers_.size(); ++i) {
-    const auto& L = layers_[i];
-    h = h + attention(rms_norm(h, L.attn_norm), L, i, start, cache);
-    auto normed = rms_norm(h, L.ffn_norm);
-    h = h + (config_.arch->ffn == FfnKind::Dense ? feed_forward(normed, L) : moe(normed, L));
+    if (!recompute) {
+      h = layer_forward(h, i, start, cache);
+      continue;
+    }
+    std::vector<at::Tensor> trainable;
+    for (const auto* lin : {&layers_[i].qkv, &layers_[i].o, &layers_[i].gate_up, &layers_[i].down})
+      for (const auto& s : lin->lora) trainable.insert(trainable.end(), {s.A, s.B});
+    for (const auto& e : layers_[i].experts)
+      for (const auto* lin : {&e.gate_up, &e.down})
+        for (const auto& s : lin->lora) trainable.insert(trainable.end(), {s.A, s.B});
+    h = checkpointed_call([this, i](const at::Tensor& x) { return layer_forward(x, i, 0, nullptr); }, h, trainable);
   }
   if (cache) cache->length = start + ids.size(1);
   return rms_norm(h, final_norm_);
 }
 
-at::Tensor Transformer::lm_head(const at::Tensor& hidden) const { return project(hidden, lm_head_).to(at::kFloat); }
+at::Tensor Transformer::layer_forward(const at::Tensor& h, size_t i, int64_t start, KVCache* cache) const {
+  const auto& L = layers_[i];
+  auto x = h + attention(rms_norm(h, L.attn_norm), L, i, start, cache);
+  auto normed = rms_norm(x, L.ffn_norm);
+  return x + (config_.arch->ffn == FfnKind::Dense ? feed_forward(normed, L) : moe(normed, L));
+}
+
+at::Tensor Transformer::lm_head(const at::Tensor& hidden) const {
+  at::Tensor logits = dense_project(hidden, lm_head_);
+  return logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat);  // fp64 for gradient checks
+}
 
 at::Tensor Transformer::forward(const at::Tensor& ids, KVCache* cache) const {
   return lm_head(hidden_states(ids, cache));

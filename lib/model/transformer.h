@@ -30,9 +30,18 @@ struct KVCache {
   int64_t capacity = 0;
 };
 
+// A trainable low-rank update of some output rows of a (possibly fused) linear layer:
+// y[..., offset:offset+rows] += scale * B(A(dropout(x))), as PEFT's LoRA layers compute it.
+struct LoraSlice {
+  int64_t offset = 0, rows = 0;
+  at::Tensor A, B;  // [r, in], [rows, r]
+  double scale = 1, dropout = 0;
+};
+
 struct LinearWeights {
   at::Tensor weight;  // [out, in]
   at::Tensor bias;    // [out] or undefined
+  std::vector<LoraSlice> lora;
 };
 
 struct ExpertWeights {
@@ -69,7 +78,7 @@ class Transformer {
                                                       const class LoraAdapter* adapter = nullptr);
 
   // ids: [batch, seq] int64. With a cache, the ids continue the cached sequence and their keys and
-  // values are appended. Returns logits [batch, seq, vocab] in fp32.
+  // values are appended. Returns logits [batch, seq, vocab] in fp32 (fp64 when computing in fp64).
   at::Tensor forward(const at::Tensor& ids, KVCache* cache = nullptr) const;
   // The final normalized hidden states [batch, seq, hidden] (before the LM head).
   at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr) const;
@@ -80,7 +89,27 @@ class Transformer {
   const LoadOptions& options() const { return options_; }
   int64_t parameter_count() const;
 
+  // LoRA training. The HF names of the linear weights an adapter may target, in model order
+  // (e.g. "model.layers.0.self_attn.q_proj.weight"), and the [out, in] shape of one.
+  std::vector<std::string> adaptable_weights() const;
+  std::vector<int64_t> adaptable_shape(const std::string& weight_name) const;
+  // Adds scale * B @ A (applied unmerged, so A and B receive gradients) to a weight's outputs.
+  void attach_lora(const std::string& weight_name, const at::Tensor& A, const at::Tensor& B, double scale,
+                   double dropout);
+  // Training mode turns LoRA dropout on.
+  void set_training(bool on) { training_ = on; }
+  // Recompute each layer's activations during the backward pass instead of storing them.
+  void set_gradient_checkpointing(bool on) { checkpoint_layers_ = on; }
+
  private:
+  struct LinearSlot {
+    LinearWeights* linear;
+    int64_t offset, rows;
+  };
+  at::Tensor project(const at::Tensor& x, const LinearWeights& w) const;
+  at::Tensor layer_forward(const at::Tensor& h, size_t layer, int64_t start, KVCache* cache) const;
+  void index_linear_slots();
+
   at::Tensor attention(const at::Tensor& x, const LayerWeights& w, size_t layer, int64_t start,
                        KVCache* cache) const;
   at::Tensor feed_forward(const at::Tensor& x, const LayerWeights& w) const;
@@ -92,6 +121,9 @@ class Transformer {
   at::Tensor embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
   at::Tensor inv_freq_;  // [head_dim / 2], fp32
+  std::vector<std::pair<std::string, LinearSlot>> slots_;
+  bool training_ = false;
+  bool checkpoint_layers_ = false;
 };
 
 // Rotary inverse frequencies exactly as transformers computes them (fp32), including the llama3

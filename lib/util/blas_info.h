@@ -17,4 +17,17 @@ BlasInfo blas_info();
 // Sets OpenBLAS's own thread pool size (LibTorch's set_num_threads does not reach it).
 void set_blas_threads(int threads);
 
+// OpenBLAS single-threaded for the guard's lifetime (while data-parallel workers each run their
+// own operators), restored afterwards.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() : saved_(blas_info().threads.value_or(1)) { set_blas_threads(1); }
+  ~SingleThreadedBlas() { set_blas_threads(saved_); }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+
+ private:
+  int saved_;
+};
+
 }  // namespace anvil
