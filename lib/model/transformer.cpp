@@ -12,6 +12,7 @@
 #include "model/layer_checkpoint.h"
 #include "model/lora_adapter.h"
 #include "model/tensor_bridge.h"
+#include "quant/int_formats.h"
 #include "util/error.h"
 
 namespace anvil::model {
@@ -153,6 +154,7 @@ void Transformer::index_linear_slots() {
     LayerWeights& L = layers_[i];
     auto add = [&](const std::string& name, LinearWeights& w, int64_t offset, int64_t rows) {
       slots_.push_back({p + name + ".weight", LinearSlot{&w, offset, rows}});
+      fed_by_[&w].push_back(p + name + ".weight");
     };
     add("self_attn.q_proj", L.qkv, 0, c.num_heads * D);
     add("self_attn.k_proj", L.qkv, c.num_heads * D, c.num_kv_heads * D);
@@ -208,6 +210,7 @@ void Transformer::attach_lora(const std::string& weight_name, const at::Tensor& 
 }
 
 at::Tensor Transformer::project(const at::Tensor& x, const LinearWeights& w) const {
+  if (observer_) observer_(fed_by_.at(&w), x);
   at::Tensor y = dense_project(x, w.weight, w.bias);
   if (w.lora.empty()) return y;
   // One update per fused part (q, k, v or gate, up), each with its own dropout, concatenated
@@ -252,7 +255,17 @@ std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir,
                                                const LoraAdapter* adapter) {
   ModelConfig config = ModelConfig::load(dir);
   io::Checkpoint ckpt(dir);
-  return from_checkpoint(config, ckpt, options, adapter);
+  auto quantized = quant::detect_int_checkpoint(dir);
+  if (!quantized) return from_checkpoint(config, ckpt, options, adapter);
+  // INT4/INT8 safetensors (compressed-tensors, GPTQ): dequantized as they load.
+  if (adapter) fail(dir.string(), "applying an adapter to an integer-quantized model is not supported");
+  auto get = [&](const std::string& name) {
+    if (quant::has_int_weight(ckpt, name, *quantized))
+      return quant::load_int_weight(ckpt, name, *quantized).to(options.device, options.compute_dtype).contiguous();
+    return load_tensor(ckpt.get(name), options.compute_dtype, options.device);
+  };
+  auto has = [&](const std::string& name) { return ckpt.contains(name) || quant::has_int_weight(ckpt, name, *quantized); };
+  return std::make_unique<Transformer>(config, get, has, options);
 }
 
 KVCache Transformer::new_cache(int64_t batch, int64_t capacity) const {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -101,6 +102,11 @@ class Transformer {
   // Recompute each layer's activations during the backward pass instead of storing them.
   void set_gradient_checkpointing(bool on) { checkpoint_layers_ = on; }
 
+  // Calibration: sees every linear layer's input, with the HF names of the weights it feeds
+  // (q, k and v share one input). An empty function turns it off.
+  using InputObserver = std::function<void(const std::vector<std::string>& weights, const at::Tensor& input)>;
+  void set_input_observer(InputObserver observer) { observer_ = std::move(observer); }
+
  private:
   struct LinearSlot {
     LinearWeights* linear;
@@ -122,6 +128,8 @@ class Transformer {
   std::vector<LayerWeights> layers_;
   at::Tensor inv_freq_;  // [head_dim / 2], fp32
   std::vector<std::pair<std::string, LinearSlot>> slots_;
+  std::map<const LinearWeights*, std::vector<std::string>> fed_by_;
+  InputObserver observer_;
   bool training_ = false;
   bool checkpoint_layers_ = false;
 };

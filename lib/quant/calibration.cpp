@@ -1,0 +1,43 @@
+#include "quant/calibration.h"
+
+#include <c10/core/InferenceMode.h>
+
+#include "model/transformer.h"
+#include "util/error.h"
+
+namespace anvil::quant {
+
+Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tokens, int64_t window,
+                      int64_t max_tokens, const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t usable = std::min<int64_t>(static_cast<int64_t>(tokens.size()), max_tokens);
+  const int64_t windows = usable / window;
+  if (windows == 0)
+    fail("calibration", "needs at least one window of " + std::to_string(window) + " tokens, the text has " +
+                            std::to_string(tokens.size()));
+  Calibration cal;
+  std::map<std::string, at::Tensor> by_first_weight;  // one accumulator per distinct input
+  model.set_input_observer([&](const std::vector<std::string>& weights, const at::Tensor& x) {
+    at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
+    auto it = by_first_weight.find(weights.front());
+    if (it == by_first_weight.end()) {
+      at::Tensor h = at::zeros({x.size(-1), x.size(-1)}, at::kDouble);
+      it = by_first_weight.emplace(weights.front(), h).first;
+      for (const auto& w : weights) cal.hessian[w] = h;
+    }
+    // Each window's product in fp32 (BLAS), the running sum in fp64.
+    it->second.add_(at::matmul(flat.t(), flat).to(at::kDouble));
+  });
+  {
+    c10::InferenceMode guard;
+    for (int64_t w = 0; w < windows; ++w) {
+      auto ids = at::from_blob(const_cast<int32_t*>(tokens.data() + w * window), {1, window}, at::kInt).to(at::kLong);
+      model.forward(ids);
+      if (progress) progress(w + 1, windows);
+    }
+  }
+  model.set_input_observer({});
+  cal.tokens = windows * window;
+  return cal;
+}
+
+}  // namespace anvil::quant

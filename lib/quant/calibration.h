@@ -1,0 +1,32 @@
+#pragma once
+// Activation statistics for calibrated quantization: the inference kernel runs over calibration
+// text and, for every linear weight, accumulates H = sum over tokens of x x^T of the layer's input
+// (GPTQ's Hessian; its diagonal is llama.cpp's importance matrix).
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace anvil::model {
+class Transformer;
+}
+
+namespace anvil::quant {
+
+struct Calibration {
+  std::map<std::string, at::Tensor> hessian;  // weight name -> [in, in] fp64 (shared by q/k/v)
+  int64_t tokens = 0;
+  const at::Tensor* find(const std::string& weight_name) const {
+    auto it = hessian.find(weight_name);
+    return it == hessian.end() ? nullptr : &it->second;
+  }
+};
+
+// Runs windows of `window` tokens from `tokens` (at most max_tokens in all) through the model.
+Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tokens, int64_t window,
+                      int64_t max_tokens, const std::function<void(int64_t done, int64_t total)>& progress = {});
+
+}  // namespace anvil::quant
