@@ -19,6 +19,22 @@
 namespace anvil::cli {
 namespace {
 
+// Activation statistics of the model over --calib text (GPTQ's Hessians, the importance matrix).
+quant::Calibration run_calibration(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
+  auto calib_file = existing_path(args["calib"].as<std::string>(), "calibration text");
+  auto model = model::Transformer::load(input);
+  auto tokens = load_tokenizer(input).encode(io::read_text_file(calib_file), false);
+  std::unique_ptr<Progress> bar;
+  auto calibration = quant::calibrate(*model, tokens, args["calib-window"].as<int64_t>(),
+                                      args["calib-tokens"].as<int64_t>(), [&](int64_t done, int64_t total) {
+                                        if (!bar) bar = std::make_unique<Progress>("calibrate", total, "windows");
+                                        bar->update(done);
+                                      });
+  if (bar) bar->finish();
+  std::printf("calibration: %s tokens of %s\n", with_commas(calibration.tokens).c_str(), calib_file.string().c_str());
+  return calibration;
+}
+
 int run_int_export(const std::filesystem::path& input, const std::string& output, quant::IntFormat format,
                    const cxxopts::ParseResult& args) {
   quant::IntExportOptions opts;
@@ -32,18 +48,8 @@ int run_int_export(const std::filesystem::path& input, const std::string& output
   const auto t0 = std::chrono::steady_clock::now();
   quant::Calibration calibration;
   if (args.count("calib")) {
-    auto calib_file = existing_path(args["calib"].as<std::string>(), "calibration text");
-    auto model = model::Transformer::load(input);
-    auto tokens = load_tokenizer(input).encode(io::read_text_file(calib_file), false);
-    std::unique_ptr<Progress> bar;
-    calibration = quant::calibrate(*model, tokens, args["calib-window"].as<int64_t>(),
-                                   args["calib-tokens"].as<int64_t>(), [&](int64_t done, int64_t total) {
-                                     if (!bar) bar = std::make_unique<Progress>("calibrate", total, "windows");
-                                     bar->update(done);
-                                   });
-    if (bar) bar->finish();
+    calibration = run_calibration(input, args);
     opts.calibration = &calibration;
-    std::printf("calibration: %s tokens of %s\n", with_commas(calibration.tokens).c_str(), calib_file.string().c_str());
   }
   std::unique_ptr<Progress> bar;
   opts.progress = [&](int64_t done, int64_t total, uint64_t bytes) {
@@ -80,9 +86,11 @@ int run_quantize(int argc, char** argv) {
       ("bits", "integer formats: 4 or 8", cxxopts::value<int>()->default_value("4"))
       ("group-size", "integer formats: input columns per scale (0: per channel)",
        cxxopts::value<int64_t>()->default_value("128"))
-      ("calib", "calibration text: GPTQ instead of round-to-nearest", cxxopts::value<std::string>())
+      ("calib", "calibration text: GPTQ instead of round-to-nearest (integer formats), an importance matrix for the k-quants (GGUF)", cxxopts::value<std::string>())
       ("calib-tokens", "calibration tokens at most", cxxopts::value<int64_t>()->default_value("65536"))
       ("calib-window", "tokens per calibration window", cxxopts::value<int64_t>()->default_value("256"))
+      ("calib-method", "GGUF with --calib: gptq (importance-weighted scales plus GPTQ error compensation) or imatrix "
+       "(importance-weighted scales only, as llama.cpp)", cxxopts::value<std::string>()->default_value("gptq"))
       ("damp", "GPTQ dampening, a fraction of the Hessian's mean diagonal", cxxopts::value<double>()->default_value("0.01"))
       ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
       ("h,help", "show this help");
@@ -104,11 +112,21 @@ int run_quantize(int argc, char** argv) {
     set_blas_threads(threads);
     return run_int_export(input, args["output"].as<std::string>(), *f, args);
   }
-  if (args.count("calib")) throw UsageError("--calib applies to --format compressed-tensors|gptq");
   if (!args.count("type")) throw UsageError("missing --type (one of " + types + ")");
   const std::string type = args["type"].as<std::string>();
   if (!quant::find_quant_mix(type)) throw UsageError("unknown --type '" + type + "' (one of " + types + ")");
-  return run_gguf_export(input, args["output"].as<std::string>(), type, threads);
+  std::map<std::string, std::vector<float>> importance;
+  quant::Calibration calibration;
+  const std::string method = args["calib-method"].as<std::string>();
+  if (method != "gptq" && method != "imatrix") throw UsageError("--calib-method must be gptq or imatrix");
+  if (args.count("calib")) {
+    if (std::filesystem::is_regular_file(input)) fail(input.string(), "--calib needs a Hugging Face model directory");
+    calibration = run_calibration(input, args);
+    importance = quant::importance_matrix(calibration);
+  }
+  const bool calibrated = args.count("calib") > 0;
+  return run_gguf_export(input, args["output"].as<std::string>(), type, threads, calibrated ? &importance : nullptr,
+                         calibrated && method == "gptq" ? &calibration : nullptr, args["damp"].as<double>());
 }
 
 }  // namespace anvil::cli

@@ -11,8 +11,12 @@
 namespace anvil::cli {
 
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
-                    int threads) {
+                    int threads, const std::map<std::string, std::vector<float>>* importance,
+                    const quant::Calibration* gptq, double damp) {
   quant::GgufExportOptions opts;
+  opts.importance = importance;
+  opts.gptq = gptq;
+  opts.damp = damp;
   opts.type = type;
   opts.threads = threads;
   std::unique_ptr<Progress> bar;

@@ -1,11 +1,18 @@
 #pragma once
 // Shared by convert and quantize: runs a GGUF export with a progress bar and prints a summary.
 #include <filesystem>
+#include <map>
 #include <string>
+#include <vector>
+
+namespace anvil::quant {
+struct Calibration;
+}
 
 namespace anvil::cli {
 
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
-                    int threads);
+                    int threads, const std::map<std::string, std::vector<float>>* importance = nullptr,
+                    const quant::Calibration* gptq = nullptr, double damp = 0.01);
 
 }  // namespace anvil::cli

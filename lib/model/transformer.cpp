@@ -404,6 +404,7 @@ at::Tensor Transformer::layer_forward(const at::Tensor& h, size_t i, int64_t sta
 }
 
 at::Tensor Transformer::lm_head(const at::Tensor& hidden) const {
+  if (observer_) observer_({"lm_head.weight"}, hidden);
   at::Tensor logits = dense_project(hidden, lm_head_);
   return logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat);  // fp64 for gradient checks
 }

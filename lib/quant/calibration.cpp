@@ -40,4 +40,13 @@ Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tok
   return cal;
 }
 
+std::map<std::string, std::vector<float>> importance_matrix(const Calibration& calibration) {
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& [name, h] : calibration.hessian) {
+    at::Tensor d = (h.diagonal() / static_cast<double>(std::max<int64_t>(1, calibration.tokens))).to(at::kFloat).contiguous();
+    out[name] = std::vector<float>(d.data_ptr<float>(), d.data_ptr<float>() + d.numel());
+  }
+  return out;
+}
+
 }  // namespace anvil::quant

@@ -29,4 +29,8 @@ struct Calibration {
 Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tokens, int64_t window,
                       int64_t max_tokens, const std::function<void(int64_t done, int64_t total)>& progress = {});
 
+// llama.cpp's importance matrix: per weight, the mean squared activation of each input column
+// (the Hessian's diagonal over the token count).
+std::map<std::string, std::vector<float>> importance_matrix(const Calibration& calibration);
+
 }  // namespace anvil::quant

@@ -6,14 +6,25 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
+#include <vector>
 #include <string>
 
 namespace anvil::quant {
+
+struct Calibration;
 
 struct GgufExportOptions {
   std::string type = "F16";  // a QuantMix name
   int threads = 1;
   std::function<void(int64_t tensors_done, int64_t tensors_total, uint64_t bytes_in)> progress;
+  // An importance matrix (HF weight name -> mean squared activation per input column, from
+  // calibrate()): k-quant types then weight each element's error by it, as llama.cpp's --imatrix.
+  const std::map<std::string, std::vector<float>>* importance = nullptr;
+  // Hessians from calibrate(): k-quant tensors are then encoded with GPTQ's error compensation on
+  // the grid the (importance-weighted) reference encoder chose.
+  const Calibration* gptq = nullptr;
+  double damp = 0.01;  // GPTQ dampening (fraction of the Hessian's mean diagonal)
 };
 
 struct GgufExportSummary {

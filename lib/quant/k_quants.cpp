@@ -18,9 +18,10 @@ Block* blocks(uint8_t* p) { return reinterpret_cast<Block*>(p); }
 template <typename Block>
 const Block* blocks(const uint8_t* p) { return reinterpret_cast<const Block*>(p); }
 
-// Symmetric levels in [-nmax, nmax-1] with weights x^2; tries 18 scales around nmax/max
-// (ggml's make_qx_quants with rmse_type 1 and no importance weights). L holds level + nmax.
-float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L) {
+// Symmetric levels in [-nmax, nmax-1] with weights x^2 (or `weights`, from an importance
+// matrix); tries 18 scales around nmax/max (ggml's make_qx_quants with rmse_type 1). L holds
+// level + nmax.
+float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L, const float* weights = nullptr) {
   const float max = signed_absmax(x, n), amax = std::fabs(max);
   if (amax < kGroupMaxEps) {
     std::fill(L, L + n, 0);
@@ -31,7 +32,7 @@ float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L) {
   for (int i = 0; i < n; ++i) {
     int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
     L[i] = static_cast<int8_t>(l + nmax);
-    float w = x[i] * x[i];
+    float w = weights ? weights[i] : x[i] * x[i];
     sumlx += w * x[i] * l;
     suml2 += w * l * l;
   }
@@ -43,7 +44,7 @@ float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L) {
     sumlx = suml2 = 0;
     for (int i = 0; i < n; ++i) {
       int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
-      float w = x[i] * x[i];
+      float w = weights ? weights[i] : x[i] * x[i];
       sumlx += w * x[i] * l;
       suml2 += w * l * l;
     }
@@ -198,17 +199,28 @@ void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
 }
 
 // Shared by Q4_K (nmax 15) and Q5_K (nmax 31): eight 32-element sub-blocks with scale and min,
-// both quantized to 6 bits. Returns the final levels in L.
+// both quantized to 6 bits. Returns the final levels in L. With an importance matrix (per-column
+// mean squared activations), each element's error is weighted by importance * sqrt(sigma2 + x^2)
+// and a finer grid of candidate scales is searched, as llama.cpp does with --imatrix.
 template <typename Block>
-void encode_scale_min_superblock(const float* x, Block& y, uint8_t* L, int nmax, float rmin, int nstep) {
+void encode_scale_min_superblock(const float* x, Block& y, uint8_t* L, int nmax, float rmin, int nstep,
+                                 const float* importance = nullptr) {
   float mins[8], scales[8], weights[32];
   float max_scale = 0, max_min = 0;
+  float sigma2 = 0;
+  for (int l = 0; l < kQK_K; ++l) sigma2 += x[l] * x[l];
+  sigma2 = 2 * sigma2 / kQK_K;
   for (int j = 0; j < 8; ++j) {
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = scale_min_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
+    if (importance) {
+      for (int l = 0; l < 32; ++l) weights[l] = importance[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+      scales[j] = scale_min_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
+    } else {
+      float sum_x2 = 0;
+      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+      float av_x = std::sqrt(sum_x2 / 32);
+      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+      scales[j] = scale_min_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
+    }
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -358,14 +370,29 @@ void decode_q3_K(const uint8_t* in, float* y, int64_t n) {
   }
 }
 
-void encode_q4_K(const float* x, uint8_t* out, int64_t n) {
+void encode_q4_K(const float* x, uint8_t* out, int64_t n) { encode_q4_K_weighted(x, out, n, nullptr); }
+
+void encode_q4_K_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
   auto* y = blocks<BlockQ4_K>(out);
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     uint8_t L[kQK_K];
-    encode_scale_min_superblock(x, y[i], L, 15, -1.f, 20);
-    uint8_t* q = y[i].qs;
-    for (int j = 0; j < kQK_K; j += 64, q += 32)
-      for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    encode_scale_min_superblock(x, y[i], L, 15, -1.f, 20, importance ? importance + i * kQK_K : nullptr);
+    set_levels_q4_K(reinterpret_cast<uint8_t*>(&y[i]), reinterpret_cast<const int8_t*>(L));
+  }
+}
+
+void set_levels_q4_K(uint8_t* block, const int8_t* L) {
+  uint8_t* q = reinterpret_cast<BlockQ4_K*>(block)->qs;
+  for (int j = 0; j < kQK_K; j += 64, q += 32)
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+}
+
+void grid_q4_K(const uint8_t* block, float* a, float* b) {
+  const auto& y = *reinterpret_cast<const BlockQ4_K*>(block);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    unpack_scale_min_k4(j, y.scales, &sc, &m);
+    for (int l = 0; l < 32; ++l) a[32 * j + l] = from_half(y.d) * sc, b[32 * j + l] = -from_half(y.dmin) * m;
   }
 }
 
@@ -386,30 +413,46 @@ void decode_q4_K(const uint8_t* in, float* y, int64_t n) {
   }
 }
 
-void encode_q5_K(const float* x, uint8_t* out, int64_t n) {
+void encode_q5_K(const float* x, uint8_t* out, int64_t n) { encode_q5_K_weighted(x, out, n, nullptr); }
+
+void encode_q5_K_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
   auto* y = blocks<BlockQ5_K>(out);
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     uint8_t L[kQK_K];
-    encode_scale_min_superblock(x, y[i], L, 31, -0.5f, 15);
-    std::memset(y[i].qh, 0, sizeof y[i].qh);
-    uint8_t* ql = y[i].qs;
-    uint8_t m1 = 1, m2 = 2;
-    for (int n0 = 0; n0 < kQK_K; n0 += 64, ql += 32) {
-      for (int j = 0; j < 32; ++j) {
-        int l1 = L[n0 + j], l2 = L[n0 + j + 32];
-        if (l1 > 15) {
-          l1 -= 16;
-          y[i].qh[j] |= m1;
-        }
-        if (l2 > 15) {
-          l2 -= 16;
-          y[i].qh[j] |= m2;
-        }
-        ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
+    encode_scale_min_superblock(x, y[i], L, 31, -0.5f, 15, importance ? importance + i * kQK_K : nullptr);
+    set_levels_q5_K(reinterpret_cast<uint8_t*>(&y[i]), reinterpret_cast<const int8_t*>(L));
+  }
+}
+
+void set_levels_q5_K(uint8_t* block, const int8_t* L) {
+  auto& y = *reinterpret_cast<BlockQ5_K*>(block);
+  std::memset(y.qh, 0, sizeof y.qh);
+  uint8_t* ql = y.qs;
+  uint8_t m1 = 1, m2 = 2;
+  for (int n0 = 0; n0 < kQK_K; n0 += 64, ql += 32) {
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[n0 + j], l2 = L[n0 + j + 32];
+      if (l1 > 15) {
+        l1 -= 16;
+        y.qh[j] |= m1;
       }
-      m1 = static_cast<uint8_t>(m1 << 2);
-      m2 = static_cast<uint8_t>(m2 << 2);
+      if (l2 > 15) {
+        l2 -= 16;
+        y.qh[j] |= m2;
+      }
+      ql[j] = static_cast<uint8_t>(l1 | (l2 << 4));
     }
+    m1 = static_cast<uint8_t>(m1 << 2);
+    m2 = static_cast<uint8_t>(m2 << 2);
+  }
+}
+
+void grid_q5_K(const uint8_t* block, float* a, float* b) {
+  const auto& y = *reinterpret_cast<const BlockQ5_K*>(block);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    unpack_scale_min_k4(j, y.scales, &sc, &m);
+    for (int l = 0; l < 32; ++l) a[32 * j + l] = from_half(y.d) * sc, b[32 * j + l] = -from_half(y.dmin) * m;
   }
 }
 
@@ -434,12 +477,21 @@ void decode_q5_K(const uint8_t* in, float* y, int64_t n) {
   }
 }
 
-void encode_q6_K(const float* x, uint8_t* out, int64_t n) {
+void encode_q6_K(const float* x, uint8_t* out, int64_t n) { encode_q6_K_weighted(x, out, n, nullptr); }
+
+void encode_q6_K_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
   auto* y = blocks<BlockQ6_K>(out);
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     int8_t L[kQK_K];
-    float scales[16];
-    for (int ib = 0; ib < 16; ++ib) scales[ib] = symmetric_scale_search(16, 32, x + 16 * ib, L + 16 * ib);
+    float scales[16], weights[kQK_K];
+    if (importance) {
+      float sigma2 = 0;
+      for (int l = 0; l < kQK_K; ++l) sigma2 += x[l] * x[l];
+      sigma2 = 2 * sigma2 / kQK_K;
+      for (int l = 0; l < kQK_K; ++l) weights[l] = importance[i * kQK_K + l] * std::sqrt(sigma2 + x[l] * x[l]);
+    }
+    for (int ib = 0; ib < 16; ++ib)
+      scales[ib] = symmetric_scale_search(16, 32, x + 16 * ib, L + 16 * ib, importance ? weights + 16 * ib : nullptr);
     const float max_scale = signed_absmax(scales, 16), max_abs_scale = std::fabs(max_scale);
     if (max_abs_scale < kGroupMaxEps) {
       std::memset(&y[i], 0, sizeof y[i]);
@@ -454,17 +506,31 @@ void encode_q6_K(const float* x, uint8_t* out, int64_t n) {
       for (int ii = 0; ii < 16; ++ii)
         L[16 * j + ii] = static_cast<int8_t>(std::max(-32, std::min(31, nearest_int(x[16 * j + ii] / d))) + 32);
     }
-    uint8_t* ql = y[i].ql;
-    uint8_t* qh = y[i].qh;
-    for (int j = 0; j < kQK_K; j += 128, ql += 64, qh += 32)
-      for (int l = 0; l < 32; ++l) {
-        const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-        ql[l] = static_cast<uint8_t>(q1 | (q3 << 4));
-        ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
-        qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                     ((L[j + l + 96] >> 4) << 6));
-      }
+    for (int l = 0; l < kQK_K; ++l) L[l] = static_cast<int8_t>(L[l] - 32);
+    set_levels_q6_K(reinterpret_cast<uint8_t*>(&y[i]), L);
   }
+}
+
+// Q6_K levels are signed (-32..31); stored offset by 32 in 4 + 2 bits.
+void set_levels_q6_K(uint8_t* block, const int8_t* Ls) {
+  auto& y = *reinterpret_cast<BlockQ6_K*>(block);
+  uint8_t L[kQK_K];
+  for (int l = 0; l < kQK_K; ++l) L[l] = static_cast<uint8_t>(Ls[l] + 32);
+  uint8_t* ql = y.ql;
+  uint8_t* qh = y.qh;
+  for (int j = 0; j < kQK_K; j += 128, ql += 64, qh += 32)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF, q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+      ql[l] = static_cast<uint8_t>(q1 | (q3 << 4));
+      ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
+      qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                                   ((L[j + l + 96] >> 4) << 6));
+    }
+}
+
+void grid_q6_K(const uint8_t* block, float* a, float* b) {
+  const auto& y = *reinterpret_cast<const BlockQ6_K*>(block);
+  for (int l = 0; l < kQK_K; ++l) a[l] = from_half(y.d) * y.scales[l / 16], b[l] = 0;
 }
 
 void decode_q6_K(const uint8_t* in, float* y, int64_t n) {

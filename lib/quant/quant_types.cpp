@@ -60,9 +60,9 @@ const std::vector<QuantType>& quant_types() {
       {"Q8_0", 8, 32, 34, encode_q8_0, decode_q8_0},
       {"Q2_K", 10, 256, 84, encode_q2_K, decode_q2_K},
       {"Q3_K", 11, 256, 110, encode_q3_K, decode_q3_K},
-      {"Q4_K", 12, 256, 144, encode_q4_K, decode_q4_K},
-      {"Q5_K", 13, 256, 176, encode_q5_K, decode_q5_K},
-      {"Q6_K", 14, 256, 210, encode_q6_K, decode_q6_K},
+      {"Q4_K", 12, 256, 144, encode_q4_K, decode_q4_K, encode_q4_K_weighted, grid_q4_K, set_levels_q4_K, 0, 15},
+      {"Q5_K", 13, 256, 176, encode_q5_K, decode_q5_K, encode_q5_K_weighted, grid_q5_K, set_levels_q5_K, 0, 31},
+      {"Q6_K", 14, 256, 210, encode_q6_K, decode_q6_K, encode_q6_K_weighted, grid_q6_K, set_levels_q6_K, -32, 31},
       {"IQ4_NL", 20, 32, 18, encode_iq4_nl, decode_iq4_nl},
   };
   return table;

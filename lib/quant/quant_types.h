@@ -10,6 +10,13 @@ namespace anvil::quant {
 
 using EncodeFn = void (*)(const float* x, uint8_t* out, int64_t n);  // n: multiple of block_elements
 using DecodeFn = void (*)(const uint8_t* in, float* y, int64_t n);
+// Encoding with an importance matrix: `importance` holds one weight per element of x (the
+// per-column mean squared activation, repeated for each row).
+using EncodeWeightedFn = void (*)(const float* x, uint8_t* out, int64_t n, const float* importance);
+// For error-compensating (GPTQ-style) encoding of one block: each element's representable values
+// are a * level + b with level in [level_min, level_max]; set_levels writes chosen levels back.
+using GridFn = void (*)(const uint8_t* block, float* a, float* b);
+using SetLevelsFn = void (*)(uint8_t* block, const int8_t* levels);
 
 struct QuantType {
   std::string_view name;    // as llama.cpp spells it: "Q4_K", "F16", ...
@@ -18,6 +25,10 @@ struct QuantType {
   int block_bytes;
   EncodeFn encode;
   DecodeFn decode;
+  EncodeWeightedFn encode_weighted = nullptr;  // types that can use an importance matrix
+  GridFn grid = nullptr;                       // types that support GPTQ-style encoding
+  SetLevelsFn set_levels = nullptr;
+  int level_min = 0, level_max = 0;
 
   int64_t row_bytes(int64_t n) const { return n / block_elements * block_bytes; }
 };
@@ -38,5 +49,11 @@ void encode_q3_K(const float*, uint8_t*, int64_t);   void decode_q3_K(const uint
 void encode_q4_K(const float*, uint8_t*, int64_t);   void decode_q4_K(const uint8_t*, float*, int64_t);
 void encode_q5_K(const float*, uint8_t*, int64_t);   void decode_q5_K(const uint8_t*, float*, int64_t);
 void encode_q6_K(const float*, uint8_t*, int64_t);   void decode_q6_K(const uint8_t*, float*, int64_t);
+void encode_q4_K_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q5_K_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q6_K_weighted(const float*, uint8_t*, int64_t, const float*);
+void grid_q4_K(const uint8_t*, float*, float*);  void set_levels_q4_K(uint8_t*, const int8_t*);
+void grid_q5_K(const uint8_t*, float*, float*);  void set_levels_q5_K(uint8_t*, const int8_t*);
+void grid_q6_K(const uint8_t*, float*, float*);  void set_levels_q6_K(uint8_t*, const int8_t*);
 
 }  // namespace anvil::quant
