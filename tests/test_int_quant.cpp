@@ -33,6 +33,20 @@ uint32_t word(const io::OwnedTensor& t, size_t i) {
   return w;
 }
 
+// The first 48 windows of pkg.val.txt: enough to rank quantizations, a fraction of the full time.
+struct PkgValSubset {
+  std::vector<int32_t> tokens;
+  explicit PkgValSubset(const tokenizer::Tokenizer& tok)
+      : tokens(tok.encode(io::read_text_file(test::shared_dir() / "data" / "pkg.val.txt"), false)) {
+    tokens.resize(std::min<size_t>(tokens.size(), 256 * 48));
+  }
+  double perplexity(const model::Transformer& m) const {
+    eval::PerplexityOptions opts;
+    opts.threads = 2;
+    return eval::evaluate_perplexity(m, tokens, opts).perplexity;
+  }
+};
+
 }  // namespace
 
 // compressed-tensors: scale = absmax / 7.5, q = round(w / scale) in [-8, 7], stored as q + 8,
@@ -103,13 +117,8 @@ TEST(IntQuant, ExportLoadsBackAndGptqBeatsRoundToNearest) {
   test::TempDir dir;
   const auto base = test::model_dir("base");
   auto tok = tokenizer::Tokenizer::load(base);
-  auto val = tok.encode(io::read_text_file(test::shared_dir() / "data" / "pkg.val.txt"), false);
-  val.resize(std::min<size_t>(val.size(), 256 * 48));
-  eval::PerplexityOptions popts;
-  popts.threads = 2;
-  auto ppl = [&](const std::filesystem::path& p) {
-    return eval::evaluate_perplexity(*model::Transformer::load(p), val, popts).perplexity;
-  };
+  const PkgValSubset val(tok);
+  auto ppl = [&](const std::filesystem::path& p) { return val.perplexity(*model::Transformer::load(p)); };
   quant::IntExportOptions opts;
   opts.spec = {4, 128};
   for (auto format : {quant::IntFormat::CompressedTensors, quant::IntFormat::Gptq}) {
@@ -181,10 +190,7 @@ TEST(KQuantGptq, CalibratedQ4KMLosesLessThanLlamaQuantize) {
   test::TempDir dir;
   const auto base = test::model_dir("base");
   auto tok = tokenizer::Tokenizer::load(base);
-  auto val = tok.encode(io::read_text_file(test::shared_dir() / "data" / "pkg.val.txt"), false);
-  val.resize(std::min<size_t>(val.size(), 256 * 48));
-  eval::PerplexityOptions popts;
-  popts.threads = 2;
+  const PkgValSubset val(tok);
   auto fp = model::Transformer::load(base);
   auto cal = quant::calibrate(*fp, tok.encode(io::read_text_file(test::shared_dir() / "data" / "fortune.train.txt"), false),
                               256, 65536);
@@ -198,9 +204,9 @@ TEST(KQuantGptq, CalibratedQ4KMLosesLessThanLlamaQuantize) {
   quant::export_gguf(base, dir / "cal.gguf", calibrated);
   auto ppl = [&](const std::filesystem::path& p) {
     io::GgufFile file(p);
-    return eval::evaluate_perplexity(*model::load_gguf_transformer(file), val, popts).perplexity;
+    return val.perplexity(*model::load_gguf_transformer(file));
   };
-  const double p0 = eval::evaluate_perplexity(*fp, val, popts).perplexity, p_plain = ppl(dir / "plain.gguf"),
+  const double p0 = val.perplexity(*fp), p_plain = ppl(dir / "plain.gguf"),
                p_cal = ppl(dir / "cal.gguf");
   std::printf("  pkg.val (48 windows): f32 %.4f, Q4_K_M %.4f (+%.2f%%), calibrated %.4f (+%.2f%%)\n", p0, p_plain,
               100 * (p_plain / p0 - 1), p_cal, 100 * (p_cal / p0 - 1));

@@ -245,6 +245,17 @@ void encode_scale_min_superblock(const float* x, Block& y, uint8_t* L, int nmax,
   }
 }
 
+// Q4_K/Q5_K: element values are d * scale_j * level - dmin * min_j per 32-element sub-block j.
+template <typename Block>
+void scale_min_grid(const uint8_t* block, float* a, float* b) {
+  const auto& y = *reinterpret_cast<const Block*>(block);
+  for (int j = 0; j < 8; ++j) {
+    uint8_t sc, m;
+    unpack_scale_min_k4(j, y.scales, &sc, &m);
+    for (int l = 0; l < 32; ++l) a[32 * j + l] = from_half(y.d) * sc, b[32 * j + l] = -from_half(y.dmin) * m;
+  }
+}
+
 }  // namespace
 
 void encode_q2_K(const float* x, uint8_t* out, int64_t n) {
@@ -387,14 +398,7 @@ void set_levels_q4_K(uint8_t* block, const int8_t* L) {
     for (int l = 0; l < 32; ++l) q[l] = static_cast<uint8_t>(L[j + l] | (L[j + l + 32] << 4));
 }
 
-void grid_q4_K(const uint8_t* block, float* a, float* b) {
-  const auto& y = *reinterpret_cast<const BlockQ4_K*>(block);
-  for (int j = 0; j < 8; ++j) {
-    uint8_t sc, m;
-    unpack_scale_min_k4(j, y.scales, &sc, &m);
-    for (int l = 0; l < 32; ++l) a[32 * j + l] = from_half(y.d) * sc, b[32 * j + l] = -from_half(y.dmin) * m;
-  }
-}
+void grid_q4_K(const uint8_t* block, float* a, float* b) { scale_min_grid<BlockQ4_K>(block, a, b); }
 
 void decode_q4_K(const uint8_t* in, float* y, int64_t n) {
   const auto* b = blocks<BlockQ4_K>(in);
@@ -447,14 +451,7 @@ void set_levels_q5_K(uint8_t* block, const int8_t* L) {
   }
 }
 
-void grid_q5_K(const uint8_t* block, float* a, float* b) {
-  const auto& y = *reinterpret_cast<const BlockQ5_K*>(block);
-  for (int j = 0; j < 8; ++j) {
-    uint8_t sc, m;
-    unpack_scale_min_k4(j, y.scales, &sc, &m);
-    for (int l = 0; l < 32; ++l) a[32 * j + l] = from_half(y.d) * sc, b[32 * j + l] = -from_half(y.dmin) * m;
-  }
-}
+void grid_q5_K(const uint8_t* block, float* a, float* b) { scale_min_grid<BlockQ5_K>(block, a, b); }
 
 void decode_q5_K(const uint8_t* in, float* y, int64_t n) {
   const auto* b = blocks<BlockQ5_K>(in);
