@@ -71,7 +71,6 @@ int run_train(int argc, char** argv) {
   std::printf("LoRA r=%lld alpha=%g on %s: %s trainable parameters\n", static_cast<long long>(recipe.lora.r),
               recipe.lora.alpha, recipe.base_model.string().c_str(), with_commas(trainer.trainable_parameters()).c_str());
   if (args.count("resume")) trainer.resume_from(existing_path(args["resume"].as<std::string>(), "checkpoint"));
-  if (!trainer.total_steps()) return 0;
 
   std::signal(SIGINT, on_sigint);
   first_step = trainer.first_step();

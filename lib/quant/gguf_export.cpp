@@ -191,23 +191,26 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     const QuantType* type = find_quant_type(j.info.type);
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     const int64_t rows = static_cast<int64_t>(w.size()) / row;
-    std::vector<uint8_t> bytes(static_cast<size_t>(type->row_bytes(static_cast<int64_t>(w.size()))));
-    if (j.hessian && supports_gptq(*type))
+    std::vector<uint8_t> bytes;
+    if (j.hessian && supports_gptq(*type)) {
       bytes = encode_gptq(*type, w.data(), rows, row, *j.hessian, j.importance ? j.importance->data() : nullptr,
                           options.damp);
-    // Rows are independent: encode them in parallel chunks (whole blocks per chunk).
-    if (!(j.hessian && supports_gptq(*type)))
-    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, std::max<int64_t>(1, 65536 / row)),
-                      [&](const tbb::blocked_range<int64_t>& r) {
-                        if (j.importance && type->encode_weighted) {
-                          for (int64_t k = r.begin(); k < r.end(); ++k)
+    } else {
+      bytes.resize(static_cast<size_t>(type->row_bytes(static_cast<int64_t>(w.size()))));
+      // Rows are independent: encode them in parallel chunks (whole blocks per chunk).
+      const bool weighted = j.importance && type->encode_weighted;
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, std::max<int64_t>(1, 65536 / row)),
+                        [&](const tbb::blocked_range<int64_t>& r) {
+                          if (!weighted) {
+                            type->encode(w.data() + r.begin() * row, bytes.data() + r.begin() * type->row_bytes(row),
+                                         (r.end() - r.begin()) * row);
+                            return;
+                          }
+                          for (int64_t k = r.begin(); k < r.end(); ++k)  // the importance is per column
                             type->encode_weighted(w.data() + k * row, bytes.data() + k * type->row_bytes(row), row,
                                                   j.importance->data());
-                          return;
-                        }
-                        type->encode(w.data() + r.begin() * row, bytes.data() + r.begin() * type->row_bytes(row),
-                                     (r.end() - r.begin()) * row);
-                      });
+                        });
+    }
     writer.write(j.info.name, bytes);
     int64_t d = ++done;
     in_bytes += j.input_bytes;

@@ -236,7 +236,7 @@ double Trainer::validation_loss() {
   return nll / static_cast<double>(count);
 }
 
-double Trainer::train_step(int64_t step, double& grad_norm) {
+Trainer::StepResult Trainer::train_step(int64_t step) {
   auto& I = *impl_;
   {  // GPU dropout masks: a function of (seed, step)
     auto gen = at::globalContext().defaultGenerator(I.device);
@@ -248,12 +248,15 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
   const auto& params = I.lora->tensors();
   std::vector<at::Tensor> grads(params.size());
   double loss_sum = 0;
+  int64_t tokens = 0;
   for (int64_t m = 0; m < accum; ++m) {
     std::vector<Example> examples;
     for (int64_t i = 0; i < mb; ++i) examples.push_back(I.data->draw((step * accum + m) * mb + i));
     int64_t labelled = 0;
-    for (const auto& e : examples)
+    for (const auto& e : examples) {
       for (size_t t = 1; t < e.trained.size(); ++t) labelled += e.trained[t];
+      tokens += static_cast<int64_t>(e.ids.size());
+    }
     // On CPU the micro-batch is split into one shard per thread, each run single-threaded: small
     // GEMMs split across cores lose most of their time to synchronisation. Shards are fixed by
     // position and their gradients summed in order, so the result does not depend on scheduling.
@@ -301,10 +304,13 @@ double Trainer::train_step(int64_t step, double& grad_norm) {
     loss_sum += micro_loss / static_cast<double>(labelled);
   }
   for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
-  grad_norm = clip_grad_norm(params, recipe_.max_grad_norm);
+  StepResult result;
+  result.grad_norm = clip_grad_norm(params, recipe_.max_grad_norm);
   I.optimizer->step(scheduled_lr(recipe_, step, total_steps_));
   for (const auto& p : params) p.mutable_grad().reset();
-  return loss_sum / static_cast<double>(accum);
+  result.loss = loss_sum / static_cast<double>(accum);
+  result.tokens = tokens;
+  return result;
 }
 
 void Trainer::save_checkpoint(const fs::path& dir) {
@@ -355,17 +361,16 @@ TrainOutcome Trainer::run() {
     initial_val_loss_ = validation_loss();
     if (hooks_.info) hooks_.info("step 0: val loss " + std::to_string(*initial_val_loss_));
   }
-  const int64_t tokens_per_step = recipe_.micro_batch_size * recipe_.gradient_accumulation_steps;
   auto started = std::chrono::steady_clock::now();
   const double elapsed_before = log_.empty() ? 0 : log_.back().elapsed_seconds;
   int64_t tokens_since = 0;
   auto window_start = started;
   fs::path last_checkpoint;
   for (int64_t step = start_step_; step < total_steps_; ++step) {
-    double grad_norm = 0;
     const double lr = scheduled_lr(recipe_, step, total_steps_);
-    const double loss = train_step(step, grad_norm);
-    tokens_since += tokens_per_step * recipe_.sequence_len;
+    const StepResult r = train_step(step);
+    const double loss = r.loss;
+    tokens_since += r.tokens;
     const int64_t done = step + 1;
     const bool last = done == total_steps_;
     if (!std::isfinite(loss)) fail("train", "loss became " + std::to_string(loss) + " at step " + std::to_string(done) +
@@ -377,7 +382,7 @@ TrainOutcome Trainer::run() {
       e.step = done;
       e.loss = loss;
       e.lr = lr;
-      e.grad_norm = grad_norm;
+      e.grad_norm = r.grad_norm;
       e.tokens_per_second = static_cast<double>(tokens_since) / std::chrono::duration<double>(now - window_start).count();
       e.elapsed_seconds = elapsed_before + std::chrono::duration<double>(now - started).count();
       if (evaluate) e.val_loss = validation_loss();

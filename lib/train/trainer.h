@@ -60,7 +60,11 @@ class Trainer {
  private:
   struct Impl;
   void save_checkpoint(const std::filesystem::path& dir);
-  double train_step(int64_t step, double& grad_norm);
+  struct StepResult {
+    double loss = 0, grad_norm = 0;
+    int64_t tokens = 0;  // input tokens processed (padding excluded)
+  };
+  StepResult train_step(int64_t step);
 
   Recipe recipe_;
   TrainHooks hooks_;
