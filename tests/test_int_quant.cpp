@@ -22,6 +22,7 @@
 #include "test_support.h"
 #include "tokenizer/tokenizer.h"
 #include "torch_support.h"
+#include "util/error.h"
 
 using namespace anvil;
 
@@ -211,4 +212,50 @@ TEST(KQuantGptq, CalibratedQ4KMLosesLessThanLlamaQuantize) {
   std::printf("  pkg.val (48 windows): f32 %.4f, Q4_K_M %.4f (+%.2f%%), calibrated %.4f (+%.2f%%)\n", p0, p_plain,
               100 * (p_plain / p0 - 1), p_cal, 100 * (p_cal / p0 - 1));
   EXPECT_LT(p_cal - p0, 0.85 * (p_plain - p0));
+}
+
+// Quantized checkpoints from strangers: unsupported methods and inconsistent tensors are refused
+// with one error naming the file and the weight, never a crash or an out-of-bounds read.
+TEST(IntQuant, BadQuantizedCheckpointsAreRejected) {
+  test::TempDir dir;
+  auto expect_error = [](const auto& fn, const std::string& needle) {
+    try {
+      fn();
+      ADD_FAILURE() << "accepted; expected an error containing '" << needle << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  std::filesystem::create_directories(dir / "awq");
+  io::write_text_file(dir / "awq" / "config.json", R"({"quantization_config": {"quant_method": "awq", "bits": 4}})");
+  expect_error([&] { quant::detect_int_checkpoint(dir / "awq"); }, "quant_method 'awq' is not supported");
+
+  auto i32 = [](const std::string& name, std::vector<int64_t> shape) {
+    io::OwnedTensor t;
+    t.spec = {name, io::DType::I32, shape};
+    t.bytes.assign(static_cast<size_t>(t.spec.nbytes()), 0);
+    return t;
+  };
+  auto f16 = [](const std::string& name, std::vector<int64_t> shape) {
+    io::OwnedTensor t;
+    t.spec = {name, io::DType::F16, shape};
+    t.bytes.assign(static_cast<size_t>(t.spec.nbytes()), 0);
+    return t;
+  };
+  // GPTQ: 16 inputs x 4 outputs, but scales claim 5 outputs.
+  io::write_safetensors(dir / "gptq.safetensors",
+                        {i32("l.qweight", {2, 4}), i32("l.qzeros", {1, 1}), f16("l.scales", {1, 5})});
+  io::Checkpoint gptq(dir / "gptq.safetensors");
+  quant::IntCheckpoint g{quant::IntFormat::Gptq, 4, false};
+  expect_error([&] { quant::load_int_weight(gptq, "l.weight", g); }, "disagree on sizes");
+  expect_error([&] { quant::load_int_weight(gptq, "m.weight", g); }, "lacks 'm.qweight'");
+  // compressed-tensors: weight_shape says 64 columns, the packed words hold 16.
+  io::OwnedTensor shape;
+  shape.spec = {"l.weight_shape", io::DType::I64, {2}};
+  const int64_t dims[2] = {4, 64};
+  shape.bytes.assign(reinterpret_cast<const uint8_t*>(dims), reinterpret_cast<const uint8_t*>(dims) + 16);
+  io::write_safetensors(dir / "ct.safetensors", {i32("l.weight_packed", {4, 2}), f16("l.weight_scale", {4, 1}), shape});
+  io::Checkpoint ct(dir / "ct.safetensors");
+  quant::IntCheckpoint c{quant::IntFormat::CompressedTensors, 4, false};
+  expect_error([&] { quant::load_int_weight(ct, "l.weight", c); }, "do not match weight_shape");
 }

@@ -254,6 +254,16 @@ TEST(TrainRecipe, BadRecipesFailBeforeTraining) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no usable example"), std::string::npos) << e.what();
   }
+  write_file(dir, "broken.jsonl", R"({"text": "fine"})" "\n" R"({"text": unterminated)" "\n");
+  write_file(dir, "b.yaml", "base_model: " + test::model_dir("base").string() +
+                                "\noutput_dir: x\nmax_steps: 1\ndatasets: [{path: " + (dir / "broken.jsonl").string() +
+                                ", type: text}]\n");
+  try {
+    train::TrainingData data(train::load_recipe(dir / "b.yaml"), tok, {-1, 4});
+    ADD_FAILURE() << "a broken JSONL line was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("broken.jsonl:2"), std::string::npos) << e.what();
+  }
   // --set overrides reach nested keys and are validated like the file.
   auto r = train::load_recipe(dir / "good.yaml", {"lora.r=4", "max_steps=3"});
   EXPECT_EQ(r.lora.r, 4);
@@ -346,6 +356,7 @@ TEST(TrainRun, ResumeContinuesTheExactLossSequence) {
   EXPECT_FALSE(fs::exists(split_dir / "out" / "adapter_model.safetensors"));  // only the checkpoint
 
   train::Trainer resumed(recipe);
+  EXPECT_THROW(resumed.resume_from(full_dir.path()), Error);  // no checkpoint-N there: refused
   resumed.resume_from(split_dir / "out");
   auto second = resumed.run();
   ASSERT_EQ(second.log.size(), 6u);

@@ -198,7 +198,7 @@ at::Tensor load_int_weight(const io::Checkpoint& ckpt, const std::string& weight
       fail(where, "weight_packed / weight_scale / weight_shape have unexpected shapes or types");
     const int64_t out = shape[0].item<int64_t>(), in = shape[1].item<int64_t>();
     const int64_t G = scale.size(1);
-    if (packed.size(0) != out || packed.size(1) * per < in || scale.size(0) != out || G < 1 || in % G != 0)
+    if (in <= 0 || packed.size(0) != out || packed.size(1) * per < in || scale.size(0) != out || G < 1 || in % G != 0)
       fail(where, "packed sizes do not match weight_shape");
     at::Tensor q = unpack(packed, info.bits, 1).narrow(1, 0, in) - (int64_t{1} << (info.bits - 1));
     return (q.to(at::kFloat).view({out, G, in / G}) * scale.to(at::kFloat).unsqueeze(2)).view({out, in});
