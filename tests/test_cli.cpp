@@ -17,9 +17,8 @@ struct Run {
   std::string out;  // stdout and stderr together
 };
 
-Run run(const std::string& args) {
-  std::string cmd = std::string(ANVIL_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
+Run shell(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   std::string out;
   std::array<char, 4096> buf;
   size_t n;
@@ -27,6 +26,8 @@ Run run(const std::string& args) {
   int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
+
+Run run(const std::string& args) { return shell(std::string(ANVIL_BINARY) + " " + args); }
 
 std::string models() { return test::shared_dir().string() + "/models"; }
 
@@ -40,6 +41,26 @@ TEST(Cli, HelpListsCommandsAndFlags) {
   EXPECT_EQ(e.status, 0);
   for (const char* f : {"--data", "--compare", "--json", "--threads", "--window"})
     EXPECT_NE(e.out.find(f), std::string::npos) << f;
+}
+
+// The front end must not load LibTorch (its start-up costs ~0.45 s, four times llama-quantize's
+// whole Q8_0 run); commands that need it run in anvil-torch, found next to the front end.
+TEST(Cli, FrontEndLinksNoLibTorchAndDelegates) {
+  const std::string libs = shell("ldd " + std::string(ANVIL_BINARY)).out;
+  EXPECT_NE(libs.find("libc.so"), std::string::npos) << libs;
+  EXPECT_EQ(libs.find("libtorch"), std::string::npos) << libs;
+  EXPECT_EQ(libs.find("libc10"), std::string::npos) << libs;
+  EXPECT_NE(run("env").out.find("libtorch"), std::string::npos);  // ran in anvil-torch
+
+  // Alone, the front end still does its own commands and says what is missing for the others.
+  test::TempDir dir;
+  std::filesystem::copy_file(ANVIL_BINARY, dir / "anvil");
+  auto alone = [&](const std::string& args) { return shell((dir / "anvil").string() + " " + args); };
+  EXPECT_EQ(alone("inspect " + models() + "/base").status, 0);
+  auto e = alone("eval " + models() + "/base --data x");
+  EXPECT_EQ(e.status, 127);
+  EXPECT_NE(e.out.find("anvil-torch"), std::string::npos) << e.out;
+  EXPECT_EQ(std::count(e.out.begin(), e.out.end(), '\n'), 1) << e.out;
 }
 
 TEST(Cli, UnknownFlagAndCommandExitTwoWithOneLine) {

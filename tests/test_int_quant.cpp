@@ -17,6 +17,7 @@
 #include "model/gguf_model.h"
 #include "io/gguf.h"
 #include "quant/int_export.h"
+#include "quant/kquant_gptq.h"
 #include "quant/int_formats.h"
 #include "quant/int_quant.h"
 #include "test_support.h"
@@ -200,7 +201,7 @@ TEST(KQuantGptq, CalibratedQ4KMLosesLessThanLlamaQuantize) {
   plain.type = calibrated.type = "Q4_K_M";
   plain.threads = calibrated.threads = 2;
   calibrated.importance = &importance;
-  calibrated.gptq = &cal;
+  calibrated.encoder = quant::gptq_tensor_encoder(cal);
   quant::export_gguf(base, dir / "plain.gguf", plain);
   quant::export_gguf(base, dir / "cal.gguf", calibrated);
   auto ppl = [&](const std::filesystem::path& p) {

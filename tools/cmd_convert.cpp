@@ -1,15 +1,13 @@
 // anvil convert: Hugging Face directory -> GGUF (llama.cpp's converter), GGUF -> Hugging Face.
-#include <ATen/Parallel.h>
-
+// Merging a LoRA adapter needs LibTorch (cmd_convert_torch.cpp); the rest runs in the light front end.
 #include <cstdio>
-#include <thread>
 
 #include "commands.h"
 #include "common.h"
-#include "model/gguf_model.h"
-#include "model/lora_adapter.h"
+#include "model/gguf_tensors.h"
 #include "quant/gguf_export.h"
 #include "quant_progress.h"
+#include "torch_paths.h"
 
 namespace anvil::cli {
 
@@ -42,11 +40,7 @@ int run_convert(int argc, char** argv) {
   const std::string out_dtype = args.count("out-dtype") ? args["out-dtype"].as<std::string>() : "";
   if (args.count("merge-adapter")) {
     if (model::is_gguf_file(input)) throw UsageError("--merge-adapter needs a Hugging Face model directory as input");
-    auto adapter = model::LoraAdapter::load(existing_path(args["merge-adapter"].as<std::string>(), "adapter directory"));
-    model::write_merged_model(input, *adapter, output, out_dtype);
-    std::printf("wrote %s (base + adapter, %zu weights updated)\n", output.string().c_str(),
-                adapter->adapted_weights().size());
-    return 0;
+    return convert_merging_adapter(args);
   }
   if (model::is_gguf_file(input)) {
     quant::export_hf_from_gguf(input, output, out_dtype.empty() ? "f32" : out_dtype);

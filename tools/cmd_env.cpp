@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "model_options.h"
 #include "util/blas_info.h"
 #include "version.h"
 

@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "model_options.h"
 #include "eval/generate.h"
 #include "tokenizer/tokenizer.h"
 

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "model_options.h"
 #include "eval/perplexity.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"

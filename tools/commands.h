@@ -1,23 +1,31 @@
 #pragma once
-// The subcommand table. Each subcommand lives in its own cmd_*.cpp; adding one means writing
-// that file and adding a row to kCommands in main.cpp.
+// The subcommand table. Each subcommand lives in its own cmd_*.cpp; adding one means writing that
+// file and adding a row to ANVIL_COMMANDS. `light` commands run in the light `anvil` front end,
+// which does not load LibTorch (its start-up alone costs ~0.45 s); `torch` commands run in
+// `anvil-torch`, which the front end executes in its place.
 #include <string_view>
+
+// X(name, summary, light|torch)
+#define ANVIL_COMMANDS(X)                                                                                          \
+  X(inspect, "show a checkpoint's architecture, parameters, dtypes and tensors", light)                            \
+  X(eval, "perplexity on text files, optionally KL divergence against a reference model", torch)                  \
+  X(generate, "generate text from a prompt (greedy or sampled, KV cache)", torch)                                  \
+  X(convert, "Hugging Face directory <-> GGUF (f32/f16/bf16/q8_0)", light)                                         \
+  X(quantize, "quantize to GGUF with llama.cpp's types and mixes (Q4_K_M, Q8_0, ...)", light)                      \
+  X(merge, "merge models from a mergekit-style YAML config (linear, slerp, ties, dare, ...)", torch)               \
+  X(train, "LoRA fine-tuning from a YAML recipe; writes a PEFT adapter", torch)                                    \
+  X(env, "show version, LibTorch, BLAS library and threads", torch)
 
 namespace anvil::cli {
 
 struct Command {
   std::string_view name;
   std::string_view summary;
-  int (*run)(int argc, char** argv);  // argv[0] is "anvil NAME"
+  int (*run)(int argc, char** argv);  // argv[0] is "anvil NAME"; null: runs in anvil-torch
 };
 
-int run_inspect(int argc, char** argv);
-int run_eval(int argc, char** argv);
-int run_generate(int argc, char** argv);
-int run_env(int argc, char** argv);
-int run_merge(int argc, char** argv);
-int run_convert(int argc, char** argv);
-int run_quantize(int argc, char** argv);
-int run_train(int argc, char** argv);
+#define ANVIL_DECLARE_COMMAND(name, summary, where) int run_##name(int argc, char** argv);
+ANVIL_COMMANDS(ANVIL_DECLARE_COMMAND)
+#undef ANVIL_DECLARE_COMMAND
 
 }  // namespace anvil::cli

@@ -6,17 +6,15 @@
 
 #include "common.h"
 #include "progress.h"
-#include "quant/gguf_export.h"
 
 namespace anvil::cli {
 
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
                     int threads, const std::map<std::string, std::vector<float>>* importance,
-                    const quant::Calibration* gptq, double damp) {
+                    const quant::TensorEncoder& encoder) {
   quant::GgufExportOptions opts;
   opts.importance = importance;
-  opts.gptq = gptq;
-  opts.damp = damp;
+  opts.encoder = encoder;
   opts.type = type;
   opts.threads = threads;
   std::unique_ptr<Progress> bar;

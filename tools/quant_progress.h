@@ -5,14 +5,12 @@
 #include <string>
 #include <vector>
 
-namespace anvil::quant {
-struct Calibration;
-}
+#include "quant/gguf_export.h"
 
 namespace anvil::cli {
 
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
                     int threads, const std::map<std::string, std::vector<float>>* importance = nullptr,
-                    const quant::Calibration* gptq = nullptr, double damp = 0.01);
+                    const quant::TensorEncoder& encoder = {});
 
 }  // namespace anvil::cli

@@ -12,11 +12,9 @@
 #include "io/checkpoint.h"
 #include "io/gguf.h"
 #include "model/config.h"
-#include "model/gguf_model.h"
+#include "model/gguf_tensors.h"
 #include "model/gguf_names.h"
 #include "model/rotary_layout.h"
-#include "quant/calibration.h"
-#include "quant/kquant_gptq.h"
 #include "quant/quant_mix.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -33,8 +31,8 @@ struct Job {
   io::GgufTensorInfo info;                     // GGUF name, dims, output type
   std::function<std::vector<float>()> floats;  // in GGUF row layout
   uint64_t input_bytes = 0;
+  std::string hf_name;                             // for HF inputs
   const std::vector<float>* importance = nullptr;  // per column, when calibrated
-  const at::Tensor* hessian = nullptr;             // for GPTQ encoding
 };
 
 std::vector<float> to_floats(const io::TensorView& v) {
@@ -75,8 +73,7 @@ Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
 
 // Jobs for a Hugging Face directory: every tensor mapped to its GGUF name, q/k permuted.
 std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c, const QuantMix& mix,
-                         const MixContext& ctx, const std::map<std::string, std::vector<float>>* importance,
-                         const Calibration* gptq) {
+                         const MixContext& ctx, const std::map<std::string, std::vector<float>>* importance) {
   std::vector<Job> jobs;
   for (const auto& hf : ckpt.names()) {
     if (c.tie_word_embeddings && hf == "lm_head.weight") continue;  // llama.cpp reuses token_embd
@@ -85,6 +82,7 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     const io::TensorView& v = ckpt.get(hf);
     Job j;
     j.info.name = *name;
+    j.hf_name = hf;
     j.info.dims.assign(v.spec.shape.rbegin(), v.spec.shape.rend());
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     j.info.type = choose_tensor_type(mix, ctx, *name, row, j.info.dims.size(), find_quant_type("F32"))->ggml_type;
@@ -92,8 +90,6 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     if (importance)
       if (auto it = importance->find(hf); it != importance->end() && static_cast<int64_t>(it->second.size()) == row)
         j.importance = &it->second;
-    if (gptq)
-      if (const at::Tensor* h = gptq->find(hf); h && h->size(0) == row) j.hessian = h;
     int64_t heads = 0;
     if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.q_proj.weight")) heads = c.num_heads;
     if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.k_proj.weight")) heads = c.num_kv_heads;
@@ -163,7 +159,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
                                                         c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
                                                         c.pad_token_id.value_or(-1), tok.adds_special_tokens()))
       meta.push_back(std::move(kv));
-    jobs = hf_jobs(*ckpt, c, *mix, ctx, options.importance, options.gptq);
+    jobs = hf_jobs(*ckpt, c, *mix, ctx, options.importance);
     if (c.rope.type == "llama3") {
       // llama.cpp's converter stores llama3 scaling as per-frequency divisors.
       auto divisors = std::make_shared<std::vector<float>>(model::llama3_rope_divisors(c.rope, c.head_dim));
@@ -191,14 +187,16 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     const QuantType* type = find_quant_type(j.info.type);
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     const int64_t rows = static_cast<int64_t>(w.size()) / row;
+    const float* importance = j.importance ? j.importance->data() : nullptr;
+    std::optional<std::vector<uint8_t>> custom;
+    if (options.encoder && !j.hf_name.empty()) custom = options.encoder(j.hf_name, *type, w.data(), rows, row, importance);
     std::vector<uint8_t> bytes;
-    if (j.hessian && supports_gptq(*type)) {
-      bytes = encode_gptq(*type, w.data(), rows, row, *j.hessian, j.importance ? j.importance->data() : nullptr,
-                          options.damp);
+    if (custom) {
+      bytes = std::move(*custom);
     } else {
       bytes.resize(static_cast<size_t>(type->row_bytes(static_cast<int64_t>(w.size()))));
       // Rows are independent: encode them in parallel chunks (whole blocks per chunk).
-      const bool weighted = j.importance && type->encode_weighted;
+      const bool weighted = importance && type->encode_weighted;
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, std::max<int64_t>(1, 65536 / row)),
                         [&](const tbb::blocked_range<int64_t>& r) {
                           if (!weighted) {
@@ -208,7 +206,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
                           }
                           for (int64_t k = r.begin(); k < r.end(); ++k)  // the importance is per column
                             type->encode_weighted(w.data() + k * row, bytes.data() + k * type->row_bytes(row), row,
-                                                  j.importance->data());
+                                                  importance);
                         });
     }
     writer.write(j.info.name, bytes);

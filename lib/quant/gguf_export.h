@@ -7,12 +7,20 @@
 #include <filesystem>
 #include <functional>
 #include <map>
-#include <vector>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "quant/quant_types.h"
 
 namespace anvil::quant {
 
-struct Calibration;
+// Encodes one tensor (rows x row floats in GGUF layout, `hf_name` its Hugging Face name) to
+// `type` in its own way, or returns nothing to leave it to the reference encoder. GPTQ
+// (kquant_gptq.h) plugs in here, which keeps this file free of LibTorch.
+using TensorEncoder = std::function<std::optional<std::vector<uint8_t>>(
+    const std::string& hf_name, const QuantType& type, const float* w, int64_t rows, int64_t row,
+    const float* importance)>;
 
 struct GgufExportOptions {
   std::string type = "F16";  // a QuantMix name
@@ -21,10 +29,7 @@ struct GgufExportOptions {
   // An importance matrix (HF weight name -> mean squared activation per input column, from
   // calibrate()): k-quant types then weight each element's error by it, as llama.cpp's --imatrix.
   const std::map<std::string, std::vector<float>>* importance = nullptr;
-  // Hessians from calibrate(): k-quant tensors are then encoded with GPTQ's error compensation on
-  // the grid the (importance-weighted) reference encoder chose.
-  const Calibration* gptq = nullptr;
-  double damp = 0.01;  // GPTQ dampening (fraction of the Hessian's mean diagonal)
+  TensorEncoder encoder;  // HF inputs only
 };
 
 struct GgufExportSummary {

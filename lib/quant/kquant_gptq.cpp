@@ -1,5 +1,6 @@
 #include "quant/kquant_gptq.h"
 
+#include "quant/calibration.h"
 #include "quant/gptq.h"
 #include "util/error.h"
 
@@ -49,6 +50,15 @@ std::vector<uint8_t> encode_gptq(const QuantType& type, const float* w, int64_t 
       type.set_levels(block_bytes(r, blk), block_levels.data_ptr<int8_t>());
     }
   return bytes;
+}
+
+TensorEncoder gptq_tensor_encoder(const Calibration& calibration, double damp) {
+  return [&calibration, damp](const std::string& hf_name, const QuantType& type, const float* w, int64_t rows,
+                              int64_t row, const float* importance) -> std::optional<std::vector<uint8_t>> {
+    const at::Tensor* h = calibration.find(hf_name);
+    if (!h || h->size(0) != row || !supports_gptq(type)) return std::nullopt;
+    return encode_gptq(type, w, rows, row, *h, importance, damp);
+  };
 }
 
 }  // namespace anvil::quant

@@ -1,0 +1,63 @@
+#include "dispatch.h"
+
+#include <malloc.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "common.h"
+#include "version.h"
+
+namespace anvil::cli {
+namespace {
+
+void print_help(std::span<const Command> commands) {
+  std::cout << "anvil " << ANVIL_VERSION << ": convert, quantize, merge, fine-tune and check LLM checkpoints\n\n"
+            << "usage: anvil <command> [options]    (anvil <command> --help for its options)\n\ncommands:\n";
+  for (const auto& c : commands) std::printf("  %-10s %s\n", std::string(c.name).c_str(), std::string(c.summary).c_str());
+  std::cout << "\nother: anvil --version | anvil --help\n";
+}
+
+}  // namespace
+
+std::string first_line(const char* what) {
+  std::string s(what);
+  return s.substr(0, s.find('\n'));
+}
+
+int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeError describe,
+             int (*fallback)(int argc, char** argv)) {
+  // Forward passes allocate and free the same large activations over and over; glibc would hand
+  // each back to the kernel (mmap/munmap) and fault the pages in again. Keep them in the heap.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    print_help(commands);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string_view wanted = !std::strcmp(argv[1], "--version") ? "env" : argv[1];
+  for (const auto& c : commands) {
+    if (c.name != wanted) continue;
+    if (!c.run) return fallback(argc, argv);
+    std::string prog = "anvil " + std::string(c.name);
+    argv[1] = prog.data();
+    try {
+      return c.run(argc - 1, argv + 1);
+    } catch (const UsageError& e) {
+      std::cerr << prog << ": " << e.what() << " (see " << prog << " --help)\n";
+      return 2;
+    } catch (const Error& e) {
+      std::cerr << prog << ": " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      if (std::string d = describe ? describe(e) : ""; !d.empty()) std::cerr << prog << ": " << d << "\n";
+      else std::cerr << prog << ": internal error: " << first_line(e.what()) << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "anvil: unknown command '" << argv[1] << "' (see anvil --help)\n";
+  return 2;
+}
+
+}  // namespace anvil::cli
