@@ -8,7 +8,9 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "quant/quant_types.h"
+#include "quant/scale_search.h"
 #include "test_support.h"
+#include "util/error.h"
 
 using namespace anvil;
 
@@ -58,6 +60,33 @@ TEST_P(QuantTypeTest, BytesAndDequantizationMatchGgml) {
 INSTANTIATE_TEST_SUITE_P(Ggml, QuantTypeTest,
                          ::testing::Values("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "iq4_nl", "q2_K", "q3_K", "q4_K",
                                            "q5_K", "q6_K"));
+
+// The k-quant scale searches run 16 sub-blocks per SIMD call, built for each instruction set. Every
+// build must give ggml's bytes, with all 187 rows encoded in one call (so that calls span rows and
+// the last call has empty lanes) and with single super-blocks (the GPTQ path's calls).
+TEST(QuantTypes, EveryScaleSearchBuildMatchesGgml) {
+  Vectors v;
+  const int64_t n = 512;
+  for (auto isa : quant::scale_search_isas()) {
+    quant::force_scale_search_isa(isa);
+    for (const std::string key : {"q2_K", "q4_K", "q5_K", "q6_K"}) {
+      const quant::QuantType* type = quant::find_quant_type(key);
+      const auto* expected = v.file.find(key + ".quantized");
+      const int64_t rows = expected->spec.shape[0] - 1;  // odd: 373 super-blocks
+      std::vector<uint8_t> all(static_cast<size_t>(type->row_bytes(rows * n)));
+      type->encode(v.input(), all.data(), rows * n);
+      EXPECT_EQ(0, std::memcmp(all.data(), expected->bytes.data(), all.size())) << isa << " " << key;
+      std::vector<uint8_t> one(type->block_bytes);
+      for (int64_t b = 0; b < 2 * rows; b += 37) {
+        type->encode(v.input() + b * 256, one.data(), 256);
+        EXPECT_EQ(0, std::memcmp(one.data(), expected->bytes.data() + b * type->block_bytes, one.size()))
+            << isa << " " << key << " block " << b;
+      }
+    }
+  }
+  quant::force_scale_search_isa("");
+  EXPECT_THROW(quant::force_scale_search_isa("sse9"), Error);
+}
 
 TEST(QuantTypes, TableMatchesGgufBlockSizes) {
   for (const auto& t : quant::quant_types()) {

@@ -9,6 +9,7 @@
 #include "quant/ggml_blocks.h"
 #include "quant/quant_math.h"
 #include "quant/quant_types.h"
+#include "quant/scale_search.h"
 
 namespace anvil::quant {
 namespace {
@@ -17,45 +18,6 @@ template <typename Block>
 Block* blocks(uint8_t* p) { return reinterpret_cast<Block*>(p); }
 template <typename Block>
 const Block* blocks(const uint8_t* p) { return reinterpret_cast<const Block*>(p); }
-
-// Symmetric levels in [-nmax, nmax-1] with weights x^2 (or `weights`, from an importance
-// matrix); tries 18 scales around nmax/max (ggml's make_qx_quants with rmse_type 1). L holds
-// level + nmax.
-float symmetric_scale_search(int n, int nmax, const float* x, int8_t* L, const float* weights = nullptr) {
-  const float max = signed_absmax(x, n), amax = std::fabs(max);
-  if (amax < kGroupMaxEps) {
-    std::fill(L, L + n, 0);
-    return 0.f;
-  }
-  float iscale = -nmax / max;
-  float sumlx = 0, suml2 = 0;
-  for (int i = 0; i < n; ++i) {
-    int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
-    L[i] = static_cast<int8_t>(l + nmax);
-    float w = weights ? weights[i] : x[i] * x[i];
-    sumlx += w * x[i] * l;
-    suml2 += w * l * l;
-  }
-  float scale = suml2 ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(nmax + 0.1f * is) / max;
-    sumlx = suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
-      float w = weights ? weights[i] : x[i] * x[i];
-      sumlx += w * x[i] * l;
-      suml2 += w * l * l;
-    }
-    if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i]))));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
-}
 
 // Q3_K's sub-block search: start at nmax/max, then move single elements to a better level while
 // the weighted (x^2) fit improves, up to 5 sweeps (ggml's make_q3_quants with do_rmse).
@@ -100,74 +62,6 @@ float q3_scale_search(int n, int nmax, const float* x, int8_t* L) {
   return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// Asymmetric levels in [0, nmax] with a (non-positive) min: a weighted least-squares fit of
-// scale and min for nstep+1 candidate level assignments (ggml's make_qkx2_quants).
-float scale_min_search(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       float rmin, float rdelta, int nstep, bool use_mad) {
-  uint8_t Laux[32];
-  float min = x[0], max = x[0];
-  float sum_w = weights[0];
-  float sum_x = sum_w * x[0];
-  for (int i = 1; i < n; ++i) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    float w = weights[i];
-    sum_w += w;
-    sum_x += w * x[i];
-  }
-  if (min > 0) min = 0;
-  if (max == min) {
-    std::fill(L, L + n, 0);
-    *the_min = -min;
-    return 0.f;
-  }
-  float iscale = nmax / (max - min);
-  float scale = 1 / iscale;
-  float best_error = 0;
-  for (int i = 0; i < n; ++i) {
-    int l = nearest_int(iscale * (x[i] - min));
-    L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    float diff = scale * L[i] + min - x[i];
-    diff = use_mad ? std::fabs(diff) : diff * diff;
-    best_error += weights[i] * diff;
-  }
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * is + nmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
-      Laux[i] = static_cast<uint8_t>(l);
-      float w = weights[i];
-      sum_l += w * l;
-      sum_l2 += w * l * l;
-      sum_xl += w * l * x[i];
-    }
-    float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float cur_error = 0;
-      for (int i = 0; i < n; ++i) {
-        float diff = this_scale * Laux[i] + this_min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        cur_error += weights[i] * diff;
-      }
-      if (cur_error < best_error) {
-        std::copy(Laux, Laux + n, L);
-        best_error = cur_error;
-        scale = this_scale;
-        min = this_min;
-      }
-    }
-  }
-  *the_min = -min;
-  return scale;
-}
-
 // Q2_K/Q3_K low bits: four 2-bit levels per byte, element j + 32k in bits 2k of byte j (per 128).
 template <typename Level>
 void pack_2bit(const Level* L, uint8_t* qs) {
@@ -198,29 +92,13 @@ void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
-// Shared by Q4_K (nmax 15) and Q5_K (nmax 31): eight 32-element sub-blocks with scale and min,
-// both quantized to 6 bits. Returns the final levels in L. With an importance matrix (per-column
-// mean squared activations), each element's error is weighted by importance * sqrt(sigma2 + x^2)
-// and a finer grid of candidate scales is searched, as llama.cpp does with --imatrix.
+// Quantizes the eight sub-block scales and mins to 6 bits against the block's fp16 d and dmin,
+// then re-picks every level against the quantized scales.
 template <typename Block>
-void encode_scale_min_superblock(const float* x, Block& y, uint8_t* L, int nmax, float rmin, int nstep,
-                                 const float* importance = nullptr) {
-  float mins[8], scales[8], weights[32];
+void finish_scale_min_block(const float* x, Block& y, uint8_t* L, const float* scales, const float* mins, int nmax,
+                            void (*set_levels)(uint8_t*, const int8_t*)) {
   float max_scale = 0, max_min = 0;
-  float sigma2 = 0;
-  for (int l = 0; l < kQK_K; ++l) sigma2 += x[l] * x[l];
-  sigma2 = 2 * sigma2 / kQK_K;
   for (int j = 0; j < 8; ++j) {
-    if (importance) {
-      for (int l = 0; l < 32; ++l) weights[l] = importance[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
-      scales[j] = scale_min_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
-    } else {
-      float sum_x2 = 0;
-      for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-      float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = scale_min_search(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
-    }
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -243,6 +121,49 @@ void encode_scale_min_superblock(const float* x, Block& y, uint8_t* L, int nmax,
     for (int ii = 0; ii < 32; ++ii)
       L[32 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(nmax, nearest_int((x[32 * j + ii] + dm) / d))));
   }
+  set_levels(reinterpret_cast<uint8_t*>(&y), reinterpret_cast<const int8_t*>(L));
+}
+
+// Shared by Q4_K (nmax 15) and Q5_K (nmax 31): eight 32-element sub-blocks with scale and min,
+// both quantized to 6 bits. Returns the final levels in L. With an importance matrix (per-column
+// mean squared activations), each element's error is weighted by importance * sqrt(sigma2 + x^2)
+// and a finer grid of candidate scales is searched, as llama.cpp does with --imatrix.
+// Two super-blocks at a time: their 16 sub-blocks fill the scale search's 16 lanes.
+template <typename Block>
+void encode_scale_min_blocks(const float* x, Block* y, int64_t nblocks, int nmax, float rmin, int nstep,
+                             const float* importance, void (*set_levels)(uint8_t*, const int8_t*)) {
+  constexpr int kPerCall = 2;
+  for (int64_t i0 = 0; i0 < nblocks; i0 += kPerCall) {
+    const int nb = static_cast<int>(std::min<int64_t>(kPerCall, nblocks - i0));
+    const float* xb = x + i0 * kQK_K;
+    float weights[kPerCall * kQK_K], scales[kPerCall * 8], mins[kPerCall * 8];
+    uint8_t L[kPerCall * kQK_K];
+    for (int b = 0; b < nb; ++b) {
+      const float* xs = xb + b * kQK_K;
+      float sigma2 = 0;
+      if (importance) {
+        for (int l = 0; l < kQK_K; ++l) sigma2 += xs[l] * xs[l];
+        sigma2 = 2 * sigma2 / kQK_K;
+      }
+      for (int j = 0; j < 8; ++j) {
+        const float* xj = xs + 32 * j;
+        float* wj = weights + b * kQK_K + 32 * j;
+        if (importance) {
+          const float* imp = importance + (i0 + b) * kQK_K + 32 * j;
+          for (int l = 0; l < 32; ++l) wj[l] = imp[l] * std::sqrt(sigma2 + xj[l] * xj[l]);
+        } else {
+          float sum_x2 = 0;
+          for (int l = 0; l < 32; ++l) sum_x2 += xj[l] * xj[l];
+          float av_x = std::sqrt(sum_x2 / 32);
+          for (int l = 0; l < 32; ++l) wj[l] = av_x + std::fabs(xj[l]);
+        }
+      }
+    }
+    if (importance) scale_min_search(8 * nb, 32, nmax, xb, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
+    else scale_min_search(8 * nb, 32, nmax, xb, weights, L, scales, mins, rmin, 0.1f, nstep, false);
+    for (int b = 0; b < nb; ++b)
+      finish_scale_min_block(xb + b * kQK_K, y[i0 + b], L + b * kQK_K, scales + 8 * b, mins + 8 * b, nmax, set_levels);
+  }
 }
 
 // Q4_K/Q5_K: element values are d * scale_j * level - dmin * min_j per 32-element sub-block j.
@@ -263,11 +184,11 @@ void encode_q2_K(const float* x, uint8_t* out, int64_t n) {
   const float q4scale = 15.f;
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     uint8_t L[kQK_K];
-    float weights[16], mins[16], scales[16];
+    float weights[kQK_K], mins[16], scales[16];
     float max_scale = 0, max_min = 0;
+    for (int l = 0; l < kQK_K; ++l) weights[l] = std::fabs(x[l]);
+    scale_min_search(16, 16, 3, x, weights, L, scales, mins, -0.5f, 0.1f, 15, true);
     for (int j = 0; j < 16; ++j) {
-      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-      scales[j] = scale_min_search(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -384,12 +305,7 @@ void decode_q3_K(const uint8_t* in, float* y, int64_t n) {
 void encode_q4_K(const float* x, uint8_t* out, int64_t n) { encode_q4_K_weighted(x, out, n, nullptr); }
 
 void encode_q4_K_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
-  auto* y = blocks<BlockQ4_K>(out);
-  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-    uint8_t L[kQK_K];
-    encode_scale_min_superblock(x, y[i], L, 15, -1.f, 20, importance ? importance + i * kQK_K : nullptr);
-    set_levels_q4_K(reinterpret_cast<uint8_t*>(&y[i]), reinterpret_cast<const int8_t*>(L));
-  }
+  encode_scale_min_blocks(x, blocks<BlockQ4_K>(out), n / kQK_K, 15, -1.f, 20, importance, set_levels_q4_K);
 }
 
 void set_levels_q4_K(uint8_t* block, const int8_t* L) {
@@ -420,12 +336,7 @@ void decode_q4_K(const uint8_t* in, float* y, int64_t n) {
 void encode_q5_K(const float* x, uint8_t* out, int64_t n) { encode_q5_K_weighted(x, out, n, nullptr); }
 
 void encode_q5_K_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
-  auto* y = blocks<BlockQ5_K>(out);
-  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-    uint8_t L[kQK_K];
-    encode_scale_min_superblock(x, y[i], L, 31, -0.5f, 15, importance ? importance + i * kQK_K : nullptr);
-    set_levels_q5_K(reinterpret_cast<uint8_t*>(&y[i]), reinterpret_cast<const int8_t*>(L));
-  }
+  encode_scale_min_blocks(x, blocks<BlockQ5_K>(out), n / kQK_K, 31, -0.5f, 15, importance, set_levels_q5_K);
 }
 
 void set_levels_q5_K(uint8_t* block, const int8_t* L) {
@@ -487,8 +398,7 @@ void encode_q6_K_weighted(const float* x, uint8_t* out, int64_t n, const float* 
       sigma2 = 2 * sigma2 / kQK_K;
       for (int l = 0; l < kQK_K; ++l) weights[l] = importance[i * kQK_K + l] * std::sqrt(sigma2 + x[l] * x[l]);
     }
-    for (int ib = 0; ib < 16; ++ib)
-      scales[ib] = symmetric_scale_search(16, 32, x + 16 * ib, L + 16 * ib, importance ? weights + 16 * ib : nullptr);
+    symmetric_scale_search(16, 16, 32, x, importance ? weights : nullptr, L, scales);
     const float max_scale = signed_absmax(scales, 16), max_abs_scale = std::fabs(max_scale);
     if (max_abs_scale < kGroupMaxEps) {
       std::memset(&y[i], 0, sizeof y[i]);
