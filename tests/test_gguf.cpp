@@ -148,3 +148,29 @@ TEST(Gguf, WriterRefusesIncompleteOutput) {
   }
   EXPECT_EQ(test::count_entries(dir.path()), 0u);
 }
+
+// Tensors are written in row chunks: parts past the tensor are refused, and a tensor missing a
+// part leaves no output.
+TEST(Gguf, WriterChecksTensorParts) {
+  TempDir dir;
+  const std::vector<uint8_t> half(64, 7);  // F32 [32]: 128 bytes
+  {
+    io::GgufWriter w(dir / "x.gguf", {{"general.architecture", io::GgufValue::str("llama")}},
+                     {{"a", {32}, 0, 0, 0, {}}});
+    w.write_part("a", 0, half);
+    EXPECT_THROW(w.write_part("a", 100, half), Error);
+    EXPECT_THROW(w.commit(), Error);
+  }
+  EXPECT_EQ(test::count_entries(dir.path()), 0u);
+  {
+    io::GgufWriter w(dir / "x.gguf", {{"general.architecture", io::GgufValue::str("llama")}},
+                     {{"a", {32}, 0, 0, 0, {}}});
+    w.write_part("a", 64, half);
+    w.write_part("a", 0, half);
+    w.commit();
+  }
+  io::GgufFile f(dir / "x.gguf");
+  ASSERT_EQ(f.tensors().size(), 1u);
+  EXPECT_EQ(std::vector<uint8_t>(f.tensors()[0].data.begin(), f.tensors()[0].data.end()), std::vector<uint8_t>(128, 7));
+}
+

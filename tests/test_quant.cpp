@@ -3,10 +3,12 @@
 // each type, and ggml's dequantization of those bytes. Both must match exactly.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "quant/quant_math.h"
 #include "quant/quant_types.h"
 #include "quant/scale_search.h"
 #include "test_support.h"
@@ -86,6 +88,14 @@ TEST(QuantTypes, EveryScaleSearchBuildMatchesGgml) {
   }
   quant::force_scale_search_isa("");
   EXPECT_THROW(quant::force_scale_search_isa("sse9"), Error);
+}
+
+// Q8_0 rounds with roundf semantics (ties away from zero) without calling roundf.
+TEST(QuantTypes, RoundHalfAwayIsRoundf) {
+  std::vector<float> xs = {0.f, -0.f, 0.5f, -0.5f, 1.5f, -1.5f, 2.5f, -2.5f, 126.5f, -126.5f, 127.f, -127.f,
+                           0.49999997f, -0.49999997f, 0.50000006f, 1.4999999f, 8388607.5f, -8388607.f};
+  for (int i = -130000; i <= 130000; ++i) xs.push_back(static_cast<float>(i) / 1024.f);  // every tie up to 127
+  for (float x : xs) ASSERT_EQ(quant::round_half_away(x), static_cast<int>(std::round(x))) << x;
 }
 
 TEST(QuantTypes, TableMatchesGgufBlockSizes) {

@@ -305,7 +305,7 @@ GgufWriter::GgufWriter(const std::filesystem::path& path, std::vector<std::pair<
   }
   header.append(align_up(header.size(), alignment) - header.size(), '\0');
   data_start_ = header.size();
-  written_.assign(tensors_.size(), 0);
+  written_ = std::make_unique<std::atomic<uint64_t>[]>(tensors_.size());
   file_ = std::make_unique<AtomicFile>(path);
   file_->append(header);
   // Zero padding after the last tensor keeps the file length a multiple of the alignment.
@@ -319,18 +319,28 @@ GgufWriter::~GgufWriter() = default;
 
 void GgufWriter::write(const std::string& name, std::span<const uint8_t> bytes) {
   auto it = index_.find(name);
+  if (it != index_.end() && bytes.size() != tensors_[it->second].nbytes)
+    fail(path_.string(), "tensor '" + name + "': got " + std::to_string(bytes.size()) + " bytes, expected " +
+                             std::to_string(tensors_[it->second].nbytes));
+  write_part(name, 0, bytes);
+}
+
+void GgufWriter::write_part(const std::string& name, uint64_t offset, std::span<const uint8_t> bytes) {
+  auto it = index_.find(name);
   if (it == index_.end()) fail(path_.string(), "tensor '" + name + "' was not planned");
   const auto& t = tensors_[it->second];
-  if (bytes.size() != t.nbytes)
-    fail(path_.string(), "tensor '" + name + "': got " + std::to_string(bytes.size()) + " bytes, expected " +
-                             std::to_string(t.nbytes));
-  file_->write_at(data_start_ + t.offset, bytes);
-  written_[it->second] = 1;
+  if (offset > t.nbytes || bytes.size() > t.nbytes - offset)
+    fail(path_.string(), "tensor '" + name + "': bytes " + std::to_string(offset) + ".." +
+                             std::to_string(offset + bytes.size()) + " are past its " + std::to_string(t.nbytes));
+  file_->write_at(data_start_ + t.offset + offset, bytes);
+  written_[it->second] += bytes.size();
 }
 
 void GgufWriter::commit() {
   for (size_t i = 0; i < tensors_.size(); ++i)
-    if (!written_[i]) fail(path_.string(), "tensor '" + tensors_[i].name + "' was never written");
+    if (written_[i] != tensors_[i].nbytes)
+      fail(path_.string(), "tensor '" + tensors_[i].name + "' got " + std::to_string(written_[i].load()) + " of its " +
+                               std::to_string(tensors_[i].nbytes) + " bytes");
   file_->commit();
 }
 

@@ -3,6 +3,7 @@
 // aligned data section. The reader validates every count, length, dimension and offset against
 // the file before trusting it, so a hostile file can neither make it allocate huge amounts of
 // memory nor read out of bounds. Tensor data is served zero-copy from the memory map.
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -94,13 +95,16 @@ class GgufWriter {
              std::vector<GgufTensorInfo> tensors);
   ~GgufWriter();
   void write(const std::string& name, std::span<const uint8_t> bytes);  // thread-safe per tensor
+  // Part of a tensor's bytes, at `offset` into them (tensors written in row chunks); thread-safe.
+  // The parts must not overlap; commit() checks that each tensor got all its bytes.
+  void write_part(const std::string& name, uint64_t offset, std::span<const uint8_t> bytes);
   void commit();
 
  private:
   std::unique_ptr<class AtomicFile> file_;
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> index_;
-  std::vector<uint8_t> written_;
+  std::unique_ptr<std::atomic<uint64_t>[]> written_;  // bytes written per tensor
   uint64_t data_start_ = 0;
   std::filesystem::path path_;
 };

@@ -11,6 +11,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/gguf.h"
+#include "io/mapped_file.h"
 #include "model/config.h"
 #include "model/gguf_tensors.h"
 #include "model/gguf_names.h"
@@ -28,24 +29,26 @@ using Metadata = std::vector<std::pair<std::string, io::GgufValue>>;
 
 // One tensor to write: where its floats come from and what it becomes.
 struct Job {
-  io::GgufTensorInfo info;                     // GGUF name, dims, output type
-  std::function<std::vector<float>()> floats;  // in GGUF row layout
+  io::GgufTensorInfo info;  // GGUF name, dims, output type
+  // Decodes rows [row0, row0 + rows) in GGUF row layout: tensors stream in row chunks, so memory
+  // stays near a few chunks however large the tensor.
+  std::function<void(int64_t row0, int64_t rows, float* out)> read_rows;
   uint64_t input_bytes = 0;
   std::string hf_name;                             // for HF inputs
   const std::vector<float>* importance = nullptr;  // per column, when calibrated
 };
 
-std::vector<float> to_floats(const io::TensorView& v) {
-  std::vector<float> out(static_cast<size_t>(v.spec.numel()));
+const QuantType& source_type(const io::TensorView& v) {
   const QuantType* t = v.spec.dtype == io::DType::F32    ? find_quant_type("F32")
                        : v.spec.dtype == io::DType::F16  ? find_quant_type("F16")
                        : v.spec.dtype == io::DType::BF16 ? find_quant_type("BF16")
                                                          : nullptr;
   if (!t) fail(v.file.string(), "tensor '" + v.name() + "' has dtype " + std::string(io::dtype_name(v.spec.dtype)) +
                                     "; only F32, F16 and BF16 can be converted");
-  t->decode(v.bytes.data(), out.data(), static_cast<int64_t>(out.size()));
-  return out;
+  return *t;
 }
+
+int64_t row_count(const Job& j) { return static_cast<int64_t>(j.info.numel() / j.info.dims[0]); }
 
 Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
   const std::string a(c.arch->gguf_arch);
@@ -93,9 +96,17 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     int64_t heads = 0;
     if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.q_proj.weight")) heads = c.num_heads;
     if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.k_proj.weight")) heads = c.num_kv_heads;
-    j.floats = [&v, heads, row] {
-      auto w = to_floats(v);
-      return heads ? model::permute_rotary_rows(w, heads, row, true) : w;
+    const QuantType& src = source_type(v);
+    const int64_t head_dim = heads ? row_count(j) / heads : 0;
+    j.read_rows = [&v, &src, head_dim, row](int64_t row0, int64_t rows, float* out) {
+      const int64_t row_bytes = src.row_bytes(row);
+      if (head_dim) {
+        for (int64_t r = 0; r < rows; ++r)  // q/k: GGUF interleaves each head's rotary pairs
+          src.decode(v.bytes.data() + model::hf_rotary_row(row0 + r, head_dim) * row_bytes, out + r * row, row);
+        return;
+      }
+      src.decode(v.bytes.data() + row0 * row_bytes, out, rows * row);
+      io::release_pages(v.bytes.data() + row0 * row_bytes, static_cast<size_t>(rows * row_bytes));
     };
     jobs.push_back(std::move(j));
   }
@@ -114,14 +125,37 @@ std::vector<Job> gguf_jobs(const io::GgufFile& in, const QuantMix& mix, const Mi
     j.info.type = choose_tensor_type(mix, ctx, t.name, static_cast<int64_t>(t.dims[0]), t.dims.size(),
                                      src->block_elements == 1 ? src : find_quant_type("F32"))->ggml_type;
     j.input_bytes = t.nbytes;
-    j.floats = [&t, src] {
-      std::vector<float> w(t.numel());
-      src->decode(t.data.data(), w.data(), static_cast<int64_t>(w.size()));
-      return w;
+    const int64_t row = static_cast<int64_t>(t.dims[0]);
+    j.read_rows = [&t, src, row](int64_t row0, int64_t rows, float* out) {
+      src->decode(t.data.data() + row0 * src->row_bytes(row), out, rows * row);
+      io::release_pages(t.data.data() + row0 * src->row_bytes(row), static_cast<size_t>(rows * src->row_bytes(row)));
     };
     jobs.push_back(std::move(j));
   }
   return jobs;
+}
+
+// Rows of one tensor, encoded as one piece of work.
+struct Chunk {
+  size_t job;
+  int64_t row0, rows;
+};
+constexpr int64_t kChunkElements = 1 << 20;  // 4 MB of floats: whole rows, about this many
+
+// The reference encoders (importance-weighted where given); rows in parallel, whole blocks each.
+std::vector<uint8_t> encode_rows(const QuantType& type, const float* w, int64_t rows, int64_t row,
+                                 const float* importance) {
+  std::vector<uint8_t> bytes(static_cast<size_t>(rows * type.row_bytes(row)));
+  const bool weighted = importance && type.encode_weighted;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, std::max<int64_t>(1, 65536 / row)),
+                    [&](const tbb::blocked_range<int64_t>& r) {
+                      if (!weighted)
+                        return type.encode(w + r.begin() * row, bytes.data() + r.begin() * type.row_bytes(row),
+                                           (r.end() - r.begin()) * row);
+                      for (int64_t k = r.begin(); k < r.end(); ++k)  // the importance is per column
+                        type.encode_weighted(w + k * row, bytes.data() + k * type.row_bytes(row), row, importance);
+                    });
+  return bytes;
 }
 
 }  // namespace
@@ -167,7 +201,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
       j.info.name = "rope_freqs.weight";
       j.info.dims = {divisors->size()};
       j.info.type = 0;
-      j.floats = [divisors] { return *divisors; };
+      j.read_rows = [divisors](int64_t, int64_t, float* out) { std::copy(divisors->begin(), divisors->end(), out); };
       jobs.insert(jobs.begin(), std::move(j));
     }
   }
@@ -181,45 +215,39 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   std::atomic<int64_t> done{0};
   std::atomic<uint64_t> in_bytes{0}, out_bytes{0};
   std::mutex progress_mutex;
-  auto run = [&](size_t i) {
-    const Job& j = jobs[i];
-    std::vector<float> w = j.floats();
+  std::vector<std::atomic<int64_t>> rows_left(jobs.size());
+  std::vector<Chunk> chunks;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const int64_t rows = row_count(jobs[i]);
+    rows_left[i] = rows;
+    // A tensor a custom encoder may take (GPTQ needs every row at once) is one chunk.
+    const int64_t step = options.encoder && !jobs[i].hf_name.empty()
+                             ? rows
+                             : std::max<int64_t>(1, kChunkElements / static_cast<int64_t>(jobs[i].info.dims[0]));
+    for (int64_t r = 0; r < rows; r += step) chunks.push_back({i, r, std::min(step, rows - r)});
+  }
+  auto run = [&](const Chunk& c) {
+    const Job& j = jobs[c.job];
     const QuantType* type = find_quant_type(j.info.type);
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
-    const int64_t rows = static_cast<int64_t>(w.size()) / row;
+    std::vector<float> w(static_cast<size_t>(c.rows * row));
+    j.read_rows(c.row0, c.rows, w.data());
     const float* importance = j.importance ? j.importance->data() : nullptr;
     std::optional<std::vector<uint8_t>> custom;
-    if (options.encoder && !j.hf_name.empty()) custom = options.encoder(j.hf_name, *type, w.data(), rows, row, importance);
-    std::vector<uint8_t> bytes;
-    if (custom) {
-      bytes = std::move(*custom);
-    } else {
-      bytes.resize(static_cast<size_t>(type->row_bytes(static_cast<int64_t>(w.size()))));
-      // Rows are independent: encode them in parallel chunks (whole blocks per chunk).
-      const bool weighted = importance && type->encode_weighted;
-      tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows, std::max<int64_t>(1, 65536 / row)),
-                        [&](const tbb::blocked_range<int64_t>& r) {
-                          if (!weighted) {
-                            type->encode(w.data() + r.begin() * row, bytes.data() + r.begin() * type->row_bytes(row),
-                                         (r.end() - r.begin()) * row);
-                            return;
-                          }
-                          for (int64_t k = r.begin(); k < r.end(); ++k)  // the importance is per column
-                            type->encode_weighted(w.data() + k * row, bytes.data() + k * type->row_bytes(row), row,
-                                                  importance);
-                        });
-    }
-    writer.write(j.info.name, bytes);
-    int64_t d = ++done;
-    in_bytes += j.input_bytes;
+    if (options.encoder && !j.hf_name.empty()) custom = options.encoder(j.hf_name, *type, w.data(), c.rows, row, importance);
+    std::vector<uint8_t> bytes = custom ? std::move(*custom) : encode_rows(*type, w.data(), c.rows, row, importance);
+    writer.write_part(j.info.name, static_cast<uint64_t>(c.row0 * type->row_bytes(row)), bytes);
+    in_bytes += j.input_bytes * static_cast<uint64_t>(c.rows) / static_cast<uint64_t>(row_count(j));
     out_bytes += bytes.size();
+    if ((rows_left[c.job] -= c.rows) > 0) return;
+    const int64_t d = ++done;
     if (options.progress) {
       std::lock_guard lock(progress_mutex);
       options.progress(d, static_cast<int64_t>(jobs.size()), in_bytes.load());
     }
   };
   tbb::task_arena arena(std::max(1, options.threads));
-  arena.execute([&] { tbb::parallel_for(size_t{0}, jobs.size(), run); });
+  arena.execute([&] { tbb::parallel_for(size_t{0}, chunks.size(), [&](size_t i) { run(chunks[i]); }); });
   writer.commit();
   s.tensors = static_cast<int64_t>(jobs.size());
   s.input_bytes = in_bytes;

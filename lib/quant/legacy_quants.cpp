@@ -173,12 +173,17 @@ void decode_q5_1(const uint8_t* in, float* y, int64_t n) {
 void encode_q8_0(const float* x, uint8_t* out, int64_t n) {
   auto* y = blocks<BlockQ8_0>(out);
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    // Eight running maxima, so that the compiler can vectorize; the maximum does not depend on
+    // the order (for inputs without NaN).
+    float lane_max[8] = {};
+    for (int j = 0; j < kQK; j += 8)
+      for (int k = 0; k < 8; ++k) lane_max[k] = std::max(lane_max[k], std::fabs(x[j + k]));
     float amax = 0;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    for (float m : lane_max) amax = std::max(amax, m);
     const float d = amax / 127;
     const float id = d ? 1.0f / d : 0.0f;
     y[i].d = to_half(d);
-    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(round_half_away(x[j] * id));
   }
 }
 

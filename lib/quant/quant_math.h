@@ -16,6 +16,14 @@ inline int nearest_int(float x) {
   return (bits & 0x007fffff) - 0x00400000;
 }
 
+// roundf (ties away from zero) for |x| < 2^23, in operations a compiler can vectorize (roundf is
+// a library call without SSE4.1): x - trunc(x) is exact, so the tie test is too.
+inline int round_half_away(float x) {
+  const int t = static_cast<int>(x);
+  const float frac = x - static_cast<float>(t);
+  return t + (frac >= 0.5f) - (frac <= -0.5f);
+}
+
 inline uint16_t to_half(float x) { return io::float_to_f16(x); }
 inline float from_half(uint16_t h) { return io::f16_to_float(h); }
 

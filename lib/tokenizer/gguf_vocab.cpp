@@ -55,7 +55,7 @@ std::string tokenizer_json_from_gguf(const io::GgufFile& f) {
   for (size_t i = 0; i < tokens->values.size(); ++i) {
     const std::string* tok = tokens->values[i].as_string();
     if (!tok) fail(where, "tokenizer.ggml.tokens holds a non-string");
-    int64_t type = types && i < types->values.size() ? types->values[i].as_int().value_or(kNormal) : kNormal;
+    int64_t type = types && i < types->values.size() ? types->values[i].as_int().value_or(kNormal) : int64_t{kNormal};
     if (type == kControl || type == kUserDefined)
       added.push_back({{"id", i}, {"content", *tok}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
                        {"normalized", false}, {"special", type == kControl}});
