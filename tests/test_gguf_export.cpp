@@ -6,8 +6,10 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cstring>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
+#include "io/checkpoint.h"
 #include "io/gguf.h"
 #include "model/gguf_model.h"
 #include "model/transformer.h"
@@ -131,4 +133,63 @@ TEST(GgufExport, Llama3RopeScalingSurvivesTheRoundTrip) {
   auto a = from_hf->forward(ids), b = from_gguf->forward(ids);
   EXPECT_LT(test::max_abs_diff(a, b), 1e-5);
   EXPECT_GT(test::max_abs_diff(a, unscaled->forward(ids)), 1e-3) << "scaling should change the logits";
+}
+
+// Mixtral the way llama.cpp's converter writes it: architecture "llama" with expert_count and
+// expert_used_count, the router as ffn_gate_inp (kept in F32), and each layer's experts stacked
+// into one 3-D tensor per projection (w1 -> ffn_gate_exps, w3 -> ffn_up_exps, w2 -> ffn_down_exps),
+// dims {cols, rows, experts}: expert e's rows are the e-th contiguous slice.
+TEST(GgufExport, MixtralStacksExpertsAsLlamaCppDoes) {
+  c10::InferenceMode guard;
+  test::TempDir dir;
+  const auto hf_dir = test::model_dir("tiny-mixtral");
+  quant::GgufExportOptions opts;
+  opts.type = "F32";
+  quant::export_gguf(hf_dir, dir / "mx.gguf", opts);
+  io::GgufFile gguf(dir / "mx.gguf");
+  EXPECT_EQ(*gguf.find("general.architecture")->as_string(), "llama");
+  EXPECT_EQ(gguf.find("llama.expert_count")->as_int().value_or(0), 4);
+  EXPECT_EQ(gguf.find("llama.expert_used_count")->as_int().value_or(0), 2);
+  io::Checkpoint ckpt(hf_dir);
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::string blk = "blk." + std::to_string(layer) + ".";
+    const io::GgufTensorInfo* router = gguf.find_tensor(blk + "ffn_gate_inp.weight");
+    ASSERT_NE(router, nullptr);
+    EXPECT_EQ(router->dims, (std::vector<uint64_t>{64, 4}));
+    for (auto [gguf_name, hf_name, dims] :
+         {std::tuple{"ffn_gate_exps", "w1", std::vector<uint64_t>{64, 128, 4}},
+          std::tuple{"ffn_up_exps", "w3", std::vector<uint64_t>{64, 128, 4}},
+          std::tuple{"ffn_down_exps", "w2", std::vector<uint64_t>{128, 64, 4}}}) {
+      const io::GgufTensorInfo* t = gguf.find_tensor(blk + gguf_name + ".weight");
+      ASSERT_NE(t, nullptr) << blk << gguf_name;
+      EXPECT_EQ(t->dims, dims) << blk << gguf_name;
+      for (int e = 0; e < 4; ++e) {
+        const auto& expert = ckpt.get("model.layers." + std::to_string(layer) + ".block_sparse_moe.experts." +
+                                      std::to_string(e) + "." + hf_name + ".weight");
+        ASSERT_EQ(expert.bytes.size() * 4, t->nbytes);  // f32 in both
+        EXPECT_EQ(0, std::memcmp(t->data.data() + e * expert.bytes.size(), expert.bytes.data(), expert.bytes.size()))
+            << blk << gguf_name << " expert " << e;
+      }
+    }
+  }
+  // anvil runs the GGUF as transformers runs the checkpoint (same 1e-5 bound as the HF loader).
+  auto ref = test::load_reference(hf_dir / "reference_logits.safetensors");
+  auto from_gguf = model::load_gguf_transformer(gguf);
+  for (int i = 0; ref.count("input_ids." + std::to_string(i)); ++i) {
+    auto ids = ref["input_ids." + std::to_string(i)].unsqueeze(0);
+    EXPECT_LT(test::max_abs_diff(from_gguf->forward(ids)[0], ref["logits." + std::to_string(i)]), 1e-5) << i;
+  }
+  // And back to Hugging Face: every tensor bit for bit, config with the expert counts.
+  quant::export_hf_from_gguf(dir / "mx.gguf", dir / "hf", "f32");
+  io::Checkpoint back(dir / "hf");
+  ASSERT_EQ(back.names().size(), ckpt.names().size());
+  for (const auto& name : ckpt.names()) {
+    ASSERT_TRUE(back.contains(name)) << name;
+    EXPECT_EQ(0, std::memcmp(back.get(name).bytes.data(), ckpt.get(name).bytes.data(), ckpt.get(name).bytes.size()))
+        << name;
+  }
+  auto cfg = nlohmann::json::parse(test::read_bytes(dir / "hf" / "config.json"));
+  EXPECT_EQ(cfg["num_local_experts"], 4);
+  EXPECT_EQ(cfg["num_experts_per_tok"], 2);
+  EXPECT_EQ(cfg["model_type"], "mixtral");
 }

@@ -9,6 +9,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "quant/quant_math.h"
+#include "quant/quant_mix.h"
 #include "quant/quant_types.h"
 #include "quant/scale_search.h"
 #include "test_support.h"
@@ -107,3 +108,32 @@ TEST(QuantTypes, TableMatchesGgufBlockSizes) {
     EXPECT_EQ(std::string(size->name), std::string(t.name));
   }
 }
+
+// llama-quantize's extra rules for 8-expert models (Mixtral-8x7B), read from llama.cpp's
+// llama_tensor_get_type: attn_v and attn_k in Q8_0 for every type, attn_output in Q5_K for the
+// low-bit mixes, the router (ffn_gate_inp) never quantized, stacked ffn_down_exps bumped by layer
+// like ffn_down.
+TEST(QuantMix, EightExpertModelsFollowLlamaQuantize) {
+  const quant::MixContext moe{32, 32, 8, false, 8}, four{32, 32, 8, false, 4};
+  const quant::QuantType* f32 = quant::find_quant_type("F32");
+  auto pick = [&](const char* mix, const quant::MixContext& ctx, const std::string& name, size_t dims = 2) {
+    return std::string(quant::choose_tensor_type(*quant::find_quant_mix(mix), ctx, name, 4096, dims, f32)->name);
+  };
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.5.attn_v.weight"), "Q8_0");
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.5.attn_k.weight"), "Q8_0");
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.5.attn_q.weight"), "Q4_K");
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.5.attn_output.weight"), "Q5_K");
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.5.ffn_gate_inp.weight"), "F32");
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.0.ffn_down_exps.weight", 3), "Q6_K");  // use_more_bits(0, 32)
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.5.ffn_down_exps.weight", 3), "Q4_K");
+  EXPECT_EQ(pick("Q4_K_M", moe, "blk.5.ffn_gate_exps.weight", 3), "Q4_K");
+  EXPECT_EQ(pick("Q6_K", moe, "blk.5.attn_v.weight"), "Q8_0");
+  EXPECT_EQ(pick("Q6_K", moe, "blk.5.attn_output.weight"), "Q6_K");
+  EXPECT_EQ(pick("Q2_K", moe, "blk.5.attn_output.weight"), "Q5_K");
+  // Four experts: the dense rules.
+  EXPECT_EQ(pick("Q4_K_M", four, "blk.5.attn_v.weight"), "Q4_K");
+  EXPECT_EQ(pick("Q4_K_M", four, "blk.5.attn_k.weight"), "Q4_K");
+  EXPECT_EQ(pick("Q4_K_M", four, "blk.5.attn_output.weight"), "Q4_K");
+  EXPECT_EQ(pick("Q2_K", four, "blk.5.attn_output.weight"), "Q3_K");
+}
+

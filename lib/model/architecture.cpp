@@ -11,7 +11,7 @@ constexpr std::array<ArchitectureTraits, 4> kArchitectures{{
     {"qwen2", "Qwen2ForCausalLM", true, false, FfnKind::Dense, "", "", "", "", "qwen2", false},
     {"mixtral", "MixtralForCausalLM", false, false, FfnKind::SparseMoE, "block_sparse_moe.gate.weight",
      "block_sparse_moe.experts.{e}.w1.weight", "block_sparse_moe.experts.{e}.w3.weight",
-     "block_sparse_moe.experts.{e}.w2.weight", "", false},
+     "block_sparse_moe.experts.{e}.w2.weight", "llama", true},
 }};
 
 }  // namespace
@@ -22,9 +22,9 @@ const ArchitectureTraits* find_architecture(std::string_view model_type) {
   return nullptr;
 }
 
-const ArchitectureTraits* find_gguf_architecture(std::string_view gguf_arch) {
+const ArchitectureTraits* find_gguf_architecture(std::string_view gguf_arch, FfnKind ffn) {
   for (const auto& a : kArchitectures)
-    if (a.gguf_arch == gguf_arch) return &a;
+    if (a.gguf_arch == gguf_arch && a.ffn == ffn) return &a;
   return nullptr;
 }
 

@@ -25,7 +25,9 @@ struct ArchitectureTraits {
 };
 
 const ArchitectureTraits* find_architecture(std::string_view model_type);
-const ArchitectureTraits* find_gguf_architecture(std::string_view gguf_arch);  // first family using it
+// The first family llama.cpp writes as `gguf_arch` with this kind of FFN (a GGUF "llama" with
+// llama.expert_count is Mixtral).
+const ArchitectureTraits* find_gguf_architecture(std::string_view gguf_arch, FfnKind ffn);
 std::vector<std::string_view> supported_model_types();
 
 }  // namespace anvil::model

@@ -142,16 +142,23 @@ ModelConfig ModelConfig::from_gguf(const io::GgufFile& f) {
   if (!arch_value || !arch_value->as_string()) fail(where, "missing general.architecture");
   const std::string arch = *arch_value->as_string();
   ModelConfig c;
-  c.arch = find_gguf_architecture(arch);
-  if (!c.arch || c.arch->ffn != FfnKind::Dense)
-    fail(where, "unsupported GGUF architecture '" + arch + "' (supported: llama, qwen2)");
-  c.model_type = std::string(c.arch->model_type);
   auto integer = [&](const std::string& key, std::optional<int64_t> fallback = std::nullopt) {
     const io::GgufValue* v = f.find(arch + "." + key);
     if (v && v->as_int() && *v->as_int() > 0) return *v->as_int();
     if (fallback) return *fallback;
     fail(where, "missing or invalid " + arch + "." + key);
   };
+  const int64_t experts = integer("expert_count", 0);
+  c.arch = find_gguf_architecture(arch, experts > 0 ? FfnKind::SparseMoE : FfnKind::Dense);
+  if (!c.arch)
+    fail(where, "unsupported GGUF architecture '" + arch + "'" + (experts > 0 ? " with experts" : "") +
+                    " (supported: llama, qwen2, llama with experts = Mixtral)");
+  c.model_type = std::string(c.arch->model_type);
+  if (experts > 0) {
+    c.num_experts = experts;
+    c.num_experts_per_tok = integer("expert_used_count");
+    if (c.num_experts_per_tok > c.num_experts) fail(where, arch + ".expert_used_count exceeds expert_count");
+  }
   c.hidden_size = integer("embedding_length");
   c.num_layers = integer("block_count");
   c.intermediate_size = integer("feed_forward_length");

@@ -33,6 +33,13 @@ constexpr std::array<Pair, 14> kLayer{{
     {"block_sparse_moe.gate.weight", "ffn_gate_inp.weight"},
 }};
 
+// Stacked expert projections: HF suffix after "experts.E." and llama.cpp's suffix after "blk.N.".
+constexpr std::array<Pair, 3> kExperts{{
+    {"w1.weight", "ffn_gate_exps.weight"},
+    {"w3.weight", "ffn_up_exps.weight"},
+    {"w2.weight", "ffn_down_exps.weight"},
+}};
+
 std::optional<std::string> map(const std::string& name, bool to_gguf) {
   for (const auto& [hf, gg] : kGlobal)
     if (name == (to_gguf ? hf : gg)) return std::string(to_gguf ? gg : hf);
@@ -49,5 +56,24 @@ std::optional<std::string> map(const std::string& name, bool to_gguf) {
 
 std::optional<std::string> hf_to_gguf_name(const std::string& hf_name) { return map(hf_name, true); }
 std::optional<std::string> gguf_to_hf_name(const std::string& gguf_name) { return map(gguf_name, false); }
+
+std::optional<ExpertSlice> hf_expert_to_gguf(const std::string& hf_name) {
+  static const std::regex re(R"(^model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(.+)$)");
+  std::smatch m;
+  if (!std::regex_match(hf_name, m, re)) return std::nullopt;
+  for (const auto& [hf, gg] : kExperts)
+    if (m[3] == hf) return ExpertSlice{"blk." + m[1].str() + "." + gg, std::stoll(m[2])};
+  return std::nullopt;
+}
+
+std::optional<std::string> gguf_expert_to_hf(const std::string& gguf_name, int64_t expert) {
+  static const std::regex re(R"(^blk\.(\d+)\.(.+)$)");
+  std::smatch m;
+  if (!std::regex_match(gguf_name, m, re)) return std::nullopt;
+  for (const auto& [hf, gg] : kExperts)
+    if (m[2] == gg)
+      return "model.layers." + m[1].str() + ".block_sparse_moe.experts." + std::to_string(expert) + "." + hf;
+  return std::nullopt;
+}
 
 }  // namespace anvil::model

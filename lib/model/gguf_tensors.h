@@ -1,7 +1,9 @@
 #pragma once
-// GGUF tensors in Hugging Face terms, without LibTorch: recognising a GGUF file and dequantizing
-// one tensor into Hugging Face's layout. The light anvil front end (convert, quantize) uses these.
+// GGUF tensors in Hugging Face terms, without LibTorch: recognising a GGUF file, listing the
+// Hugging Face tensors it holds and dequantizing one of them into Hugging Face's layout. The light
+// anvil front end (convert, quantize) and the GGUF model loader use these.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,9 +14,23 @@ namespace anvil::model {
 
 bool is_gguf_file(const std::filesystem::path& path);
 
-// Dequantizes one GGUF tensor to row-major floats in Hugging Face's layout (shape = dims reversed;
-// q/k rows un-permuted for families whose converter permutes them).
-std::vector<float> gguf_tensor_to_hf_floats(const io::GgufTensorInfo& tensor, const ModelConfig& config,
-                                            const std::string& hf_name, const std::string& where);
+struct HfTensor {
+  std::vector<float> values;  // row-major
+  std::vector<int64_t> shape;
+};
+
+struct HfTensorEntry {
+  std::string name;
+  std::vector<int64_t> shape;
+};
+// The Hugging Face tensors a GGUF holds, in file order (a stacked expert tensor gives one per
+// expert). Fails naming the file for a tensor with no Hugging Face name.
+std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf);
+
+bool gguf_has_hf_tensor(const io::GgufFile& gguf, const std::string& hf_name);
+
+// Dequantizes the tensor Hugging Face calls `hf_name`: q/k rows un-permuted for families whose
+// converter permutes them, an expert's slice cut out of llama.cpp's stacked tensor.
+HfTensor read_gguf_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config, const std::string& hf_name);
 
 }  // namespace anvil::model

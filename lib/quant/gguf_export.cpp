@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -71,15 +72,54 @@ Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
     m.emplace_back(a + ".attention.key_length", u32(c.head_dim));
     m.emplace_back(a + ".attention.value_length", u32(c.head_dim));
   }
+  if (c.num_experts > 0) {
+    m.emplace_back(a + ".expert_count", u32(c.num_experts));
+    m.emplace_back(a + ".expert_used_count", u32(c.num_experts_per_tok));
+  }
   return m;
 }
 
-// Jobs for a Hugging Face directory: every tensor mapped to its GGUF name, q/k permuted.
+// llama.cpp's 3-D expert tensor from the per-expert 2-D ones: dims {cols, rows, experts}.
+Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
+                     const std::vector<const io::TensorView*>& experts, const QuantMix& mix, const MixContext& ctx) {
+  for (size_t e = 0; e < experts.size(); ++e)
+    if (!experts[e] || experts[e]->spec.shape != experts[0]->spec.shape || experts[e]->spec.dtype != experts[0]->spec.dtype ||
+        experts[e]->spec.shape.size() != 2)
+      fail(ckpt.path().string(), name + ": expert " + std::to_string(e) + " is missing or differs in shape or dtype");
+  const int64_t rows = experts[0]->spec.shape[0], cols = experts[0]->spec.shape[1];
+  Job j;
+  j.info.name = name;
+  j.info.dims = {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), experts.size()};
+  j.info.type = choose_tensor_type(mix, ctx, name, cols, 3, find_quant_type("F32"))->ggml_type;
+  for (const auto* v : experts) j.input_bytes += v->bytes.size();
+  const QuantType& src = source_type(*experts[0]);
+  j.read_rows = [experts, &src, rows, cols](int64_t row0, int64_t n, float* out) {
+    const int64_t row_bytes = src.row_bytes(cols);
+    while (n > 0) {  // one expert's run of rows at a time
+      const int64_t e = row0 / rows, r = row0 % rows, take = std::min(n, rows - r);
+      src.decode(experts[static_cast<size_t>(e)]->bytes.data() + r * row_bytes, out, take * cols);
+      io::release_pages(experts[static_cast<size_t>(e)]->bytes.data() + r * row_bytes, static_cast<size_t>(take * row_bytes));
+      row0 += take, n -= take, out += take * cols;
+    }
+  };
+  return j;
+}
+
+// Jobs for a Hugging Face directory: every tensor mapped to its GGUF name, q/k permuted, experts
+// stacked.
 std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c, const QuantMix& mix,
                          const MixContext& ctx, const std::map<std::string, std::vector<float>>* importance) {
   std::vector<Job> jobs;
+  std::map<std::string, std::vector<const io::TensorView*>> stacks;  // stacked name -> its experts
   for (const auto& hf : ckpt.names()) {
     if (c.tie_word_embeddings && hf == "lm_head.weight") continue;  // llama.cpp reuses token_embd
+    if (auto slice = model::hf_expert_to_gguf(hf)) {
+      auto& experts = stacks[slice->gguf_name];
+      if (slice->expert >= c.num_experts) fail(ckpt.path().string(), "tensor '" + hf + "': expert index out of range");
+      experts.resize(static_cast<size_t>(c.num_experts), nullptr);
+      experts[static_cast<size_t>(slice->expert)] = &ckpt.get(hf);
+      continue;
+    }
     auto name = model::hf_to_gguf_name(hf);
     if (!name) fail(ckpt.path().string(), "tensor '" + hf + "' has no llama.cpp name (unsupported for GGUF)");
     const io::TensorView& v = ckpt.get(hf);
@@ -110,6 +150,7 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     };
     jobs.push_back(std::move(j));
   }
+  for (const auto& [name, experts] : stacks) jobs.push_back(expert_stack_job(ckpt, name, experts, mix, ctx));
   return jobs;
 }
 
@@ -178,7 +219,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   if (model::is_gguf_file(input)) {
     gguf_in = std::make_unique<io::GgufFile>(input);
     auto c = model::ModelConfig::from_gguf(*gguf_in);
-    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings};
+    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings, c.num_experts};
     for (const auto& [k, v] : gguf_in->metadata())
       if (k != "general.file_type" && k != "general.quantization_version") meta.emplace_back(k, v);
     jobs = gguf_jobs(*gguf_in, *mix, ctx);
@@ -186,7 +227,8 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     auto c = model::ModelConfig::load(input);
     if (c.arch->gguf_arch.empty()) fail(input.string(), "anvil cannot write " + c.model_type + " models to GGUF yet");
     ckpt = std::make_unique<io::Checkpoint>(input);
-    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight")};
+    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight"),
+           c.num_experts};
     meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string());
     auto tok = tokenizer::Tokenizer::load(input);
     for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
@@ -267,24 +309,19 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
                                                                                        : "");
   if (!out_type) fail("--dtype " + dtype, "expected f32, f16 or bf16");
   const io::DType st_dtype = out_type->name == "F32" ? io::DType::F32 : out_type->name == "F16" ? io::DType::F16 : io::DType::BF16;
-  std::vector<io::TensorSpec> specs;
-  std::vector<std::pair<std::string, const io::GgufTensorInfo*>> tensors;
   if (gguf.find_tensor("rope_freqs.weight"))
     fail(gguf_path.string(), "rope_freqs.weight (scaled rotary frequencies) has no config.json form anvil writes yet");
-  for (const auto& t : gguf.tensors()) {
-    auto hf = model::gguf_to_hf_name(t.name);
-    if (!hf) fail(gguf_path.string(), "tensor '" + t.name + "' has no Hugging Face name (unsupported)");
-    specs.push_back({*hf, st_dtype, std::vector<int64_t>(t.dims.rbegin(), t.dims.rend())});
-    tensors.emplace_back(*hf, &t);
-  }
+  const auto tensors = model::gguf_hf_tensors(gguf);
+  std::vector<io::TensorSpec> specs;
+  for (const auto& t : tensors) specs.push_back({t.name, st_dtype, t.shape});
   io::AtomicDir out(out_dir);
   {
     io::ShardedWriter writer(out.temp_path(), specs, 5'000'000'000ull);
     tbb::parallel_for(size_t{0}, tensors.size(), [&](size_t i) {
-      auto w = model::gguf_tensor_to_hf_floats(*tensors[i].second, c, tensors[i].first, gguf_path.string());
+      auto w = model::read_gguf_hf_tensor(gguf, c, tensors[i].name).values;
       std::vector<uint8_t> bytes(out_type->row_bytes(static_cast<int64_t>(w.size())));
       out_type->encode(w.data(), bytes.data(), static_cast<int64_t>(w.size()));
-      writer.write(tensors[i].first, bytes);
+      writer.write(tensors[i].name, bytes);
     });
     writer.commit();
   }
@@ -308,6 +345,10 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
   if (c.bos_token_id) cfg["bos_token_id"] = *c.bos_token_id;
   if (!c.eos_token_ids.empty()) cfg["eos_token_id"] = c.eos_token_ids[0];
   if (c.pad_token_id) cfg["pad_token_id"] = *c.pad_token_id;
+  if (c.num_experts > 0) {
+    cfg["num_local_experts"] = c.num_experts;
+    cfg["num_experts_per_tok"] = c.num_experts_per_tok;
+  }
   io::write_text_file(out.temp_path() / "config.json", cfg.dump(2) + "\n");
   io::write_text_file(out.temp_path() / "tokenizer.json", tokenizer::tokenizer_json_from_gguf(gguf));
   out.commit();

@@ -86,6 +86,9 @@ const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, 
     else if (f == "IQ4_NL" && gqa >= 4) t = "Q5_K";
     else if ((f == "Q4_K_M" || f == "Q5_K_M") && use_more_bits(layer, n)) t = "Q6_K";
     else if (f == "Q4_K_S" && layer < 4) t = "Q5_K";
+    if (ctx.n_expert == 8) t = "Q8_0";  // llama.cpp: "trades just ~128MB" on Mixtral-8x7B
+  } else if (name.find("attn_k.weight") != std::string::npos) {
+    if (ctx.n_expert == 8) t = "Q8_0";
   } else if (name.find("ffn_down") != std::string::npos) {
     if (f == "Q2_K") t = "Q3_K";
     else if (f == "Q2_K_S") {
@@ -98,7 +101,9 @@ const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, 
     else if (f == "Q5_K_M" && use_more_bits(layer, n)) t = "Q6_K";
     else if (f == "Q4_K_S" && layer < n / 8) t = "Q5_K";
   } else if (name.find("attn_output.weight") != std::string::npos) {
-    if (f == "Q2_K") t = "Q3_K";
+    if (ctx.n_expert == 8) {
+      if (f == "Q2_K" || f == "Q3_K_S" || f == "Q3_K_M" || f == "IQ4_NL" || f == "Q4_K_S" || f == "Q4_K_M") t = "Q5_K";
+    } else if (f == "Q2_K") t = "Q3_K";
     else if (f == "Q3_K_M") t = "Q4_K";
     else if (f == "Q3_K_L") t = "Q5_K";
   }

@@ -1,8 +1,8 @@
 #pragma once
 // llama.cpp's file types ("mixes"): a default tensor type plus llama-quantize's per-tensor rules
 // (output.weight in Q6_K, more bits for attn_v / ffn_down in chosen layers, fallbacks when a row
-// is not a multiple of the block). anvil's choices equal llama-quantize's for dense models, so
-// file sizes and tensor bytes match.
+// is not a multiple of the block, and the 8-expert bumps). anvil's choices equal llama-quantize's,
+// so file sizes and tensor bytes match.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -26,6 +26,7 @@ struct MixContext {
   int64_t n_layers = 0;
   int64_t n_head = 1, n_head_kv = 1;
   bool tied_embeddings = false;
+  int64_t n_expert = 0;  // MoE: experts per layer
 };
 
 // The type for one tensor (GGUF name, row length = dims[0], dimension count). Tensors the rules
