@@ -7,7 +7,7 @@
 #include "eval/perplexity.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
-#include "merge/fused_combine.h"
+#include "merge/block_kernel.h"
 #include "merge/merge.h"
 #include "merge/methods/methods.h"
 #include "merge/methods/task_vectors.h"
@@ -179,10 +179,43 @@ TEST(MergeMethods, FusedCombinationEqualsTensorOperations) {
     std::vector<merge::CombineInput> ins;
     for (const auto* v : views) ins.push_back({v->bytes.data(), v->spec.dtype});
     auto fused = at::empty(views[0]->spec.shape, at::TensorOptions().dtype(at::kFloat));
-    merge::fused_combine(ins, *form, fused.numel(), io::DType::F32, static_cast<uint8_t*>(fused.data_ptr()));
+    merge::run_merge(*merge::linear_kernel(*form), ins, fused.numel(), io::DType::F32,
+                     static_cast<uint8_t*>(fused.data_ptr()));
     auto expected = m->merge(t);
     // Same arithmetic in a different order (coefficients pre-divided): a few fp32 ulps.
     EXPECT_LT(test::max_abs_diff(fused, expected), 1e-6 * expected.abs().max().item<double>() + 1e-9) << method;
+  }
+}
+
+// TIES on blocks (trimming with the streamed selector, sign election element by element) against
+// its tensor operations with the same selector: the same float operations, so the same floats.
+// (Whole-tensor top-k may break ties among equal magnitudes, common in bf16 deltas, differently.)
+TEST(MergeMethods, TiesBlockKernelEqualsTensorOperations) {
+  c10::InferenceMode guard;
+  io::Checkpoint base(test::model_dir("base")), a(test::model_dir("ft-fortune")), b(test::model_dir("ft-changelog"));
+  for (std::string name : {"model.layers.2.mlp.down_proj.weight", "model.embed_tokens.weight"}) {
+    std::vector<const io::TensorView*> views{&a.get(name), &base.get(name), &b.get(name)};  // base in the middle
+    MergeTask t{name, {}, {{"normalize", 1.0}, {"rescale", 0}, {"int8_mask", 0}}, 0};
+    for (size_t i = 0; i < views.size(); ++i)
+      t.inputs.push_back({model::load_tensor(*views[i], at::kFloat), {{"weight", 0.4 + 0.3 * i}, {"density", 0.3 + 0.2 * i}}, i == 1});
+    const auto* m = merge::find_merge_method("ties");
+    MergeTask probe{name, {}, t.params, 0};
+    for (const auto& in : t.inputs) probe.inputs.push_back({{}, in.params, in.is_base});
+    auto kernel = m->block_kernel(probe);
+    ASSERT_TRUE(kernel);
+    std::vector<merge::CombineInput> ins;
+    for (const auto* v : views) ins.push_back({v->bytes.data(), v->spec.dtype});
+    const int64_t n = t.inputs[0].tensor.numel();
+    std::vector<double> stats(m->statistics_size(ins.size()), 0.0);
+    for (int pass = 0; pass < m->statistics_passes(); ++pass) merge::run_statistics(*kernel, ins, n, pass, stats);
+    auto fused = at::empty(views[0]->spec.shape, at::TensorOptions().dtype(at::kFloat));
+    merge::run_merge(*kernel, ins, n, io::DType::F32, static_cast<uint8_t*>(fused.data_ptr()), &stats);
+    std::vector<double> tensor_stats(stats.size(), 0.0);
+    for (int pass = 0; pass < m->statistics_passes(); ++pass) m->accumulate(t, pass, tensor_stats);
+    t.stats = &tensor_stats;
+    auto expected = m->merge(t);
+    EXPECT_EQ(test::max_abs_diff(fused, expected), 0.0) << name;
+    EXPECT_GT(test::max_abs_diff(fused, t.inputs[1].tensor), 0.0) << name;  // it did merge something
   }
 }
 

@@ -17,7 +17,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/mapped_file.h"
-#include "merge/fused_combine.h"
+#include "merge/block_kernel.h"
 #include "merge/merge_method.h"
 #include "model/config.h"
 #include "model/tensor_bridge.h"
@@ -332,41 +332,53 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
       }
     };
 
-    std::vector<double> stats(method->statistics_size(p.inputs.size()), 0.0);
-    const int passes = method->statistics_passes();
-    for (int pass = 0; pass < passes; ++pass)
-      for (int64_t c = 0; c < n_chunks; ++c) {
-        method->accumulate(load_chunk(c), pass, stats);
-        release_chunk(c);
+    // Inputs' stored bytes for the rows of chunk c (the block-kernel fast path reads them directly).
+    auto chunk_bytes = [&](int64_t c) {
+      std::vector<CombineInput> ins;
+      const int64_t first = n_chunks > 1 ? c * rows_per_chunk * row_elems : 0;
+      for (const auto& in : p.inputs) {
+        const io::TensorView& view = in.model->ckpt->get(in.tensor_name);
+        ins.push_back({view.bytes.data() + first * static_cast<int64_t>(io::dtype_size(view.spec.dtype)), view.spec.dtype});
       }
-    // Linear combinations run as one fused pass over the stored bytes.
-    MergeTask probe{p.out_name, {}, p.params, 0, passes > 0 ? &stats : nullptr};
+      return ins;
+    };
+    auto chunk_elements = [&](int64_t c) {
+      return n_chunks > 1 ? std::min(rows_per_chunk, rows - c * rows_per_chunk) * row_elems : numel;
+    };
+    MergeTask probe{p.out_name, {}, p.params, 0};
     bool fusable = device.is_cpu();
     for (const auto& in : p.inputs) {
       probe.inputs.push_back(MergeInput{{}, in.params, in.is_base});
       fusable &= can_fuse(in.model->ckpt->get(in.tensor_name).spec.dtype);
     }
-    std::optional<LinearForm> form = fusable ? method->linear_form(probe) : std::nullopt;
-    if (form) {
+    std::unique_ptr<BlockKernel> kernel = fusable ? method->block_kernel(probe) : nullptr;
+
+    std::vector<double> stats(method->statistics_size(p.inputs.size()), 0.0);
+    const int passes = method->statistics_passes();
+    for (int pass = 0; pass < passes; ++pass)
+      for (int64_t c = 0; c < n_chunks; ++c) {
+        if (kernel) run_statistics(*kernel, chunk_bytes(c), chunk_elements(c), pass, stats);
+        else method->accumulate(load_chunk(c), pass, stats);
+        release_chunk(c);
+      }
+    // Linear combinations (some known only after the statistics) run on blocks too.
+    probe.stats = passes > 0 ? &stats : nullptr;
+    std::optional<LinearForm> form = fusable && !kernel ? method->linear_form(probe) : std::nullopt;
+    if (form) kernel = linear_kernel(*form);
+    if (kernel) {
       const io::DType out_io = model::from_scalar_type(out_dtype);
       std::vector<uint8_t> buffer;
       for (int64_t c = 0; c < n_chunks; ++c) {
-        const int64_t r0 = c * rows_per_chunk, nr = std::min(rows_per_chunk, rows - r0);
-        const int64_t n = n_chunks > 1 ? nr * row_elems : numel;
-        std::vector<CombineInput> ins;
-        for (const auto& in : p.inputs) {
-          const io::TensorView& view = in.model->ckpt->get(in.tensor_name);
-          const int64_t first = n_chunks > 1 ? r0 * row_elems : 0;
-          ins.push_back({view.bytes.data() + first * static_cast<int64_t>(io::dtype_size(view.spec.dtype)), view.spec.dtype});
-        }
+        const int64_t n = chunk_elements(c);
         buffer.resize(static_cast<size_t>(n) * io::dtype_size(out_io));
-        fused_combine(ins, *form, n, out_io, buffer.data());
-        writer.write_part(p.out_name, n_chunks > 1 ? static_cast<uint64_t>(r0) * out_row_bytes : 0, buffer);
+        run_merge(*kernel, chunk_bytes(c), n, out_io, buffer.data(), passes > 0 ? &stats : nullptr);
+        writer.write_part(p.out_name, n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * out_row_bytes : 0,
+                          buffer);
         release_chunk(c);
         bytes += buffer.size();
       }
     }
-    for (int64_t c = 0; c < n_chunks && !form; ++c) {
+    for (int64_t c = 0; c < n_chunks && !kernel; ++c) {
       MergeTask task = load_chunk(c);
       if (passes > 0) task.stats = &stats;
       at::Tensor result = method->merge(task).to(at::kCPU, out_dtype).contiguous();

@@ -6,10 +6,13 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "merge/block_kernel.h"
 
 namespace anvil::merge {
 
@@ -63,6 +66,9 @@ class MergeMethod {
   // The method as a linear combination, if it is one for this task (tensors undefined; stats set
   // after the statistics passes).
   virtual std::optional<LinearForm> linear_form(const MergeTask& task) const { return std::nullopt; }
+  // The method on decoded fp32 blocks (statistics passes and merge), if it has that fast path for
+  // this task (tensors undefined, stats unset); it must give what merge() gives.
+  virtual std::unique_ptr<BlockKernel> block_kernel(const MergeTask& task) const { return nullptr; }
   // Checks parameter values before any tensor is read (tensors in `task` are undefined).
   virtual void check(const MergeTask& task) const {}
   virtual at::Tensor merge(const MergeTask& task) const = 0;

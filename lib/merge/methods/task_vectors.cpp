@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "merge/block_kernel.h"
+
 namespace anvil::merge {
 
 std::vector<ParamDef> TaskVectorMerge::parameters() const {
@@ -88,13 +90,25 @@ void MagnitudeSelector::keep(float* d, int64_t n, double density) {
     s_[kState] = 2;
   }
   const uint32_t threshold = static_cast<uint32_t>(s_[kThreshold]);
-  const double need = s_[kNeedEqual];
-  double seen = s_[kSeenEqual];
+  if (k <= 0) {
+    std::fill(d, d + n, 0.0f);
+    return;
+  }
+  // Below the threshold: dropped (a vectorizable pass). Equal to it: kept in index order until
+  // exactly k are kept; such entries are rare, so they get a second, sequential pass.
+  int64_t equal = 0;
   for (int64_t i = 0; i < n; ++i) {
-    uint32_t u = magnitude_bits(d[i]);
-    bool kept = k > 0 && (u > threshold || (u == threshold && seen < need));
-    if (kept && u == threshold) seen += 1;
-    if (!kept) d[i] = 0.0f;
+    const uint32_t u = magnitude_bits(d[i]);
+    equal += u == threshold;
+    d[i] = u < threshold ? 0.0f : d[i];
+  }
+  double seen = s_[kSeenEqual];
+  const double need = s_[kNeedEqual];
+  for (int64_t i = 0; equal > 0 && i < n; ++i) {
+    if (magnitude_bits(d[i]) != threshold) continue;
+    --equal;
+    if (seen < need) seen += 1;
+    else d[i] = 0.0f;
   }
   s_[kSeenEqual] = seen;
 }
@@ -140,6 +154,116 @@ void TaskVectorMerge::check(const MergeTask& task) const {
     double density = in.params.at("density");
     if (density < 0 || density > 1) throw_merge_error(task, "density " + std::to_string(density) + " is outside [0, 1]");
   }
+}
+
+namespace {
+
+// TIES (and magnitude-trimmed task arithmetic) element by element: the same float operations as
+// merge()'s tensor code, in the same order.
+class TaskVectorKernel final : public BlockKernel {
+ public:
+  TaskVectorKernel(const TaskVectorOptions& o, const MergeTask& task) : o_(o) {
+    base_ = static_cast<int>(task.base() - task.inputs.data());
+    for (size_t j = 0; j < task.inputs.size(); ++j) {
+      if (static_cast<int>(j) == base_) continue;
+      inputs_.push_back(static_cast<int>(j));
+      weights_.push_back(static_cast<float>(task.inputs[j].params.at("weight")));
+      densities_.push_back(task.inputs[j].params.at("density"));
+    }
+    normalize_ = task.params.at("normalize") != 0;
+    deltas_.resize(inputs_.size() * kBlockElements);
+    mixed_.resize(kBlockElements);
+    divisor_.resize(kBlockElements);
+    majority_.resize(kBlockElements);
+  }
+
+  void accumulate(const float* const* x, int64_t n, int pass, std::vector<double>& stats) override {
+    for (size_t k = 0; k < inputs_.size(); ++k) {
+      if (densities_[k] >= 1) continue;
+      float* d = delta(k, x, n);
+      MagnitudeSelector(stats.data() + static_cast<size_t>(inputs_[k]) * MagnitudeSelector::kSlots)
+          .count(d, n, pass, densities_[k]);
+    }
+  }
+
+  // Loops run over elements innermost (vectorizable); each element still sees its sums in input
+  // order, as the tensor code computes them.
+  void merge(const float* const* x, int64_t n, float* out, std::vector<double>* stats) override {
+    const size_t K = inputs_.size();
+    for (size_t k = 0; k < K; ++k) {
+      float* d = delta(k, x, n);
+      if (o_.sparsify == Sparsify::Magnitude && densities_[k] < 1)
+        MagnitudeSelector(stats->data() + static_cast<size_t>(inputs_[k]) * MagnitudeSelector::kSlots)
+            .keep(d, n, densities_[k]);
+      const float w = weights_[k];
+      for (int64_t i = 0; i < n; ++i) d[i] *= w;  // weighted delta
+    }
+    float* __restrict mixed = mixed_.data();
+    float* __restrict divisor = divisor_.data();
+    std::fill(mixed, mixed + n, 0.0f);
+    if (o_.sign_consensus) {
+      float* __restrict majority = majority_.data();
+      std::fill(majority, majority + n, 0.0f);
+      for (size_t k = 0; k < K; ++k) {
+        const float* __restrict d = deltas_.data() + k * kBlockElements;
+        for (int64_t i = 0; i < n; ++i) majority[i] += d[i];
+      }
+      // Comparisons as 0/1 factors, so these loops vectorize (the file is built with
+      // -fno-trapping-math, without which GCC keeps a branch per element).
+      for (int64_t i = 0; i < n; ++i) majority[i] = 2.0f * static_cast<float>(majority[i] >= 0) - 1.0f;
+      std::fill(divisor, divisor + n, 0.0f);
+      for (size_t k = 0; k < K; ++k) {
+        const float* __restrict d = deltas_.data() + k * kBlockElements;
+        const float w = weights_[k];
+        for (int64_t i = 0; i < n; ++i) {
+          const float agrees = static_cast<float>(d[i] * majority[i] > 0);  // same strict sign: 1, else 0
+          mixed[i] += d[i] * agrees;
+          divisor[i] += w * agrees;
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) divisor[i] += static_cast<float>(divisor[i] == 0);  // 0 -> 1
+    } else {
+      for (size_t k = 0; k < K; ++k) {
+        const float* __restrict d = deltas_.data() + k * kBlockElements;
+        for (int64_t i = 0; i < n; ++i) mixed[i] += d[i];
+      }
+      float weight_sum = 0;
+      for (float w : weights_) weight_sum += w;
+      std::fill(divisor, divisor + n, std::abs(weight_sum) < 1e-8f ? 1.0f : weight_sum);
+    }
+    const float* __restrict base = x[base_];
+    if (normalize_)
+      for (int64_t i = 0; i < n; ++i) out[i] = base[i] + mixed[i] / divisor[i];
+    else
+      for (int64_t i = 0; i < n; ++i) out[i] = base[i] + mixed[i];
+  }
+
+ private:
+  static constexpr int64_t kBlockElements = kMergeBlock;
+
+  float* delta(size_t k, const float* const* x, int64_t n) {
+    float* d = deltas_.data() + k * kBlockElements;
+    const float* xk = x[inputs_[k]];
+    const float* base = x[base_];
+    for (int64_t i = 0; i < n; ++i) d[i] = xk[i] - base[i];
+    return d;
+  }
+
+  TaskVectorOptions o_;
+  int base_ = 0;
+  std::vector<int> inputs_;  // task.inputs indices of the non-base models
+  std::vector<float> weights_;
+  std::vector<double> densities_;
+  bool normalize_ = false;
+  std::vector<float> deltas_, mixed_, divisor_, majority_;
+};
+
+}  // namespace
+
+std::unique_ptr<BlockKernel> TaskVectorMerge::block_kernel(const MergeTask& task) const {
+  if (o_.sparsify == Sparsify::Random || !task.base()) return nullptr;
+  if (o_.sparsify == Sparsify::None && !o_.sign_consensus) return nullptr;  // linear_form covers it
+  return std::make_unique<TaskVectorKernel>(o_, task);
 }
 
 at::Tensor TaskVectorMerge::merge(const MergeTask& task) const {

@@ -25,6 +25,9 @@ class TaskVectorMerge final : public MergeMethod {
   bool needs_base_model() const override { return true; }
   void check(const MergeTask& task) const override;
   std::optional<LinearForm> linear_form(const MergeTask& task) const override;
+  // Magnitude trimming and sign election on blocks (DARE's random drop stays on tensors: its
+  // masks come from LibTorch's generator).
+  std::unique_ptr<BlockKernel> block_kernel(const MergeTask& task) const override;
   // Elementwise, except magnitude trimming, which streams too: two statistics passes find each
   // task vector's exact top-k threshold (a radix select over |delta|'s float bits).
   bool chunkable() const override { return true; }
