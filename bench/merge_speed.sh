@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Merge speed and memory: wall time and peak RSS of `anvil merge` against plain `cp` of the same
+# Merge speed and memory: wall time (median of BENCH_REPEAT=3 runs: this disk's writeback speed
+# swings a lot between runs) and peak RSS of `anvil merge` against plain `cp` of the same
 # input bytes on the same disk (the physical floor: every input byte read, one model written).
 # Pairs: the fixture pair (ft-fortune + ft-changelog) and two synthetic Llama-3.2-1B-shaped bf16
 # models (~2.5 GB each, written by make_synthetic_model.py; needs python3-numpy).
@@ -13,17 +14,22 @@ mkdir -p "$dir"
 command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import numpy' 2>/dev/null ||
   { echo "merge_speed: needs python3-numpy (apt-get install python3-numpy)" >&2; exit 2; }
 
-measure() {  # label, command... -> "label  seconds  peak-RSS"
+measure() {  # label, command... -> "label  median seconds of BENCH_REPEAT runs  peak RSS"
   local label=$1; shift
-  sync  # start every measurement with no writeback pending from the previous one
-  /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null
-  read -r secs kb < "$dir/time"
-  printf "| %s | %.2f s | %.0f MiB |\n" "$label" "$secs" "$((kb / 1024))"
+  local times=() kb=0
+  for _ in $(seq "${BENCH_REPEAT:-3}"); do
+    rm -rf "$dir/out" "$dir/cp" && mkdir -p "$dir/cp"
+    sync  # start every measurement with no writeback pending from the previous one
+    /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null
+    read -r secs k < "$dir/time"
+    times+=("$secs"); [ "$k" -gt "$kb" ] && kb=$k
+  done
+  local median; median=$(printf "%s\n" "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  printf "| %s | %.2f s (runs: %s) | %.0f MiB |\n" "$label" "$median" "${times[*]}" "$((kb / 1024))"
 }
 
 pair() {  # name, model A, model B, base
   local name=$1 a=$2 b=$3 base=$4
-  rm -rf "$dir/cp" && mkdir -p "$dir/cp"
   cat "$a"/*.safetensors "$b"/*.safetensors > /dev/null  # warm the page cache for both runs alike
   measure "$name: cp of both inputs" sh -c "cat $a/*.safetensors > $dir/cp/a.st && cat $b/*.safetensors > $dir/cp/b.st && sync"
   for method in linear slerp ties; do
@@ -42,7 +48,6 @@ models:
   - model: $b
     $params
 YAML
-    rm -rf "$dir/out"
     measure "$name: anvil merge $method (2 threads)" sh -c "$anvil merge $dir/$method.yaml -o $dir/out --threads 2 && sync"
   done
 }

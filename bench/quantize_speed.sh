@@ -12,6 +12,18 @@ dir=${BENCH_DIR:-/tmp/anvil-bench}
 mkdir -p "$dir"
 
 wall() { /usr/bin/time -f "%e" -o "$dir/t" "$@" > "$dir/out"; cat "$dir/t"; }
+median() { printf "%s\n" "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# anvil's median wall time of BENCH_REPEAT=3 runs (this machine's disk timings swing), and the
+# work time it reported in that run.
+quantize() {  # input type -> "work process"
+  local runs=() works=()
+  for _ in $(seq "${BENCH_REPEAT:-3}"); do
+    sync
+    runs+=("$(wall $anvil quantize "$1" -o "$dir/q.gguf" --type "$2" --threads 2)")
+    works+=("$(sed -n 's/.* in \([0-9.]*\) s .*/\1/p' "$dir/out")")
+  done
+  echo "$(median "${works[@]}") $(median "${runs[@]}")"
+}
 
 echo "| input | type | anvil (work) | anvil (process) | floor: cat in > out | peer |"
 echo "|---|---|---|---|---|---|"
@@ -19,8 +31,7 @@ $anvil convert "$shared/models/base" -o "$dir/base-f32.gguf" --type f32 >/dev/nu
 declare -A peer=([Q8_0]="llama-quantize ~0.10 s" [Q4_K_M]="llama-quantize ~0.37 s")
 for t in Q8_0 Q4_K_M; do
   cat "$dir/base-f32.gguf" > /dev/null
-  w=$(wall $anvil quantize "$dir/base-f32.gguf" -o "$dir/q.gguf" --type $t --threads 2)
-  work=$(sed -n 's/.* in \([0-9.]*\) s .*/\1/p' "$dir/out")
+  read -r work w < <(quantize "$dir/base-f32.gguf" $t)
   floor=$(wall sh -c "cat $dir/base-f32.gguf > $dir/floor && cat $dir/q.gguf > $dir/floor2")
   echo "| base F32 GGUF (33.7 MB) | $t | $work s | $w s | $floor s | ${peer[$t]} |"
 done
@@ -31,8 +42,7 @@ if [ -f "$dir/syn-a/model.safetensors" ]; then
   cp "$dir/syn-a/config.json" "$dir/syn-q/config.json"
   cp "$shared/models/base/tokenizer.json" "$dir/syn-q/tokenizer.json"
   for t in Q8_0 Q4_K_M; do
-    w=$(wall $anvil quantize "$dir/syn-q" -o "$dir/q.gguf" --type $t --threads 2)
-    work=$(sed -n 's/.* in \([0-9.]*\) s .*/\1/p' "$dir/out")
+    read -r work w < <(quantize "$dir/syn-q" $t)
     floor=$(wall sh -c "cat $dir/syn-a/model.safetensors > $dir/floor && cat $dir/q.gguf > $dir/floor2")
     echo "| synthetic 1B bf16 (2.5 GB) | $t | $work s | $w s | $floor s | — |"
   done
