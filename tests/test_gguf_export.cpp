@@ -193,3 +193,30 @@ TEST(GgufExport, MixtralStacksExpertsAsLlamaCppDoes) {
   EXPECT_EQ(cfg["num_experts_per_tok"], 2);
   EXPECT_EQ(cfg["model_type"], "mixtral");
 }
+
+// A GGUF whose expert_count disagrees with its stacked tensors, or whose stacks are missing, is
+// refused with an error rather than read out of bounds.
+TEST(GgufExport, MixtralWithInconsistentExpertsIsRejected) {
+  test::TempDir dir;
+  quant::GgufExportOptions opts;
+  opts.type = "F32";
+  quant::export_gguf(test::model_dir("tiny-mixtral"), dir / "mx.gguf", opts);
+  io::GgufFile good(dir / "mx.gguf");
+  auto rewrite = [&](const std::string& name, int64_t expert_count, const std::string& drop) {
+    auto meta = good.metadata();
+    for (auto& [k, v] : meta)
+      if (k == "llama.expert_count") v = io::GgufValue::u32(static_cast<uint32_t>(expert_count));
+    std::vector<io::GgufTensorInfo> infos;
+    for (const auto& t : good.tensors())
+      if (t.name != drop) infos.push_back({t.name, t.dims, t.type, 0, 0, {}});
+    io::GgufWriter w(dir / name, meta, infos);
+    for (const auto& t : good.tensors())
+      if (t.name != drop) w.write(t.name, t.data);
+    w.commit();
+    return dir / name;
+  };
+  EXPECT_THROW(model::load_gguf_transformer(io::GgufFile(rewrite("more.gguf", 8, ""))), Error);
+  EXPECT_THROW(model::load_gguf_transformer(io::GgufFile(rewrite("gone.gguf", 4, "blk.1.ffn_down_exps.weight"))), Error);
+  EXPECT_THROW(quant::export_hf_from_gguf(dir / "more.gguf", dir / "hf", "f32"), Error);
+  EXPECT_FALSE(std::filesystem::exists(dir / "hf"));
+}

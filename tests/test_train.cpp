@@ -3,6 +3,8 @@
 // learns, and a resumed run that repeats the uninterrupted one exactly.
 #include <gtest/gtest.h>
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -335,6 +337,20 @@ TEST(TrainRun, ShortRunLearnsAndTheAdapterReloads) {
   EXPECT_LT(diff, 1e-4);
   auto plain = model::Transformer::load(test::model_dir("base"));
   EXPECT_GT(test::max_abs_diff(plain->forward(ids), reloaded->forward(ids)), 1e-2);
+}
+
+// A CPU trainer runs LibTorch operators single-threaded (its shards are the parallelism) only while
+// it lives: a program that trains and then evaluates gets its thread settings back.
+TEST(TrainRun, ThreadSettingsLastAsLongAsTheTrainer) {
+  test::TempDir dir;
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  {
+    train::Trainer trainer(train::load_recipe(write_file(dir, "r.yaml", small_recipe(dir, "max_steps: 1\n"))));
+    EXPECT_EQ(at::get_num_threads(), 1);
+  }
+  EXPECT_EQ(at::get_num_threads(), 2);
+  at::set_num_threads(before);
 }
 
 // Stopped after step 3 (as Ctrl-C does) and resumed, the run repeats the uninterrupted one's

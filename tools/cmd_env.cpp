@@ -18,8 +18,9 @@ int run_env(int argc, char** argv) {
   cxxopts::Options options(argv[0], "Show version, LibTorch, BLAS and thread settings.");
   options.add_options()("h,help", "show this help");
   add_runtime_options(options);
-  auto args = parse_or_usage(options, argc, argv);
-  if (wants_help(args, options)) return 0;
+  auto parsed = parse_command(options, argc, argv);
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& args = *parsed;
   apply_runtime_options(args);
   BlasInfo blas = blas_info();
   std::cout << "anvil " << ANVIL_VERSION << "\n"

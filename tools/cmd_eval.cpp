@@ -33,9 +33,9 @@ int run_eval(int argc, char** argv) {
       ("h,help", "show this help");
   add_runtime_options(options);
   options.parse_positional({"model", "more"});
-  auto args = parse_or_usage(options, argc, argv);
-  if (wants_help(args, options)) return 0;
-  if (!args.count("model")) throw UsageError("missing MODEL");
+  auto parsed = parse_command(options, argc, argv, {{"model", "MODEL"}});
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& args = *parsed;
   std::vector<std::string> files;
   if (args.count("data")) files = args["data"].as<std::vector<std::string>>();
   if (args.count("more")) {

@@ -43,10 +43,9 @@ int run_generate(int argc, char** argv) {
       ("h,help", "show this help");
   add_runtime_options(options);
   options.parse_positional({"model"});
-  auto args = parse_or_usage(options, argc, argv);
-  if (wants_help(args, options)) return 0;
-  if (!args.count("model")) throw UsageError("missing MODEL");
-  if (!args.count("prompt")) throw UsageError("missing --prompt TEXT");
+  auto parsed = parse_command(options, argc, argv, {{"model", "MODEL"}, {"prompt", "--prompt TEXT"}});
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& args = *parsed;
   if (args["max-tokens"].as<int64_t>() < 1) throw UsageError("--max-tokens must be at least 1");
   auto model_dir = existing_path(args["model"].as<std::string>(), "model directory or .gguf file");
   auto load = apply_runtime_options(args);

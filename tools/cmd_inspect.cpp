@@ -89,9 +89,9 @@ int run_inspect(int argc, char** argv) {
       ("json", "machine-readable output")
       ("h,help", "show this help");
   options.parse_positional({"path"});
-  auto args = parse_or_usage(options, argc, argv);
-  if (wants_help(args, options)) return 0;
-  if (!args.count("path")) throw UsageError("missing PATH");
+  auto parsed = parse_command(options, argc, argv, {{"path", "PATH"}});
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& args = *parsed;
   auto path = existing_path(args["path"].as<std::string>(), "model path");
 
   if (model::is_gguf_file(path)) return inspect_gguf(path, args);

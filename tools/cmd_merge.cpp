@@ -62,10 +62,9 @@ int run_merge(int argc, char** argv) {
       ("dtype", "output dtype: bf16, f16 or f32 (default: the config's dtype, else the base model's)",
        cxxopts::value<std::string>());
   options.parse_positional({"config", "more"});
-  auto args = parse_or_usage(options, argc, argv);
-  if (wants_help(args, options)) return 0;
-  if (!args.count("config")) throw UsageError("missing CONFIG.yaml");
-  if (!args.count("output")) throw UsageError("missing -o OUT_DIR");
+  auto parsed = parse_command(options, argc, argv, {{"config", "CONFIG.yaml"}, {"output", "-o OUT_DIR"}});
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& args = *parsed;
   std::vector<std::string> eval_files;
   if (args.count("eval")) eval_files = args["eval"].as<std::vector<std::string>>();
   if (args.count("more")) {

@@ -36,10 +36,9 @@ int run_quantize(int argc, char** argv) {
       ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
       ("h,help", "show this help");
   options.parse_positional({"input"});
-  auto args = parse_or_usage(options, argc, argv);
-  if (wants_help(args, options)) return 0;
-  if (!args.count("input")) throw UsageError("missing INPUT");
-  if (!args.count("output")) throw UsageError("missing -o OUTPUT");
+  auto parsed = parse_command(options, argc, argv, {{"input", "INPUT"}, {"output", "-o OUTPUT"}});
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& args = *parsed;
   const int threads = thread_count(args);
   existing_path(args["input"].as<std::string>(), "input model");
   const std::string format = args["format"].as<std::string>();

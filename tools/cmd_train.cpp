@@ -39,9 +39,9 @@ int run_train(int argc, char** argv) {
       ("threads", "CPU threads (overrides the recipe; default: all cores)", cxxopts::value<int>())
       ("h,help", "show this help");
   options.parse_positional({"recipe"});
-  auto args = parse_or_usage(options, argc, argv);
-  if (wants_help(args, options)) return 0;
-  if (!args.count("recipe")) throw UsageError("missing RECIPE.yaml");
+  auto parsed = parse_command(options, argc, argv, {{"recipe", "RECIPE.yaml"}});
+  if (!parsed) return 0;
+  const cxxopts::ParseResult& args = *parsed;
   std::vector<std::string> overrides;
   if (args.count("set")) overrides = args["set"].as<std::vector<std::string>>();
   if (args.count("device")) overrides.push_back("device=" + args["device"].as<std::string>());

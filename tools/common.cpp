@@ -17,18 +17,21 @@ int thread_count(const cxxopts::ParseResult& args) {
   return threads;
 }
 
-cxxopts::ParseResult parse_or_usage(cxxopts::Options& options, int argc, char** argv) {
+std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int argc, char** argv,
+                                                  std::initializer_list<Required> required) {
+  std::optional<cxxopts::ParseResult> args;
   try {
-    return options.parse(argc, argv);
+    args = options.parse(argc, argv);
   } catch (const cxxopts::exceptions::exception& e) {
     throw UsageError(e.what());
   }
-}
-
-bool wants_help(const cxxopts::ParseResult& args, const cxxopts::Options& options) {
-  if (!args.count("help")) return false;
-  std::cout << options.help() << std::flush;
-  return true;
+  if (args->count("help")) {
+    std::cout << options.help() << std::flush;
+    return std::nullopt;
+  }
+  for (const auto& r : required)
+    if (!args->count(r.option)) throw UsageError(std::string("missing ") + r.shown);
+  return args;
 }
 
 std::filesystem::path existing_path(const std::string& path, const std::string& what) {

@@ -3,7 +3,9 @@
 // LibTorch here: the light front end links it (model loading is in model_options.h).
 #include <cxxopts.hpp>
 #include <filesystem>
+#include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tokenizer/tokenizer.h"
@@ -20,10 +22,16 @@ class UsageError : public Error {
 // --threads, or all cores when absent; a UsageError below 1.
 int thread_count(const cxxopts::ParseResult& args);
 
-// Parses argv, turning cxxopts' exceptions into UsageError; prints help and returns
-// std::nullopt-like false when --help was given.
-cxxopts::ParseResult parse_or_usage(cxxopts::Options& options, int argc, char** argv);
-bool wants_help(const cxxopts::ParseResult& args, const cxxopts::Options& options);
+// An option a command cannot run without, and how the "missing ..." error names it.
+struct Required {
+  const char* option;
+  const char* shown;
+};
+
+// Parses argv, turning cxxopts' exceptions into UsageError; prints the help and returns nothing
+// for --help; a UsageError "missing SHOWN" for the first required option absent.
+std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int argc, char** argv,
+                                                  std::initializer_list<Required> required = {});
 
 std::filesystem::path existing_path(const std::string& path, const std::string& what);
 

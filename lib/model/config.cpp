@@ -159,6 +159,12 @@ ModelConfig ModelConfig::from_gguf(const io::GgufFile& f) {
     c.num_experts_per_tok = integer("expert_used_count");
     if (c.num_experts_per_tok > c.num_experts) fail(where, arch + ".expert_used_count exceeds expert_count");
   }
+  // Stacked expert tensors must hold exactly expert_count experts (readers slice them by it).
+  for (const auto& t : f.tensors())
+    if (t.name.ends_with("_exps.weight") &&
+        (t.dims.size() != 3 || static_cast<int64_t>(t.dims[2]) != experts))
+      fail(where, "tensor '" + t.name + "' stacks " + (t.dims.size() == 3 ? std::to_string(t.dims[2]) : "no") +
+                      " experts, but " + arch + ".expert_count is " + std::to_string(experts));
   c.hidden_size = integer("embedding_length");
   c.num_layers = integer("block_count");
   c.intermediate_size = integer("feed_forward_length");

@@ -110,7 +110,29 @@ fs::path latest_checkpoint(const fs::path& path) {
 
 }  // namespace
 
+// The thread settings a CPU trainer needs (LibTorch operators single-threaded, each shard's
+// worker doing its own; OpenBLAS at `threads`) for as long as the trainer lives: a program that
+// trains and then evaluates gets its own settings back.
+class CpuThreadSettings {
+ public:
+  explicit CpuThreadSettings(int threads)
+      : saved_intra_op_(at::get_num_threads()), saved_blas_(blas_info().threads.value_or(threads)) {
+    at::set_num_threads(1);
+    set_blas_threads(threads);
+  }
+  ~CpuThreadSettings() {
+    at::set_num_threads(saved_intra_op_);
+    set_blas_threads(saved_blas_);
+  }
+  CpuThreadSettings(const CpuThreadSettings&) = delete;
+  CpuThreadSettings& operator=(const CpuThreadSettings&) = delete;
+
+ private:
+  int saved_intra_op_, saved_blas_;
+};
+
 struct Trainer::Impl {
+  std::optional<CpuThreadSettings> cpu_threads;
   at::Device device = at::kCPU;
   int64_t threads = 1;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
@@ -158,8 +180,7 @@ Trainer::Trainer(Recipe recipe, const TrainHooks& hooks)
     const int threads = recipe_.threads > 0 ? static_cast<int>(recipe_.threads)
                                             : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     I.threads = threads;
-    at::set_num_threads(1);  // operators stay on their worker; see train_step()
-    set_blas_threads(threads);
+    I.cpu_threads.emplace(threads);  // operators stay on their worker; see train_step()
   }
   I.tokenizer = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(recipe_.base_model));
   model::ModelConfig config = model::ModelConfig::load(recipe_.base_model);
