@@ -6,6 +6,8 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <tuple>
 #include <nlohmann/json.hpp>
 
@@ -219,4 +221,41 @@ TEST(GgufExport, MixtralWithInconsistentExpertsIsRejected) {
   EXPECT_THROW(model::load_gguf_transformer(io::GgufFile(rewrite("gone.gguf", 4, "blk.1.ffn_down_exps.weight"))), Error);
   EXPECT_THROW(quant::export_hf_from_gguf(dir / "more.gguf", dir / "hf", "f32"), Error);
   EXPECT_FALSE(std::filesystem::exists(dir / "hf"));
+}
+
+// Calibration reaches each expert of a stack on its own: a custom encoder (GPTQ's hook) is called
+// once per expert with that expert's Hugging Face name, its rows only, and its own importance.
+TEST(GgufExport, EncoderSeesEachExpertOfAStackOnItsOwn) {
+  test::TempDir dir;
+  const std::string marked = "model.layers.1.block_sparse_moe.experts.2.w2.weight";
+  std::map<std::string, std::vector<float>> importance{{marked, std::vector<float>(128, 7.0f)}};
+  struct Call {
+    int64_t rows, row;
+    float importance;
+  };
+  std::mutex mutex;
+  std::map<std::string, std::vector<Call>> calls;
+  quant::GgufExportOptions opts;
+  opts.type = "Q8_0";
+  opts.threads = 2;
+  opts.importance = &importance;
+  opts.encoder = [&](const std::string& hf, const quant::QuantType&, const float*, int64_t rows, int64_t row,
+                     const float* imp) -> std::optional<std::vector<uint8_t>> {
+    std::lock_guard lock(mutex);
+    calls[hf].push_back({rows, row, imp ? imp[0] : 0.0f});
+    return std::nullopt;
+  };
+  quant::export_gguf(test::model_dir("tiny-mixtral"), dir / "mx.gguf", opts);
+  for (int layer = 0; layer < 2; ++layer)
+    for (int e = 0; e < 4; ++e)
+      for (auto [proj, rows, row] : {std::tuple{"w1", 128, 64}, std::tuple{"w3", 128, 64}, std::tuple{"w2", 64, 128}}) {
+        const std::string hf = "model.layers." + std::to_string(layer) + ".block_sparse_moe.experts." +
+                               std::to_string(e) + "." + proj + ".weight";
+        ASSERT_EQ(calls[hf].size(), 1u) << hf;
+        EXPECT_EQ(calls[hf][0].rows, rows) << hf;
+        EXPECT_EQ(calls[hf][0].row, row) << hf;
+        EXPECT_EQ(calls[hf][0].importance, hf == marked ? 7.0f : 0.0f) << hf;
+      }
+  ASSERT_EQ(calls["model.layers.0.self_attn.q_proj.weight"].size(), 1u);
+  EXPECT_EQ(calls["model.layers.0.self_attn.q_proj.weight"][0].rows, 64);
 }

@@ -35,9 +35,20 @@ struct Job {
   // stays near a few chunks however large the tensor.
   std::function<void(int64_t row0, int64_t rows, float* out)> read_rows;
   uint64_t input_bytes = 0;
-  std::string hf_name;                             // for HF inputs
-  const std::vector<float>* importance = nullptr;  // per column, when calibrated
+  // From a Hugging Face directory, the HF tensors behind the rows: one, or one per expert of a
+  // stack (each `slice_rows` rows), so that calibration applies to each expert on its own.
+  std::vector<std::string> hf_names;
+  int64_t slice_rows = 0;
+  std::vector<const std::vector<float>*> importance;  // per slice (per column), when calibrated
 };
+
+// The importance vector of `hf` when calibrated and it fits a row of `row` columns.
+const std::vector<float>* find_importance(const std::map<std::string, std::vector<float>>* importance,
+                                          const std::string& hf, int64_t row) {
+  if (!importance) return nullptr;
+  auto it = importance->find(hf);
+  return it != importance->end() && static_cast<int64_t>(it->second.size()) == row ? &it->second : nullptr;
+}
 
 const QuantType& source_type(const io::TensorView& v) {
   const QuantType* t = v.spec.dtype == io::DType::F32    ? find_quant_type("F32")
@@ -81,7 +92,8 @@ Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
 
 // llama.cpp's 3-D expert tensor from the per-expert 2-D ones: dims {cols, rows, experts}.
 Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
-                     const std::vector<const io::TensorView*>& experts, const QuantMix& mix, const MixContext& ctx) {
+                     const std::vector<const io::TensorView*>& experts, const QuantMix& mix, const MixContext& ctx,
+                     const std::map<std::string, std::vector<float>>* importance) {
   for (size_t e = 0; e < experts.size(); ++e)
     if (!experts[e] || experts[e]->spec.shape != experts[0]->spec.shape || experts[e]->spec.dtype != experts[0]->spec.dtype ||
         experts[e]->spec.shape.size() != 2)
@@ -91,7 +103,12 @@ Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
   j.info.name = name;
   j.info.dims = {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), experts.size()};
   j.info.type = choose_tensor_type(mix, ctx, name, cols, 3, find_quant_type("F32"))->ggml_type;
-  for (const auto* v : experts) j.input_bytes += v->bytes.size();
+  j.slice_rows = rows;
+  for (const auto* v : experts) {
+    j.input_bytes += v->bytes.size();
+    j.hf_names.push_back(v->name());
+    j.importance.push_back(find_importance(importance, v->name(), cols));
+  }
   const QuantType& src = source_type(*experts[0]);
   j.read_rows = [experts, &src, rows, cols](int64_t row0, int64_t n, float* out) {
     const int64_t row_bytes = src.row_bytes(cols);
@@ -125,14 +142,13 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     const io::TensorView& v = ckpt.get(hf);
     Job j;
     j.info.name = *name;
-    j.hf_name = hf;
     j.info.dims.assign(v.spec.shape.rbegin(), v.spec.shape.rend());
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     j.info.type = choose_tensor_type(mix, ctx, *name, row, j.info.dims.size(), find_quant_type("F32"))->ggml_type;
     j.input_bytes = v.bytes.size();
-    if (importance)
-      if (auto it = importance->find(hf); it != importance->end() && static_cast<int64_t>(it->second.size()) == row)
-        j.importance = &it->second;
+    j.hf_names = {hf};
+    j.slice_rows = row_count(j);
+    j.importance = {find_importance(importance, hf, row)};
     int64_t heads = 0;
     if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.q_proj.weight")) heads = c.num_heads;
     if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.k_proj.weight")) heads = c.num_kv_heads;
@@ -150,7 +166,8 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     };
     jobs.push_back(std::move(j));
   }
-  for (const auto& [name, experts] : stacks) jobs.push_back(expert_stack_job(ckpt, name, experts, mix, ctx));
+  for (const auto& [name, experts] : stacks)
+    jobs.push_back(expert_stack_job(ckpt, name, experts, mix, ctx, importance));
   return jobs;
 }
 
@@ -260,13 +277,18 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   std::vector<std::atomic<int64_t>> rows_left(jobs.size());
   std::vector<Chunk> chunks;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    const int64_t rows = row_count(jobs[i]);
+    const Job& j = jobs[i];
+    const int64_t rows = row_count(j);
     rows_left[i] = rows;
-    // A tensor a custom encoder may take (GPTQ needs every row at once) is one chunk.
-    const int64_t step = options.encoder && !jobs[i].hf_name.empty()
-                             ? rows
-                             : std::max<int64_t>(1, kChunkElements / static_cast<int64_t>(jobs[i].info.dims[0]));
-    for (int64_t r = 0; r < rows; r += step) chunks.push_back({i, r, std::min(step, rows - r)});
+    // Chunks never cross slices (each has its own importance). A slice a custom encoder may take
+    // (GPTQ needs all its rows at once) is one chunk.
+    const int64_t slice_rows = j.hf_names.empty() ? rows : j.slice_rows;
+    const int64_t step = options.encoder && !j.hf_names.empty()
+                             ? slice_rows
+                             : std::max<int64_t>(1, kChunkElements / static_cast<int64_t>(j.info.dims[0]));
+    for (int64_t s0 = 0; s0 < rows; s0 += slice_rows)
+      for (int64_t r = s0; r < s0 + slice_rows; r += step)
+        chunks.push_back({i, r, std::min(step, s0 + slice_rows - r)});
   }
   auto run = [&](const Chunk& c) {
     const Job& j = jobs[c.job];
@@ -274,9 +296,11 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     std::vector<float> w(static_cast<size_t>(c.rows * row));
     j.read_rows(c.row0, c.rows, w.data());
-    const float* importance = j.importance ? j.importance->data() : nullptr;
+    const size_t slice = j.hf_names.empty() ? 0 : static_cast<size_t>(c.row0 / j.slice_rows);
+    const float* importance = slice < j.importance.size() && j.importance[slice] ? j.importance[slice]->data() : nullptr;
     std::optional<std::vector<uint8_t>> custom;
-    if (options.encoder && !j.hf_name.empty()) custom = options.encoder(j.hf_name, *type, w.data(), c.rows, row, importance);
+    if (options.encoder && !j.hf_names.empty())
+      custom = options.encoder(j.hf_names[slice], *type, w.data(), c.rows, row, importance);
     std::vector<uint8_t> bytes = custom ? std::move(*custom) : encode_rows(*type, w.data(), c.rows, row, importance);
     writer.write_part(j.info.name, static_cast<uint64_t>(c.row0 * type->row_bytes(row)), bytes);
     in_bytes += j.input_bytes * static_cast<uint64_t>(c.rows) / static_cast<uint64_t>(row_count(j));
