@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "io/temp_cleanup.h"
 #include "progress.h"
 #include "train/recipe.h"
 #include "train/trainer.h"
@@ -16,10 +17,10 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 // The first Ctrl-C asks the loop to checkpoint and stop after the current step; a second one
-// falls back to the default action and ends the process at once.
+// ends the process at once (removing unfinished outputs, as every command does).
 void on_sigint(int) {
   g_stop = true;
-  std::signal(SIGINT, SIG_DFL);
+  io::remove_temporaries_on_signal();
 }
 
 }  // namespace
@@ -76,7 +77,7 @@ int run_train(int argc, char** argv) {
   first_step = trainer.first_step();
   progress = std::make_unique<Progress>("train", trainer.total_steps() - first_step, "steps");
   auto result = trainer.run();
-  std::signal(SIGINT, SIG_DFL);
+  io::remove_temporaries_on_signal();
   progress->finish();
   if (result.interrupted) {
     std::printf("interrupted after step %lld; checkpoint saved in %s\nresume with: anvil train %s --resume %s\n",

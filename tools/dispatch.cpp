@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "common.h"
+#include "io/temp_cleanup.h"
 #include "version.h"
 
 namespace anvil::cli {
@@ -32,6 +33,7 @@ int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeE
   // each back to the kernel (mmap/munmap) and fault the pages in again. Keep them in the heap.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  io::remove_temporaries_on_signal();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_help(commands);
     return argc < 2 ? 2 : 0;

@@ -9,6 +9,7 @@
 #include <random>
 #include <sstream>
 
+#include "io/temp_cleanup.h"
 #include "util/error.h"
 
 namespace anvil::io {
@@ -34,6 +35,7 @@ AtomicFile::AtomicFile(fs::path final_path) : final_path_(std::move(final_path))
   temp_path_ = temp_sibling(final_path_);
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) fail(final_path_.string(), std::string("cannot create: ") + std::strerror(errno));
+  register_temporary(temp_path_);
 }
 
 AtomicFile::~AtomicFile() {
@@ -41,6 +43,7 @@ AtomicFile::~AtomicFile() {
     ::close(fd_);
     std::error_code ec;
     fs::remove(temp_path_, ec);
+    unregister_temporary(temp_path_);
   }
 }
 
@@ -73,6 +76,7 @@ void AtomicFile::commit() {
   fd_ = -1;
   std::error_code ec;
   fs::rename(temp_path_, final_path_, ec);
+  unregister_temporary(temp_path_);
   if (ec) {
     fs::remove(temp_path_, ec);
     fail(final_path_.string(), "cannot rename temporary file into place");
@@ -88,12 +92,14 @@ AtomicDir::AtomicDir(fs::path final_path) : final_path_(std::move(final_path)) {
   std::error_code ec;
   fs::create_directory(temp_path_, ec);
   if (ec) fail(final_path_.string(), "cannot create temporary directory: " + ec.message());
+  register_temporary(temp_path_);
 }
 
 AtomicDir::~AtomicDir() {
   if (!committed_) {
     std::error_code ec;
     fs::remove_all(temp_path_, ec);
+    unregister_temporary(temp_path_);
   }
 }
 
@@ -111,6 +117,7 @@ void AtomicDir::commit() {
     fs::rename(temp_path_, final_path_, ec);
     if (ec) fail(final_path_.string(), "cannot rename temporary directory into place: " + ec.message());
   }
+  unregister_temporary(temp_path_);
   committed_ = true;
 }
 
