@@ -355,11 +355,17 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
 
     std::vector<double> stats(method->statistics_size(p.inputs.size()), 0.0);
     const int passes = method->statistics_passes();
+    // Between passes the pages of a tensor up to 64 MB per input stay mapped: dropping them only
+    // to fault them in again costs more kernel time than the memory is worth.
+    uint64_t largest_input = 0;
+    for (const auto& in : p.inputs)
+      largest_input = std::max<uint64_t>(largest_input, in.model->ckpt->get(in.tensor_name).bytes.size());
+    const bool keep_pages = largest_input <= (64ull << 20);
     for (int pass = 0; pass < passes; ++pass)
       for (int64_t c = 0; c < n_chunks; ++c) {
         if (kernel) run_statistics(*kernel, chunk_bytes(c), chunk_elements(c), pass, stats);
         else method->accumulate(load_chunk(c), pass, stats);
-        release_chunk(c);
+        if (!keep_pages) release_chunk(c);
       }
     // Linear combinations (some known only after the statistics) run on blocks too.
     probe.stats = passes > 0 ? &stats : nullptr;

@@ -3,6 +3,7 @@
 // linear interpolation, as mergekit does.
 #include <cmath>
 
+#include "merge/block_kernel.h"
 #include "merge/methods/methods.h"
 
 namespace anvil::merge {
@@ -28,6 +29,51 @@ void add_statistics(const at::Tensor& v0, const at::Tensor& v1, std::vector<doub
   stats[1] += (a * a).sum().item<double>();
   stats[2] += (b * b).sum().item<double>();
 }
+
+// The statistics pass on blocks (double sums, eight running partial sums so that the loop
+// vectorizes), then the interpolation as the linear kernel once the coefficients are known.
+class SlerpKernel final : public BlockKernel {
+ public:
+  SlerpKernel(double t, int base, int other) : t_(t), base_(base), other_(other) {}
+
+  void accumulate(const float* const* x, int64_t n, int, std::vector<double>& stats) override {
+    const float* a = x[base_];
+    const float* b = x[other_];
+    double dot[8] = {}, sq0[8] = {}, sq1[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int k = 0; k < 8; ++k) {
+        const double va = a[i + k], vb = b[i + k];
+        dot[k] += va * vb;
+        sq0[k] += va * va;
+        sq1[k] += vb * vb;
+      }
+    for (; i < n; ++i) {
+      const double va = a[i], vb = b[i];
+      dot[0] += va * vb;
+      sq0[0] += va * va;
+      sq1[0] += vb * vb;
+    }
+    for (int k = 0; k < 8; ++k) stats[0] += dot[k], stats[1] += sq0[k], stats[2] += sq1[k];
+  }
+
+  void merge(const float* const* x, int64_t n, float* out, std::vector<double>* stats) override {
+    if (!linear_) {
+      auto [s0, s1] = slerp_coefficients(t_, (*stats)[0], (*stats)[1], (*stats)[2]);
+      LinearForm form;
+      form.coeffs.assign(2, 0.0);
+      form.coeffs[static_cast<size_t>(base_)] = s0;
+      form.coeffs[static_cast<size_t>(other_)] = s1;
+      linear_ = linear_kernel(form);
+    }
+    linear_->merge(x, n, out, stats);
+  }
+
+ private:
+  double t_;
+  int base_, other_;
+  std::unique_ptr<BlockKernel> linear_;
+};
 
 }  // namespace
 
@@ -58,6 +104,11 @@ class SlerpMerge final : public MergeMethod {
     if (t < 0 || t > 1) throw_merge_error(task, "slerp t = " + std::to_string(t) + " is outside [0, 1]");
     if (task.inputs.size() > 2) throw_merge_error(task, "slerp merges exactly two models");
     if (task.inputs.size() == 2 && !task.base()) throw_merge_error(task, "slerp needs base_model to be one of the two models");
+  }
+  std::unique_ptr<BlockKernel> block_kernel(const MergeTask& task) const override {
+    if (task.inputs.size() != 2 || !task.base()) return nullptr;
+    const int base = static_cast<int>(task.base() - task.inputs.data());
+    return std::make_unique<SlerpKernel>(task.params.at("t"), base, 1 - base);
   }
   std::optional<LinearForm> linear_form(const MergeTask& task) const override {
     if (task.inputs.size() == 1) return LinearForm{{1.0}, -1};
