@@ -17,3 +17,12 @@ echo; echo "== anvil eval ft-fortune, compared with base"
 $anvil eval "$shared/models/ft-fortune" --data "$shared/data/fortune.val.txt" --compare "$shared/models/base"
 echo; echo "== anvil generate"
 $anvil generate "$shared/models/base" --prompt "This package provides" -n 40
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo; echo "== anvil quantize base to Q4_K_M (llama-quantize's bytes), scored against the original"
+$anvil quantize "$shared/models/base" -o "$out/base-Q4_K_M.gguf" --type Q4_K_M
+$anvil eval "$out/base-Q4_K_M.gguf" --data "$shared/data/fortune.val.txt" --compare "$shared/models/base"
+echo; echo "== anvil merge: TIES of the two fine-tunes (configs/ties.yaml with these paths); both skills kept?"
+sed "s|\.\./\.\./shared|$shared|" configs/ties.yaml > "$out/ties.yaml"
+$anvil merge "$out/ties.yaml" -o "$out/merged" --eval "$shared/data/fortune.val.txt" "$shared/data/changelog.val.txt"
