@@ -259,3 +259,41 @@ TEST(GgufExport, EncoderSeesEachExpertOfAStackOnItsOwn) {
   ASSERT_EQ(calls["model.layers.0.self_attn.q_proj.weight"].size(), 1u);
   EXPECT_EQ(calls["model.layers.0.self_attn.q_proj.weight"][0].rows, 64);
 }
+
+// Files come from strangers: a tensor with a zero dimension or none at all (a scalar) must not
+// crash the export (a division by the row length, once). It is written as it is: GGUF gives a
+// scalar one dimension of 1, and an empty tensor keeps its zero.
+TEST(GgufExport, EmptyAndScalarTensorsAreWrittenNotCrashedOn) {
+  test::TempDir dir;
+  const auto src = test::model_dir("tiny-llama");
+  std::filesystem::create_directories(dir / "odd");
+  for (const auto* f : {"config.json", "tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(src / f, dir / "odd" / f);
+  io::Checkpoint ckpt(src);
+  std::vector<io::OwnedTensor> tensors;
+  for (const auto& name : ckpt.names()) {
+    const auto& v = ckpt.get(name);
+    io::OwnedTensor t{v.spec, std::vector<uint8_t>(v.bytes.begin(), v.bytes.end())};
+    if (name == "model.norm.weight") {
+      t.spec.shape = {};
+      t.bytes.resize(static_cast<size_t>(t.spec.nbytes()));
+    } else if (name == "model.layers.0.input_layernorm.weight") {
+      t.spec.shape = {0};
+      t.bytes.clear();
+    }
+    tensors.push_back(std::move(t));
+  }
+  io::write_safetensors(dir / "odd" / "model.safetensors", tensors);
+  for (const char* type : {"F32", "Q8_0"}) {
+    quant::GgufExportOptions opts;
+    opts.type = type;
+    const auto out = dir / (std::string(type) + ".gguf");
+    ASSERT_NO_THROW(quant::export_gguf(dir / "odd", out, opts)) << type;
+    io::GgufFile file(out);
+    std::map<std::string, std::vector<uint64_t>> dims;
+    for (const auto& t : file.tensors()) dims[t.name] = t.dims;
+    EXPECT_EQ(dims["output_norm.weight"], std::vector<uint64_t>{1}) << type;
+    EXPECT_EQ(dims["blk.0.attn_norm.weight"], std::vector<uint64_t>{0}) << type;
+    EXPECT_EQ(dims["blk.0.attn_q.weight"].size(), 2u) << type;
+  }
+}

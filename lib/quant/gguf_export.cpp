@@ -60,7 +60,9 @@ const QuantType& source_type(const io::TensorView& v) {
   return *t;
 }
 
-int64_t row_count(const Job& j) { return static_cast<int64_t>(j.info.numel() / j.info.dims[0]); }
+int64_t row_count(const Job& j) {
+  return j.info.dims[0] ? static_cast<int64_t>(j.info.numel() / j.info.dims[0]) : 0;
+}
 
 Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
   const std::string a(c.arch->gguf_arch);
@@ -143,6 +145,7 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     Job j;
     j.info.name = *name;
     j.info.dims.assign(v.spec.shape.rbegin(), v.spec.shape.rend());
+    if (j.info.dims.empty()) j.info.dims = {1};  // a scalar: GGUF tensors have at least one dimension
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     j.info.type = choose_tensor_type(mix, ctx, *name, row, j.info.dims.size(), find_quant_type("F32"))->ggml_type;
     j.input_bytes = v.bytes.size();
@@ -280,6 +283,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     const Job& j = jobs[i];
     const int64_t rows = row_count(j);
     rows_left[i] = rows;
+    if (rows == 0) continue;  // an empty tensor: nothing to write
     // Chunks never cross slices (each has its own importance). A slice a custom encoder may take
     // (GPTQ needs all its rows at once) is one chunk.
     const int64_t slice_rows = j.hf_names.empty() ? rows : j.slice_rows;
