@@ -181,6 +181,25 @@ TEST(Cli, QuantizeAndInspectGguf) {
   EXPECT_EQ(g.status, 0) << g.out;
 }
 
+// --calib takes several files (repeated or comma-separated) and says how many tokens of which
+// it used; a missing one is an error naming it, with nothing written.
+TEST(Cli, QuantizeCalibratesOnSeveralFiles) {
+  test::TempDir dir;
+  const std::string data = test::shared_dir().string() + "/data/";
+  auto out = (dir / "c.gguf").string();
+  auto r = run("quantize " + models() + "/base -o " + out + " --type Q4_K_M --threads 2 --calib " + data +
+               "fortune.val.txt," + data + "changelog.val.txt --calib-tokens 2048");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("calibration: 2,048 tokens of " + data + "fortune.val.txt, " + data + "changelog.val.txt"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5.00 bits/weight"), std::string::npos) << r.out;
+  auto bad = run("quantize " + models() + "/base -o " + (dir / "d.gguf").string() + " --type Q4_K_M --calib " + data +
+                 "fortune.val.txt --calib " + (dir / "nope.txt").string());
+  EXPECT_EQ(bad.status, 2) << bad.out;
+  EXPECT_NE(bad.out.find("nope.txt"), std::string::npos) << bad.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "d.gguf"));
+}
+
 TEST(Cli, BadGgufAndBadTypeExitTwo) {
   test::TempDir dir;
   auto bytes = test::read_bytes(test::shared_dir() / "refs" / "gguf" / "base-Q8_0.gguf");

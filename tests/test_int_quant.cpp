@@ -157,6 +157,16 @@ TEST(IntQuant, ExportLoadsBackAndGptqBeatsRoundToNearest) {
 
 // The k-quant grids GPTQ works on agree with ggml's own encoding: decoding a block equals
 // a * level + b, and writing those levels back reproduces the block byte for byte.
+// Calibration windows come from the sources in turn, whole windows only, up to the budget.
+TEST(Calibration, WindowsAreTakenFromEachSourceInTurn) {
+  const std::vector<int32_t> a = {1, 2, 3, 4, 5, 6, 7}, b = {10, 11, 12, 13}, c = {20};
+  EXPECT_EQ(quant::interleave_windows({a, b, c}, 2, 100), (std::vector<int32_t>{1, 2, 10, 11, 3, 4, 12, 13, 5, 6}));
+  EXPECT_EQ(quant::interleave_windows({a, b, c}, 2, 7), (std::vector<int32_t>{1, 2, 10, 11, 3, 4}));
+  EXPECT_EQ(quant::interleave_windows({a}, 3, 100), (std::vector<int32_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_TRUE(quant::interleave_windows({c}, 2, 100).empty());
+  EXPECT_THROW(quant::interleave_windows({a}, 0, 100), Error);
+}
+
 TEST(KQuantGptq, GridAndLevelsMatchTheReferenceBlocks) {
   at::manual_seed(1);
   auto x = at::randn({1024});

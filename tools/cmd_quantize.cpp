@@ -27,7 +27,9 @@ int run_quantize(int argc, char** argv) {
       ("bits", "integer formats: 4 or 8", cxxopts::value<int>()->default_value("4"))
       ("group-size", "integer formats: input columns per scale (0: per channel)",
        cxxopts::value<int64_t>()->default_value("128"))
-      ("calib", "calibration text: GPTQ instead of round-to-nearest (integer formats), an importance matrix for the k-quants (GGUF)", cxxopts::value<std::string>())
+      ("calib", "calibration text files (repeat the option or separate with commas; windows are taken from "
+       "each in turn, so mix kinds of text): GPTQ instead of round-to-nearest (integer formats), importance-"
+       "weighted scales plus GPTQ for the k-quants (GGUF)", cxxopts::value<std::vector<std::string>>())
       ("calib-tokens", "calibration tokens at most", cxxopts::value<int64_t>()->default_value("65536"))
       ("calib-window", "tokens per calibration window", cxxopts::value<int64_t>()->default_value("256"))
       ("calib-method", "GGUF with --calib: gptq (importance-weighted scales plus GPTQ error compensation) or imatrix "

@@ -21,17 +21,24 @@ namespace {
 
 // Activation statistics of the model over --calib text (GPTQ's Hessians, the importance matrix).
 quant::Calibration run_calibration(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
-  auto calib_file = existing_path(args["calib"].as<std::string>(), "calibration text");
   auto model = model::Transformer::load(input);
-  auto tokens = load_tokenizer(input).encode(io::read_text_file(calib_file), false);
+  const auto tokenizer = load_tokenizer(input);
+  const int64_t window = args["calib-window"].as<int64_t>(), budget = args["calib-tokens"].as<int64_t>();
+  std::vector<std::vector<int32_t>> sources;
+  std::string names;
+  for (const auto& f : args["calib"].as<std::vector<std::string>>()) {
+    auto file = existing_path(f, "calibration text");
+    sources.push_back(tokenizer.encode(io::read_text_file(file), false));
+    names += (names.empty() ? "" : ", ") + file.string();
+  }
+  const auto tokens = quant::interleave_windows(sources, window, budget);
   std::unique_ptr<Progress> bar;
-  auto calibration = quant::calibrate(*model, tokens, args["calib-window"].as<int64_t>(),
-                                      args["calib-tokens"].as<int64_t>(), [&](int64_t done, int64_t total) {
+  auto calibration = quant::calibrate(*model, tokens, window, budget, [&](int64_t done, int64_t total) {
                                         if (!bar) bar = std::make_unique<Progress>("calibrate", total, "windows");
                                         bar->update(done);
                                       });
   if (bar) bar->finish();
-  std::printf("calibration: %s tokens of %s\n", with_commas(calibration.tokens).c_str(), calib_file.string().c_str());
+  std::printf("calibration: %s tokens of %s\n", with_commas(calibration.tokens).c_str(), names.c_str());
   return calibration;
 }
 

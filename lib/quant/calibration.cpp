@@ -7,6 +7,22 @@
 
 namespace anvil::quant {
 
+std::vector<int32_t> interleave_windows(const std::vector<std::vector<int32_t>>& sources, int64_t window,
+                                        int64_t max_tokens) {
+  if (window <= 0) fail("calibration", "the window must be at least one token");
+  std::vector<int32_t> out;
+  for (int64_t w = 0;; ++w) {
+    bool any = false;
+    for (const auto& s : sources) {
+      if ((w + 1) * window > static_cast<int64_t>(s.size())) continue;
+      if (static_cast<int64_t>(out.size()) + window > max_tokens) return out;
+      out.insert(out.end(), s.begin() + w * window, s.begin() + (w + 1) * window);
+      any = true;
+    }
+    if (!any) return out;
+  }
+}
+
 Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tokens, int64_t window,
                       int64_t max_tokens, const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t usable = std::min<int64_t>(static_cast<int64_t>(tokens.size()), max_tokens);
@@ -24,15 +40,18 @@ Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tok
       it = by_first_weight.emplace(weights.front(), h).first;
       for (const auto& w : weights) cal.hessian[w] = h;
     }
-    // Each window's product in fp32 (BLAS), the running sum in fp64.
+    // Each batch's product in fp32 (BLAS), the running sum in fp64.
     it->second.add_(at::matmul(flat.t(), flat).to(at::kDouble));
   });
   {
     c10::InferenceMode guard;
-    for (int64_t w = 0; w < windows; ++w) {
-      auto ids = at::from_blob(const_cast<int32_t*>(tokens.data() + w * window), {1, window}, at::kInt).to(at::kLong);
+    // Several windows per forward: bigger GEMMs, and H's products sum more tokens at once.
+    const int64_t batch = 8;
+    for (int64_t w = 0; w < windows; w += batch) {
+      const int64_t n = std::min(batch, windows - w);
+      auto ids = at::from_blob(const_cast<int32_t*>(tokens.data() + w * window), {n, window}, at::kInt).to(at::kLong);
       model.forward(ids);
-      if (progress) progress(w + 1, windows);
+      if (progress) progress(w + n, windows);
     }
   }
   model.set_input_observer({});

@@ -25,6 +25,13 @@ struct Calibration {
   }
 };
 
+// The calibration windows: `window` consecutive tokens each, taken from the sources in turn (the
+// first window of each source, then the second of each, ...), at most max_tokens in all. Taking
+// them in turn makes any budget cover every source, so that a user who passes several kinds of
+// text gets statistics of all of them, not of the first file alone.
+std::vector<int32_t> interleave_windows(const std::vector<std::vector<int32_t>>& sources, int64_t window,
+                                        int64_t max_tokens);
+
 // Runs windows of `window` tokens from `tokens` (at most max_tokens in all) through the model.
 Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tokens, int64_t window,
                       int64_t max_tokens, const std::function<void(int64_t done, int64_t total)>& progress = {});
