@@ -3,10 +3,7 @@
 # of refs/perplexity_val.json) and `anvil generate` decode tokens/s. The peer is llama.cpp's
 # perplexity tool on the same model in F32 on this machine kind (-c 256 -b 256 -t 2), which
 # ../shared/README.md reports at about 6,600 tokens/s. Run on an otherwise idle machine.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-shared=${ANVIL_SHARED:-$(cd .. && pwd)/shared}
-anvil=${ANVIL:-./build/tools/anvil}
+source "$(dirname "$0")/common.sh"
 runs=${RUNS:-3}
 llama_cpp_tps=6600
 

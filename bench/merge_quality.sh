@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # Merge quality: merges ft-fortune and ft-changelog with every config in configs/ and scores
 # each result (and the inputs) on the three val sets. Prints a markdown table for the README.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-shared=${ANVIL_SHARED:-$(cd .. && pwd)/shared}
-anvil=${ANVIL:-$PWD/build/tools/anvil}
+source "$(dirname "$0")/common.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 data=("$shared/data/fortune.val.txt" "$shared/data/changelog.val.txt" "$shared/data/pkg.val.txt")

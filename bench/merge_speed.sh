@@ -5,10 +5,7 @@
 # Pairs: the fixture pair (ft-fortune + ft-changelog) and two synthetic Llama-3.2-1B-shaped bf16
 # models (~2.5 GB each, written by make_synthetic_model.py; needs python3-numpy).
 #   BENCH_DIR  scratch directory with ~12 GB free (default: /tmp/anvil-bench)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-shared=${ANVIL_SHARED:-$(cd .. && pwd)/shared}
-anvil=${ANVIL:-$PWD/build/tools/anvil}
+source "$(dirname "$0")/common.sh"
 dir=${BENCH_DIR:-/tmp/anvil-bench}
 mkdir -p "$dir"
 command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import numpy' 2>/dev/null ||

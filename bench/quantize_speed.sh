@@ -4,10 +4,7 @@
 # ../shared/README.md) and on a synthetic Llama-3.2-1B-shaped model, against the physical floor
 # (reading the input and writing the output bytes with cat).
 #   BENCH_DIR  scratch directory (default: /tmp/anvil-bench; the 1B model is made as in merge_speed.sh)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-shared=${ANVIL_SHARED:-$(cd .. && pwd)/shared}
-anvil=${ANVIL:-$PWD/build/tools/anvil}
+source "$(dirname "$0")/common.sh"
 dir=${BENCH_DIR:-/tmp/anvil-bench}
 mkdir -p "$dir"
 

@@ -4,10 +4,7 @@
 # under the protocol of refs/perplexity_val.json), the loss curve at PEFT's logged steps, and
 # training tokens/s (PEFT: 60,042 tok/s on one H100; here on this machine's CPU cores).
 # Extra arguments go to `anvil train` (e.g. --set precision=fp32, --device cuda).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-shared=${ANVIL_SHARED:-$(cd .. && pwd)/shared}
-anvil=${ANVIL:-./build/tools/anvil}
+source "$(dirname "$0")/common.sh"
 out=${OUT:-/tmp/anvil-bench/fortune-lora}
 rm -rf "$out"
 
