@@ -21,16 +21,17 @@ namespace {
 
 // Activation statistics of the model over --calib text (GPTQ's Hessians, the importance matrix).
 quant::Calibration run_calibration(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
+  std::vector<std::filesystem::path> files;  // all checked before the model loads
+  std::string names;
+  for (const auto& f : args["calib"].as<std::vector<std::string>>()) {
+    files.push_back(existing_path(f, "calibration text"));
+    names += (names.empty() ? "" : ", ") + files.back().string();
+  }
   auto model = model::Transformer::load(input);
   const auto tokenizer = load_tokenizer(input);
   const int64_t window = args["calib-window"].as<int64_t>(), budget = args["calib-tokens"].as<int64_t>();
   std::vector<std::vector<int32_t>> sources;
-  std::string names;
-  for (const auto& f : args["calib"].as<std::vector<std::string>>()) {
-    auto file = existing_path(f, "calibration text");
-    sources.push_back(tokenizer.encode(io::read_text_file(file), false));
-    names += (names.empty() ? "" : ", ") + file.string();
-  }
+  for (const auto& file : files) sources.push_back(tokenizer.encode(io::read_text_file(file), false));
   const auto tokens = quant::interleave_windows(sources, window, budget);
   std::unique_ptr<Progress> bar;
   auto calibration = quant::calibrate(*model, tokens, window, budget, [&](int64_t done, int64_t total) {
