@@ -4,7 +4,7 @@
 # calibration text is never package descriptions, so the result must generalize. A single
 # calibrated file's gain depends on which rounding choices it happened to make (about +-5 points),
 # so this runs six calibration sets and reports each, their mean and their range.
-# Extra arguments go to every calibrated `anvil quantize` (e.g. --damp 0.1).
+# Extra arguments go to every GPTQ `anvil quantize` (e.g. --calib-passes 2, --damp 0.1).
 source "$(dirname "$0")/common.sh"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -28,8 +28,9 @@ for files in "$fortune" "$fortune,$changelog"; do
   for tokens in 65536 131072 262144; do
     for method in imatrix gptq; do
       [ "$method" = imatrix ] && [ "$tokens" != 65536 ] && continue
+      extra=(); [ "$method" = gptq ] && extra=("$@")
       $anvil quantize "$base" -o "$work/cal.gguf" --type Q4_K_M --calib "$files" --calib-tokens "$tokens" \
-        --calib-method "$method" "$@" >/dev/null
+        --calib-method "$method" "${extra[@]}" >/dev/null
       p=$(ppl "$work/cal.gguf")
       read -r vs rel < <(python3 -c "h=$p_hf; q=$p_plain; p=$p; print('%+.2f%%' % (100*(p/h-1)), '%.3f' % ((p-h)/(q-h)))")
       echo "| $label | $tokens | $method | $(printf %.4f "$p") | $vs | ${rel}x |"

@@ -193,6 +193,17 @@ TEST(Cli, QuantizeCalibratesOnSeveralFiles) {
   EXPECT_NE(r.out.find("calibration: 2,048 tokens of " + data + "fortune.val.txt, " + data + "changelog.val.txt"),
             std::string::npos) << r.out;
   EXPECT_NE(r.out.find("5.00 bits/weight"), std::string::npos) << r.out;
+  // A second pass measures again on the model the first one quantized; its draft is removed.
+  auto two = run("quantize " + models() + "/base -o " + (dir / "two.gguf").string() +
+                 " --type Q4_K_M --threads 2 --calib-passes 2 --calib-tokens 2048 --calib " + data + "fortune.val.txt");
+  ASSERT_EQ(two.status, 0) << two.out;
+  EXPECT_NE(two.out.find("calibration pass 2: 2,048 tokens"), std::string::npos) << two.out;
+  EXPECT_TRUE(std::filesystem::exists(dir / "two.gguf"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "two.gguf.pass1.tmp"));
+  auto three = run("quantize " + models() + "/base -o " + (dir / "three.gguf").string() +
+                   " --type Q4_K_M --calib-passes 3 --calib " + data + "fortune.val.txt");
+  EXPECT_EQ(three.status, 2) << three.out;
+  EXPECT_NE(three.out.find("--calib-passes must be 1 or 2"), std::string::npos) << three.out;
   auto bad = run("quantize " + models() + "/base -o " + (dir / "d.gguf").string() + " --type Q4_K_M --calib " + data +
                  "fortune.val.txt --calib " + (dir / "nope.txt").string());
   EXPECT_EQ(bad.status, 2) << bad.out;

@@ -34,6 +34,8 @@ int run_quantize(int argc, char** argv) {
       ("calib-window", "tokens per calibration window", cxxopts::value<int64_t>()->default_value("256"))
       ("calib-method", "GGUF with --calib: gptq (importance-weighted scales plus GPTQ error compensation) or imatrix "
        "(importance-weighted scales only, as llama.cpp)", cxxopts::value<std::string>()->default_value("gptq"))
+      ("calib-passes", "GGUF with --calib gptq: 2 measures the Hessians again on the model pass 1 quantized, so "
+       "each layer is fitted to the inputs it will see (twice the time)", cxxopts::value<int>()->default_value("1"))
       ("damp", "GPTQ dampening, a fraction of the Hessian's mean diagonal", cxxopts::value<double>()->default_value("0.01"))
       ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
       ("h,help", "show this help");

@@ -7,6 +7,9 @@
 
 #include "common.h"
 #include "io/atomic_file.h"
+#include "io/gguf.h"
+#include "io/temp_cleanup.h"
+#include "model/gguf_model.h"
 #include "model_options.h"
 #include "progress.h"
 #include "quant/calibration.h"
@@ -19,28 +22,77 @@
 namespace anvil::cli {
 namespace {
 
-// Activation statistics of the model over --calib text (GPTQ's Hessians, the importance matrix).
-quant::Calibration run_calibration(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
-  std::vector<std::filesystem::path> files;  // all checked before the model loads
+// The --calib windows: every file checked first, then tokenized; windows from each in turn.
+struct CalibrationText {
+  std::vector<int32_t> tokens;
   std::string names;
+  int64_t window, budget;
+};
+
+CalibrationText calibration_text(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
+  std::vector<std::filesystem::path> files;
+  CalibrationText text;
   for (const auto& f : args["calib"].as<std::vector<std::string>>()) {
     files.push_back(existing_path(f, "calibration text"));
-    names += (names.empty() ? "" : ", ") + files.back().string();
+    text.names += (text.names.empty() ? "" : ", ") + files.back().string();
   }
-  auto model = model::Transformer::load(input);
   const auto tokenizer = load_tokenizer(input);
-  const int64_t window = args["calib-window"].as<int64_t>(), budget = args["calib-tokens"].as<int64_t>();
+  text.window = args["calib-window"].as<int64_t>();
+  text.budget = args["calib-tokens"].as<int64_t>();
   std::vector<std::vector<int32_t>> sources;
   for (const auto& file : files) sources.push_back(tokenizer.encode(io::read_text_file(file), false));
-  const auto tokens = quant::interleave_windows(sources, window, budget);
+  text.tokens = quant::interleave_windows(sources, text.window, text.budget);
+  return text;
+}
+
+// Activation statistics of `model` over the calibration text (GPTQ's Hessians, the importance matrix).
+quant::Calibration run_calibration(model::Transformer& model, const CalibrationText& text, const char* label) {
   std::unique_ptr<Progress> bar;
-  auto calibration = quant::calibrate(*model, tokens, window, budget, [&](int64_t done, int64_t total) {
-                                        if (!bar) bar = std::make_unique<Progress>("calibrate", total, "windows");
-                                        bar->update(done);
-                                      });
+  auto calibration = quant::calibrate(model, text.tokens, text.window, text.budget, [&](int64_t done, int64_t total) {
+    if (!bar) bar = std::make_unique<Progress>(label, total, "windows");
+    bar->update(done);
+  });
   if (bar) bar->finish();
-  std::printf("calibration: %s tokens of %s\n", with_commas(calibration.tokens).c_str(), names.c_str());
+  std::printf("%s: %s tokens of %s\n", label, with_commas(calibration.tokens).c_str(), text.names.c_str());
   return calibration;
+}
+
+quant::Calibration run_calibration(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
+  const auto text = calibration_text(input, args);
+  auto model = model::Transformer::load(input);
+  return run_calibration(*model, text, "calibration");
+}
+
+// --calib-passes 2: GPTQ once more, with Hessians measured on the model that pass 1 quantized,
+// so that each layer is fitted to the inputs it will really see, earlier layers' rounding errors
+// included (as GPTQ's own layer-by-layer scheme does).
+quant::Calibration second_pass(const std::filesystem::path& input, const std::string& output, const std::string& type,
+                               int threads, const quant::Calibration& first, const CalibrationText& text,
+                               double damp) {
+  const std::filesystem::path draft = output + ".pass1.tmp";
+  io::register_temporary(draft);
+  struct RemoveDraft {  // also when pass 2 fails: no draft is left beside the output
+    std::filesystem::path path;
+    ~RemoveDraft() {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+      io::unregister_temporary(path);
+    }
+  } remove_draft{draft};
+  const auto importance = quant::importance_matrix(first);
+  quant::GgufExportOptions opts;
+  opts.type = type;
+  opts.threads = threads;
+  opts.importance = &importance;
+  opts.encoder = quant::gptq_tensor_encoder(first, damp);
+  quant::export_gguf(input, draft, opts);
+  quant::Calibration second;
+  {
+    io::GgufFile file(draft);
+    auto quantized = model::load_gguf_transformer(file);
+    second = run_calibration(*quantized, text, "calibration pass 2");
+  }
+  return second;
 }
 
 int run_int_export(const std::filesystem::path& input, const std::string& output, quant::IntFormat format,
@@ -93,12 +145,22 @@ int quantize_with_torch(const cxxopts::ParseResult& args) {
   }
   const std::string method = args["calib-method"].as<std::string>();
   if (method != "gptq" && method != "imatrix") throw UsageError("--calib-method must be gptq or imatrix");
+  const int passes = args["calib-passes"].as<int>();
+  if (passes != 1 && passes != 2) throw UsageError("--calib-passes must be 1 or 2");
+  if (passes == 2 && method != "gptq") throw UsageError("--calib-passes 2 is for --calib-method gptq");
   if (std::filesystem::is_regular_file(input)) fail(input.string(), "--calib needs a Hugging Face model directory");
-  const quant::Calibration calibration = run_calibration(input, args);
+  const std::string output = args["output"].as<std::string>(), type = args["type"].as<std::string>();
+  const double damp = args["damp"].as<double>();
+  const auto text = calibration_text(input, args);
+  quant::Calibration calibration;
+  {
+    auto model = model::Transformer::load(input);
+    calibration = run_calibration(*model, text, "calibration");
+  }
+  if (passes == 2) calibration = second_pass(input, output, type, threads, calibration, text, damp);
   const auto importance = quant::importance_matrix(calibration);
-  return run_gguf_export(input, args["output"].as<std::string>(), args["type"].as<std::string>(), threads, &importance,
-                         method == "gptq" ? quant::gptq_tensor_encoder(calibration, args["damp"].as<double>())
-                                          : quant::TensorEncoder{});
+  return run_gguf_export(input, output, type, threads, &importance,
+                         method == "gptq" ? quant::gptq_tensor_encoder(calibration, damp) : quant::TensorEncoder{});
 }
 
 }  // namespace anvil::cli
