@@ -8,7 +8,6 @@
 #include "common.h"
 #include "io/atomic_file.h"
 #include "io/gguf.h"
-#include "io/temp_cleanup.h"
 #include "model/gguf_model.h"
 #include "model_options.h"
 #include "progress.h"
@@ -57,8 +56,7 @@ quant::Calibration run_calibration(model::Transformer& model, const CalibrationT
   return calibration;
 }
 
-quant::Calibration run_calibration(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
-  const auto text = calibration_text(input, args);
+quant::Calibration run_calibration(const std::filesystem::path& input, const CalibrationText& text) {
   auto model = model::Transformer::load(input);
   return run_calibration(*model, text, "calibration");
 }
@@ -69,30 +67,13 @@ quant::Calibration run_calibration(const std::filesystem::path& input, const cxx
 quant::Calibration second_pass(const std::filesystem::path& input, const std::string& output, const std::string& type,
                                int threads, const quant::Calibration& first, const CalibrationText& text,
                                double damp) {
-  const std::filesystem::path draft = output + ".pass1.tmp";
-  io::register_temporary(draft);
-  struct RemoveDraft {  // also when pass 2 fails: no draft is left beside the output
-    std::filesystem::path path;
-    ~RemoveDraft() {
-      std::error_code ec;
-      std::filesystem::remove(path, ec);
-      io::unregister_temporary(path);
-    }
-  } remove_draft{draft};
+  const io::AtomicDir scratch(output + ".pass1");  // never committed: removed on return, failure or Ctrl-C
+  const auto draft = scratch.temp_path() / "draft.gguf";
   const auto importance = quant::importance_matrix(first);
-  quant::GgufExportOptions opts;
-  opts.type = type;
-  opts.threads = threads;
-  opts.importance = &importance;
-  opts.encoder = quant::gptq_tensor_encoder(first, damp);
-  quant::export_gguf(input, draft, opts);
-  quant::Calibration second;
-  {
-    io::GgufFile file(draft);
-    auto quantized = model::load_gguf_transformer(file);
-    second = run_calibration(*quantized, text, "calibration pass 2");
-  }
-  return second;
+  export_gguf_with_progress(input, draft, type, threads, &importance, quant::gptq_tensor_encoder(first, damp));
+  io::GgufFile file(draft);
+  auto quantized = model::load_gguf_transformer(file);
+  return run_calibration(*quantized, text, "calibration pass 2");
 }
 
 int run_int_export(const std::filesystem::path& input, const std::string& output, quant::IntFormat format,
@@ -108,7 +89,7 @@ int run_int_export(const std::filesystem::path& input, const std::string& output
   const auto t0 = std::chrono::steady_clock::now();
   quant::Calibration calibration;
   if (args.count("calib")) {
-    calibration = run_calibration(input, args);
+    calibration = run_calibration(input, calibration_text(input, args));
     opts.calibration = &calibration;
   }
   std::unique_ptr<Progress> bar;
@@ -152,11 +133,7 @@ int quantize_with_torch(const cxxopts::ParseResult& args) {
   const std::string output = args["output"].as<std::string>(), type = args["type"].as<std::string>();
   const double damp = args["damp"].as<double>();
   const auto text = calibration_text(input, args);
-  quant::Calibration calibration;
-  {
-    auto model = model::Transformer::load(input);
-    calibration = run_calibration(*model, text, "calibration");
-  }
+  quant::Calibration calibration = run_calibration(input, text);
   if (passes == 2) calibration = second_pass(input, output, type, threads, calibration, text, damp);
   const auto importance = quant::importance_matrix(calibration);
   return run_gguf_export(input, output, type, threads, &importance,

@@ -9,9 +9,10 @@
 
 namespace anvil::cli {
 
-int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
-                    int threads, const std::map<std::string, std::vector<float>>* importance,
-                    const quant::TensorEncoder& encoder) {
+quant::GgufExportSummary export_gguf_with_progress(const std::filesystem::path& input,
+                                                  const std::filesystem::path& output, const std::string& type,
+                                                  int threads, const std::map<std::string, std::vector<float>>* importance,
+                                                  const quant::TensorEncoder& encoder) {
   quant::GgufExportOptions opts;
   opts.importance = importance;
   opts.encoder = encoder;
@@ -24,6 +25,13 @@ int run_gguf_export(const std::filesystem::path& input, const std::filesystem::p
   };
   auto s = quant::export_gguf(input, output, opts);
   if (bar) bar->finish();
+  return s;
+}
+
+int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
+                    int threads, const std::map<std::string, std::vector<float>>* importance,
+                    const quant::TensorEncoder& encoder) {
+  const auto s = export_gguf_with_progress(input, output, type, threads, importance, encoder);
   std::printf("wrote %s: %s, %lld tensors, %s, %.2f bits/weight, from %s in %.3f s (%.0f MB/s of input)\n",
               output.string().c_str(), type.c_str(), static_cast<long long>(s.tensors),
               human_bytes(static_cast<double>(s.output_bytes)).c_str(), s.bits_per_weight(),

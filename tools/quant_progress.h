@@ -9,6 +9,12 @@
 
 namespace anvil::cli {
 
+// The export with its progress bar, no summary (for intermediate files).
+quant::GgufExportSummary export_gguf_with_progress(const std::filesystem::path& input,
+                                                  const std::filesystem::path& output, const std::string& type,
+                                                  int threads, const std::map<std::string, std::vector<float>>* importance,
+                                                  const quant::TensorEncoder& encoder);
+
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
                     int threads, const std::map<std::string, std::vector<float>>* importance = nullptr,
                     const quant::TensorEncoder& encoder = {});
