@@ -18,6 +18,8 @@ packages=(
   libpcre2-dev          # Unicode regex for the tokenizer's pre-tokenizer
   libutf8proc-dev       # Unicode normalization (NFC/NFKC) for tokenizers that ask for it
   libgtest-dev          # tests
+  python3               # the hostile-input corpus and the kill test (standard library only)
+  clang libclang-rt-14-dev  # libFuzzer + ASan/UBSan for the fuzz targets (tests/fuzz)
 )
 
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ANVIL_SHARED=${ANVIL_SHARED:-$(cd .. && pwd)/shared}
-cd "${ANVIL_BUILD_DIR:-build}"
-ctest --output-on-failure -j"$(nproc)"
+(cd "${ANVIL_BUILD_DIR:-build}" && ctest --output-on-failure -j"$(nproc)")
+# Every fuzz target briefly (a minute in all), so that a reader regression fails the run;
+# bench/fuzz_long.sh is the long run.
+bash scripts/fuzz.sh 60

@@ -99,13 +99,32 @@ TEST(QuantTypes, RoundHalfAwayIsRoundf) {
   for (float x : xs) ASSERT_EQ(quant::round_half_away(x), static_cast<int>(std::round(x))) << x;
 }
 
-TEST(QuantTypes, TableMatchesGgufBlockSizes) {
-  for (const auto& t : quant::quant_types()) {
-    auto size = io::ggml_type_size(t.ggml_type);
-    ASSERT_TRUE(size) << t.name;
-    EXPECT_EQ(size->block_elements, static_cast<uint32_t>(t.block_elements)) << t.name;
-    EXPECT_EQ(size->block_bytes, static_cast<uint32_t>(t.block_bytes)) << t.name;
-    EXPECT_EQ(std::string(size->name), std::string(t.name));
+// ggml's type table as ggml-common.h and ggml.c define it (id, name, elements and bytes per
+// block), written out here from ggml's sources: the one table anvil has must agree with it.
+TEST(QuantTypes, TableIsGgmls) {
+  struct Row {
+    uint32_t id;
+    const char* name;
+    uint32_t elements, bytes;
+  };
+  const Row ggml[] = {{0, "F32", 1, 4},        {1, "F16", 1, 2},          {2, "Q4_0", 32, 18},    {3, "Q4_1", 32, 20},
+                      {6, "Q5_0", 32, 22},     {7, "Q5_1", 32, 24},       {8, "Q8_0", 32, 34},    {9, "Q8_1", 32, 36},
+                      {10, "Q2_K", 256, 84},   {11, "Q3_K", 256, 110},    {12, "Q4_K", 256, 144}, {13, "Q5_K", 256, 176},
+                      {14, "Q6_K", 256, 210},  {15, "Q8_K", 256, 292},    {16, "IQ2_XXS", 256, 66},
+                      {17, "IQ2_XS", 256, 74}, {18, "IQ3_XXS", 256, 98},  {20, "IQ4_NL", 32, 18},
+                      {23, "IQ4_XS", 256, 136}, {24, "I8", 1, 1},         {25, "I16", 1, 2},      {26, "I32", 1, 4},
+                      {27, "I64", 1, 8},       {28, "F64", 1, 8},         {30, "BF16", 1, 2}};
+  for (const Row& r : ggml) {
+    auto size = io::ggml_type_size(r.id);
+    ASSERT_TRUE(size) << r.name;
+    EXPECT_EQ(std::string(size->name), r.name);
+    EXPECT_EQ(size->block_elements, r.elements) << r.name;
+    EXPECT_EQ(size->block_bytes, r.bytes) << r.name;
+  }
+  for (uint32_t unknown : {4u, 5u, 19u, 31u, 1000u}) EXPECT_FALSE(io::ggml_type_size(unknown)) << unknown;
+  for (const auto& t : quant::quant_types()) {  // the codec rows are rows of the same table
+    EXPECT_EQ(t.name, std::string(io::ggml_type_size(t.ggml_type)->name));
+    EXPECT_EQ(t.row_bytes(t.block_elements), static_cast<int64_t>(io::ggml_type_size(t.ggml_type)->block_bytes));
   }
 }
 

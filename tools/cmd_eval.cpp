@@ -53,6 +53,7 @@ int run_eval(int argc, char** argv) {
   auto load = apply_runtime_options(args);
   auto tok = load_tokenizer(model_dir);
   auto model = load_model(model_dir, load, args.count("adapter") ? args["adapter"].as<std::string>() : "");
+  tok.check_fits_model(model->config().vocab_size, model_dir.string());
   std::unique_ptr<model::Transformer> reference;
   if (ref_dir) {
     reference = load_model(*ref_dir, load);
@@ -72,10 +73,13 @@ int run_eval(int argc, char** argv) {
     std::printf("\n");
   }
   for (const auto& f : files) {
-    auto tokens = tok.encode(io::read_text_file(f), /*add_special_tokens=*/false);
+    auto tokens = tok.encode_file(f, /*add_special_tokens=*/false);
     eval::PerplexityOptions opts;
     opts.window = args["window"].as<int64_t>();
     opts.batch_windows = args["batch"].as<int64_t>();
+    if (static_cast<int64_t>(tokens.size()) < opts.window)
+      fail(f, "has " + std::to_string(tokens.size()) + " tokens, fewer than one window of " +
+                  std::to_string(opts.window) + " (--window)");
     opts.threads = at::get_num_threads();
     Progress progress(std::filesystem::path(f).filename().string(),
                       static_cast<int64_t>(tokens.size()) / opts.window, "windows");

@@ -51,6 +51,7 @@ int run_generate(int argc, char** argv) {
   auto load = apply_runtime_options(args);
   auto tok = load_tokenizer(model_dir);
   auto model = load_model(model_dir, load, args.count("adapter") ? args["adapter"].as<std::string>() : "");
+  tok.check_fits_model(model->config().vocab_size, model_dir.string());
 
   const std::string prompt = args["prompt"].as<std::string>();
   auto prompt_ids = tok.encode(prompt, !args.count("no-bos"));

@@ -39,7 +39,7 @@ CalibrationText calibration_text(const std::filesystem::path& input, const cxxop
   text.window = args["calib-window"].as<int64_t>();
   text.budget = args["calib-tokens"].as<int64_t>();
   std::vector<std::vector<int32_t>> sources;
-  for (const auto& file : files) sources.push_back(tokenizer.encode(io::read_text_file(file), false));
+  for (const auto& file : files) sources.push_back(tokenizer.encode_file(file, false));
   text.tokens = quant::interleave_windows(sources, text.window, text.budget);
   return text;
 }

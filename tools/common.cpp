@@ -45,6 +45,8 @@ tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
     io::GgufFile gguf(model_path);
     return tokenizer::Tokenizer::from_json(tokenizer::tokenizer_json_from_gguf(gguf), model_path.string());
   }
+  if (!std::filesystem::is_directory(model_path))
+    fail(model_path.string(), "is neither a GGUF file (its magic is not GGUF) nor a model directory");
   return tokenizer::Tokenizer::load(model_path);
 }
 

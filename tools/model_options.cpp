@@ -46,6 +46,8 @@ std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path
     if (!adapter_dir.empty()) throw UsageError("--adapter applies to Hugging Face model directories, not GGUF files");
     return model::load_gguf_transformer(io::GgufFile(path), options);
   }
+  if (!std::filesystem::is_directory(path))
+    fail(path.string(), "is neither a GGUF file (its magic is not GGUF) nor a model directory");
   if (adapter_dir.empty()) return model::Transformer::load(path, options);
   auto adapter = model::LoraAdapter::load(existing_path(adapter_dir, "adapter directory"));
   return model::Transformer::load(path, options, adapter.get());

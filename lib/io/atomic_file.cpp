@@ -1,9 +1,12 @@
 #include "io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -21,10 +24,40 @@ std::string random_suffix() {
   return std::to_string(::getpid()) + "." + std::to_string(rng() % 1000000007ull);
 }
 
+// Temporaries are named ".NAME.tmp-PID.RANDOM" beside NAME, so that the next run writing NAME
+// can recognise the leftovers of a killed one (kill -9 runs no handler) by name and owner.
+std::string temp_prefix(const fs::path& final_path) { return "." + final_path.filename().string() + ".tmp-"; }
+
 fs::path temp_sibling(const fs::path& final_path) {
-  fs::path name = final_path.filename();
-  return final_path.parent_path() / ("." + name.string() + ".tmp-" + random_suffix());
+  return final_path.parent_path() / (temp_prefix(final_path) + random_suffix());
 }
+
+}  // namespace
+
+int remove_stale_temporaries(const fs::path& final_path) {
+  const fs::path parent = final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path();
+  const std::string prefix = temp_prefix(final_path);
+  std::error_code ec;
+  int removed = 0;
+  for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!name.starts_with(prefix)) continue;
+    const std::string rest = name.substr(prefix.size());  // "PID.RANDOM"
+    const size_t dot = rest.find('.');
+    if (dot == std::string::npos || dot == 0) continue;
+    long pid = 0;
+    if (auto [p, e] = std::from_chars(rest.data(), rest.data() + dot, pid); e != std::errc() || p != rest.data() + dot)
+      continue;
+    // Only a writer that no longer exists: a live one (another anvil writing here) keeps its file.
+    if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code rm;
+    fs::remove_all(it->path(), rm);
+    if (!rm) ++removed;
+  }
+  return removed;
+}
+
+namespace {
 
 }  // namespace
 
@@ -32,6 +65,7 @@ AtomicFile::AtomicFile(fs::path final_path) : final_path_(std::move(final_path))
   fs::path parent = final_path_.parent_path();
   if (!parent.empty() && !fs::is_directory(parent))
     fail(final_path_.string(), "output directory does not exist");
+  remove_stale_temporaries(final_path_);
   temp_path_ = temp_sibling(final_path_);
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd_ < 0) fail(final_path_.string(), std::string("cannot create: ") + std::strerror(errno));
@@ -88,6 +122,7 @@ AtomicDir::AtomicDir(fs::path final_path) : final_path_(std::move(final_path)) {
   fs::path parent = final_path_.parent_path();
   if (!parent.empty() && !fs::is_directory(parent))
     fail(final_path_.string(), "parent directory does not exist");
+  remove_stale_temporaries(final_path_);
   temp_path_ = temp_sibling(final_path_);
   std::error_code ec;
   fs::create_directory(temp_path_, ec);
@@ -106,7 +141,17 @@ AtomicDir::~AtomicDir() {
 void AtomicDir::commit() {
   std::error_code ec;
   if (fs::exists(final_path_)) {
-    // Move the old directory aside first so that the swap leaves no mixture of old and new files.
+    // Swap old and new in one step (renameat2 RENAME_EXCHANGE), so that at every moment, a
+    // kill -9 included, the final name holds one complete output; the old one then sits under
+    // the temporary name and is removed.
+    if (::renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, final_path_.c_str(), RENAME_EXCHANGE) == 0) {
+      fs::remove_all(temp_path_, ec);
+      unregister_temporary(temp_path_);
+      committed_ = true;
+      return;
+    }
+    // A file system without the exchange: move the old directory aside first, so the swap leaves
+    // no mixture of old and new files.
     fs::path old = temp_sibling(final_path_);
     fs::rename(final_path_, old, ec);
     if (ec) fail(final_path_.string(), "cannot replace existing output: " + ec.message());
@@ -128,6 +173,7 @@ void write_text_file(const fs::path& path, std::string_view text) {
 }
 
 std::string read_text_file(const fs::path& path) {
+  if (fs::is_directory(path)) fail(path.string(), "is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path.string(), "cannot open");
   std::ostringstream ss;

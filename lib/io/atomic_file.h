@@ -51,6 +51,10 @@ class AtomicDir {
   bool committed_ = false;
 };
 
+// Removes the temporaries that killed runs left beside `final_path` (".NAME.tmp-PID.*" whose
+// PID is gone); AtomicFile and AtomicDir call it before writing. Returns how many it removed.
+int remove_stale_temporaries(const std::filesystem::path& final_path);
+
 // Writes a small text file atomically.
 void write_text_file(const std::filesystem::path& path, std::string_view text);
 std::string read_text_file(const std::filesystem::path& path);

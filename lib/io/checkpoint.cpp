@@ -1,3 +1,4 @@
+#include <charconv>
 #include "io/checkpoint.h"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 
 #include "io/atomic_file.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 
 namespace anvil::io {
 namespace fs = std::filesystem;
@@ -19,12 +21,7 @@ Checkpoint::Checkpoint(const fs::path& path) : path_(path) {
     fs::path index = path / "model.safetensors.index.json";
     fs::path single = path / "model.safetensors";
     if (fs::exists(index)) {
-      nlohmann::json json;
-      try {
-        json = nlohmann::json::parse(read_text_file(index));
-      } catch (const nlohmann::json::exception& e) {
-        fail(index.string(), std::string("not valid JSON (") + e.what() + ")");
-      }
+      nlohmann::json json = util::parse_json(read_text_file(index), index.string());
       if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object())
         fail(index.string(), "missing weight_map object");
       for (auto it = json["weight_map"].begin(); it != json["weight_map"].end(); ++it) {
@@ -148,7 +145,10 @@ uint64_t parse_byte_size(const std::string& text) {
   size_t i = 0;
   while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
   if (i == 0) fail("size '" + text + "'", "expected a number such as 5GB or 500MB");
-  double value = std::stod(text.substr(0, i));
+  double value = 0;
+  if (auto [end, ec] = std::from_chars(text.data(), text.data() + i, value); ec != std::errc() || end != text.data() + i ||
+                                                                           !(value > 0 && value < 1e18))
+    fail("size '" + text + "'", "expected a positive number such as 5GB or 500MB");
   std::string unit = text.substr(i);
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   double mult = 1;

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "io/atomic_file.h"
+#include "io/ggml_types.h"
 #include "util/error.h"
 
 namespace anvil::io {
@@ -13,21 +14,6 @@ namespace {
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr uint32_t kMaxDims = 4;
 constexpr size_t kMaxNameLength = 63;    // llama.cpp's GGML_MAX_NAME - 1
-
-struct TypeRow {
-  uint32_t id;
-  GgmlTypeSize size;
-};
-
-// ggml's block sizes (ggml.c type_traits): elements per block, bytes per block.
-constexpr std::array<TypeRow, 24> kGgmlTypes{{
-    {0, {1, 4, "F32"}},        {1, {1, 2, "F16"}},         {2, {32, 18, "Q4_0"}},     {3, {32, 20, "Q4_1"}},
-    {6, {32, 22, "Q5_0"}},     {7, {32, 24, "Q5_1"}},      {8, {32, 34, "Q8_0"}},     {9, {32, 36, "Q8_1"}},
-    {10, {256, 84, "Q2_K"}},   {11, {256, 110, "Q3_K"}},   {12, {256, 144, "Q4_K"}},  {13, {256, 176, "Q5_K"}},
-    {14, {256, 210, "Q6_K"}},  {15, {256, 292, "Q8_K"}},   {16, {256, 66, "IQ2_XXS"}}, {17, {256, 74, "IQ2_XS"}},
-    {18, {256, 98, "IQ3_XXS"}}, {20, {32, 18, "IQ4_NL"}},  {23, {256, 136, "IQ4_XS"}}, {24, {1, 1, "I8"}},
-    {25, {1, 2, "I16"}},       {26, {1, 4, "I32"}},        {27, {1, 8, "I64"}},       {30, {1, 2, "BF16"}},
-}};
 
 size_t scalar_size(GgufType t) {
   switch (t) {
@@ -185,9 +171,9 @@ uint64_t GgufTensorInfo::numel() const {
 }
 
 std::optional<GgmlTypeSize> ggml_type_size(uint32_t type) {
-  for (const auto& r : kGgmlTypes)
-    if (r.id == type) return r.size;
-  return std::nullopt;
+  const ggml::TypeInfo* info = ggml::type_info(type);
+  if (!info) return std::nullopt;
+  return GgmlTypeSize{info->block_elements, info->block_bytes, info->name.data()};
 }
 
 GgufFile::GgufFile(const std::filesystem::path& path) : file_(path) {

@@ -7,6 +7,7 @@
 
 #include "io/atomic_file.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 
 namespace anvil::io {
 namespace {
@@ -44,12 +45,7 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
   const char* header = reinterpret_cast<const char*>(file_.data() + 8);
   if (n == 0 || header[0] != '{') fail(where, "header is not a JSON object");
 
-  ordered_json json;
-  try {
-    json = ordered_json::parse(header, header + n);
-  } catch (const std::exception& e) {
-    fail(where, std::string("header is not valid JSON (") + e.what() + ")");
-  }
+  ordered_json json = util::parse_ordered_json(std::string_view(header, n), where + " (header)");
   if (!json.is_object()) fail(where, "header is not a JSON object");
 
   const uint64_t data_size = file_size - 8 - n;

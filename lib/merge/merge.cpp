@@ -244,7 +244,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   if (config.tokenizer_source && *config.tokenizer_source == "union")
     fail(config.source.string(), "tokenizer_source: union is not supported (use base or a model path)");
   at::Device device = options.device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  if (device.is_cuda() && !at::hasCUDA()) fail("--device cuda", "no CUDA device available");
+  if (device.is_cuda() && !at::hasCUDA()) fail("device cuda", "no CUDA device available");
 
   MergeConfig cfg = config;
   if (cfg.from_models && cfg.base_model && method->base_is_input()) {

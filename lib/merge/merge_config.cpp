@@ -1,49 +1,41 @@
 #include "merge/merge_config.h"
 
-#include <yaml-cpp/yaml.h>
-
+#include <cctype>
+#include <charconv>
+#include <cmath>
 #include <set>
 
 #include "io/atomic_file.h"
 #include "util/error.h"
+#include "util/yaml_reader.h"
 
 namespace anvil::merge {
 namespace fs = std::filesystem;
 namespace {
 
-struct Parser {
-  fs::path where;
+struct Parser : util::YamlReader {
   fs::path config_dir;
 
-  [[noreturn]] void error(const YAML::Node& node, const std::string& what) const {
-    std::string loc = where.string();
-    if (node.IsDefined() && node.Mark().line >= 0) loc += ":" + std::to_string(node.Mark().line + 1);
-    fail(loc, what);
-  }
-
-  void only_keys(const YAML::Node& map, std::initializer_list<const char*> allowed, const std::string& context) const {
-    if (!map.IsMap()) error(map, context + " must be a mapping");
-    std::set<std::string> ok(allowed.begin(), allowed.end());
-    for (const auto& kv : map) {
-      auto key = kv.first.as<std::string>();
-      if (!ok.count(key)) {
-        std::string list;
-        for (const auto& k : allowed) list += (list.empty() ? "" : ", ") + std::string(k);
-        error(kv.first, "unsupported key '" + key + "' in " + context + " (supported: " + list + ")");
-      }
-    }
-  }
+  Parser(const fs::path& where, fs::path dir) : YamlReader(where), config_dir(std::move(dir)) {}
 
   ParamValue scalar(const YAML::Node& n) const {
     if (!n.IsScalar()) error(n, "expected a number, boolean or string");
-    const std::string s = n.Scalar();
+    const std::string& s = n.Scalar();
     if (s == "true" || s == "True") return 1.0;
     if (s == "false" || s == "False") return 0.0;
-    try {
-      size_t used = 0;
-      double v = std::stod(s, &used);
-      if (used == s.size()) return v;
-    } catch (...) {
+    // NaN and infinities pass range checks written as `x < lo || x > hi` and poison every
+    // tensor they touch, so they are refused here, in every spelling (YAML's .nan, .inf too).
+    std::string lower;
+    for (char ch : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    for (const char* bad : {"nan", ".nan", "inf", ".inf", "-.inf", "+.inf", "-inf", "+inf", "infinity", "-infinity"})
+      if (lower == bad) error(n, "a parameter must be a finite number, not '" + s + "'");
+    double v = 0;
+    const char* begin = s.data() + (s.starts_with('+') ? 1 : 0);
+    auto [end, ec] = std::from_chars(begin, s.data() + s.size(), v);
+    if (ec == std::errc::result_out_of_range) error(n, "number '" + s + "' is out of range");
+    if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) {
+      if (!std::isfinite(v)) error(n, "a parameter must be a finite number, not '" + s + "'");
+      return v;
     }
     return s;
   }
@@ -59,8 +51,8 @@ struct Parser {
         only_keys(c, {"filter", "value"}, "a conditional parameter");
         if (!c["value"]) error(c, "conditional parameter without 'value'");
         std::optional<std::string> filter;
-        if (c["filter"] && !c["filter"].IsNull()) filter = c["filter"].as<std::string>();
-        s.conditions.emplace_back(filter, setting(c["value"]));
+        if (c["filter"] && !c["filter"].IsNull()) filter = string(c["filter"], "filter");
+        s.conditions.push_back({filter, setting(c["value"])});
       }
     } else if (n.IsSequence() && n.size() > 0) {
       s.kind = Setting::Kind::Gradient;
@@ -75,7 +67,7 @@ struct Parser {
     Settings out;
     if (!n || n.IsNull()) return out;
     if (!n.IsMap()) error(n, "parameters must be a mapping");
-    for (const auto& kv : n) out[kv.first.as<std::string>()] = setting(kv.second);
+    for (const auto& kv : n) out[string(kv.first, "a parameter name")] = setting(kv.second);
     return out;
   }
 
@@ -94,13 +86,13 @@ struct Parser {
     else only_keys(n, {"model", "parameters"}, "a model entry");
     if (!n["model"]) error(n, "missing 'model'");
     InputSlice s;
-    s.model = n["model"].as<std::string>();
+    s.model = string(n["model"], "model");
     s.path = resolve_model(n["model"]);
     s.parameters = settings(n["parameters"]);
     if (with_range) {
       const auto& r = n["layer_range"];
       if (!r || !r.IsSequence() || r.size() != 2) error(n, "slice source needs layer_range: [start, end]");
-      s.layer_range = std::make_pair(r[0].as<int64_t>(), r[1].as<int64_t>());
+      s.layer_range = std::make_pair(integer(r[0], "layer_range"), integer(r[1], "layer_range"));
       if (s.layer_range->first < 0 || s.layer_range->second <= s.layer_range->first)
         error(r, "layer_range must be [start, end) with 0 <= start < end");
     }
@@ -153,13 +145,8 @@ std::optional<ParamValue> ParameterReader::get(const std::string& name, const st
 }
 
 MergeConfig MergeConfig::parse(const std::string& text, const fs::path& where) {
-  Parser p{where, where.has_parent_path() ? where.parent_path() : fs::path(".")};
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    fail(where.string(), "not valid YAML (" + e.msg + " at line " + std::to_string(e.mark.line + 1) + ")");
-  }
+  Parser p(where, where.has_parent_path() ? where.parent_path() : fs::path("."));
+  YAML::Node root = util::load_yaml(text, where.string());
   if (!root.IsMap()) fail(where.string(), "the config must be a YAML mapping");
   try {
     p.only_keys(root, {"merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype",
@@ -168,12 +155,12 @@ MergeConfig MergeConfig::parse(const std::string& text, const fs::path& where) {
     MergeConfig c;
     c.source = where;
     if (!root["merge_method"]) p.error(root, "missing 'merge_method'");
-    c.merge_method = root["merge_method"].as<std::string>();
+    c.merge_method = p.string(root["merge_method"], "merge_method");
     if (root["base_model"] && !root["base_model"].IsNull())
       c.base_model = p.resolve_model(root["base_model"]).string();
-    if (root["dtype"]) c.dtype = root["dtype"].as<std::string>();
-    if (root["out_dtype"]) c.out_dtype = root["out_dtype"].as<std::string>();
-    if (root["tokenizer_source"]) c.tokenizer_source = root["tokenizer_source"].as<std::string>();
+    if (root["dtype"]) c.dtype = p.string(root["dtype"], "dtype");
+    if (root["out_dtype"]) c.out_dtype = p.string(root["out_dtype"], "out_dtype");
+    if (root["tokenizer_source"]) c.tokenizer_source = p.string(root["tokenizer_source"], "tokenizer_source");
     c.parameters = p.settings(root["parameters"]);
     const bool has_models = root["models"] && !root["models"].IsNull();
     const bool has_slices = root["slices"] && !root["slices"].IsNull();

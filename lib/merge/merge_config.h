@@ -17,11 +17,18 @@ using ParamValue = std::variant<double, std::string>;
 // A parameter setting as written in YAML: a scalar, a gradient list interpolated over the layers,
 // or a list of {filter: SUBSTRING, value: ...} picked by tensor name (first match; no filter or
 // "*" matches everything).
+struct Condition;
 struct Setting {
   enum class Kind { Scalar, Gradient, Conditional } kind = Kind::Scalar;
   ParamValue scalar = 0.0;
   std::vector<ParamValue> gradient;
-  std::vector<std::pair<std::optional<std::string>, Setting>> conditions;
+  // A vector of a type completed below (allowed since C++17), not of std::pair<..., Setting>:
+  // the pair's conditional default constructor needs Setting complete, which clang refuses.
+  std::vector<Condition> conditions;
+};
+struct Condition {
+  std::optional<std::string> filter;
+  Setting value;
 };
 
 // mergekit's evaluate_setting: `t` in [0, 1] is the layer's position within its slice.

@@ -53,6 +53,10 @@ struct ModelConfig {
   std::optional<int64_t> pad_token_id;
   std::string raw_json;              // the original text, for writing derived configs
 
+  // Checks the values against each other (head layout, ids inside the vocabulary, finite
+  // epsilon and rotary base); an anvil::Error naming `where` otherwise. parse/from_gguf call it.
+  void validate(const std::string& where) const;
+
   static ModelConfig parse(const std::string& json_text, const std::string& where);
   // From a llama.cpp GGUF's {arch}.* metadata (and its tensor list, for vocabulary and tying).
   static ModelConfig from_gguf(const class io::GgufFile& gguf);

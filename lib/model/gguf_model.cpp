@@ -4,6 +4,7 @@ namespace anvil::model {
 
 std::unique_ptr<Transformer> load_gguf_transformer(const io::GgufFile& gguf, const LoadOptions& options) {
   ModelConfig config = ModelConfig::from_gguf(gguf);
+  check_gguf_shapes(gguf, config);
   auto has = [&](const std::string& hf) { return gguf_has_hf_tensor(gguf, hf); };
   auto get = [&](const std::string& hf) {
     HfTensor t = read_gguf_hf_tensor(gguf, config, hf);

@@ -1,3 +1,4 @@
+#include <charconv>
 #include "model/gguf_names.h"
 
 #include <array>
@@ -54,6 +55,17 @@ std::optional<std::string> map(const std::string& name, bool to_gguf) {
 
 }  // namespace
 
+std::optional<int64_t> hf_layer_index(const std::string& hf_name) {
+  constexpr std::string_view prefix = "model.layers.";
+  if (!hf_name.starts_with(prefix)) return std::nullopt;
+  const size_t end = hf_name.find('.', prefix.size());
+  if (end == std::string::npos || end == prefix.size()) return std::nullopt;
+  int64_t layer = INT64_MAX;
+  auto [ptr, ec] = std::from_chars(hf_name.data() + prefix.size(), hf_name.data() + end, layer);
+  if (ptr != hf_name.data() + end) return std::nullopt;
+  return ec == std::errc() ? layer : INT64_MAX;
+}
+
 std::optional<std::string> hf_to_gguf_name(const std::string& hf_name) { return map(hf_name, true); }
 std::optional<std::string> gguf_to_hf_name(const std::string& gguf_name) { return map(gguf_name, false); }
 
@@ -62,7 +74,13 @@ std::optional<ExpertSlice> hf_expert_to_gguf(const std::string& hf_name) {
   std::smatch m;
   if (!std::regex_match(hf_name, m, re)) return std::nullopt;
   for (const auto& [hf, gg] : kExperts)
-    if (m[3] == hf) return ExpertSlice{"blk." + m[1].str() + "." + gg, std::stoll(m[2])};
+    if (m[3] == hf) {
+      // An index too large for int64 (a stranger's "experts.99999999999999999999") stays
+      // recognisably out of range instead of throwing from the conversion.
+      int64_t expert = INT64_MAX;
+      std::from_chars(m[2].first.base(), m[2].second.base(), expert);
+      return ExpertSlice{"blk." + m[1].str() + "." + gg, expert};
+    }
   return std::nullopt;
 }
 

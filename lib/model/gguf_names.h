@@ -6,6 +6,9 @@
 
 namespace anvil::model {
 
+// N of a "model.layers.N." name (INT64_MAX when N overflows); nullopt for other names.
+std::optional<int64_t> hf_layer_index(const std::string& hf_name);
+
 std::optional<std::string> hf_to_gguf_name(const std::string& hf_name);
 std::optional<std::string> gguf_to_hf_name(const std::string& gguf_name);
 

@@ -4,6 +4,7 @@
 
 #include "model/gguf_names.h"
 #include "model/rotary_layout.h"
+#include "model/tensor_shapes.h"
 #include "quant/quant_types.h"
 #include "util/error.h"
 
@@ -50,6 +51,19 @@ std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf) {
     fail(gguf.path().string(), "tensor '" + t.name + "' has no Hugging Face name (unsupported)");
   }
   return out;
+}
+
+void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config) {
+  check_tensor_shapes(
+      config,
+      [&](const std::string& hf_name) -> std::optional<std::vector<int64_t>> {
+        const Source src = find_source(gguf, hf_name);
+        if (!src.tensor) return std::nullopt;
+        const auto& d = src.tensor->dims;
+        if (src.expert >= 0) return std::vector<int64_t>{static_cast<int64_t>(d[1]), static_cast<int64_t>(d[0])};
+        return std::vector<int64_t>(d.rbegin(), d.rend());
+      },
+      gguf.path().string(), "the GGUF metadata");
 }
 
 bool gguf_has_hf_tensor(const io::GgufFile& gguf, const std::string& hf_name) {

@@ -27,6 +27,10 @@ struct HfTensorEntry {
 // expert). Fails naming the file for a tensor with no Hugging Face name.
 std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf);
 
+// Every tensor the GGUF's metadata implies, checked for presence and shape (before anything
+// permutes or slices rows by that metadata); an anvil::Error naming the file and tensor.
+void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config);
+
 bool gguf_has_hf_tensor(const io::GgufFile& gguf, const std::string& hf_name);
 
 // Dequantizes the tensor Hugging Face calls `hf_name`: q/k rows un-permuted for families whose

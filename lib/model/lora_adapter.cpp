@@ -7,37 +7,22 @@
 
 #include "io/atomic_file.h"
 #include "model/tensor_bridge.h"
+#include "model/config.h"
+#include "model/tensor_shapes.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 
 namespace anvil::model {
 
 std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::filesystem::path& dir) {
   auto cfg_path = dir / "adapter_config.json";
   if (!std::filesystem::exists(cfg_path)) fail(cfg_path.string(), "not found (is this a PEFT adapter directory?)");
-  nlohmann::json cfg;
-  try {
-    cfg = nlohmann::json::parse(io::read_text_file(cfg_path));
-  } catch (const nlohmann::json::exception& e) {
-    fail(cfg_path.string(), std::string("not valid JSON (") + e.what() + ")");
-  }
-  const std::string where = cfg_path.string();
-  if (cfg.value("peft_type", "LORA") != "LORA") fail(where, "peft_type '" + cfg.value("peft_type", "") + "' is not LORA");
-  if (cfg.value("use_dora", false)) fail(where, "DoRA adapters are not supported");
-  if (cfg.value("fan_in_fan_out", false)) fail(where, "fan_in_fan_out adapters are not supported");
-  if (cfg.contains("modules_to_save") && !cfg["modules_to_save"].is_null() && !cfg["modules_to_save"].empty())
-    fail(where, "modules_to_save is not supported");
-  if (cfg.contains("rank_pattern") && cfg["rank_pattern"].is_object() && !cfg["rank_pattern"].empty())
-    fail(where, "rank_pattern is not supported");
-  if (cfg.contains("alpha_pattern") && cfg["alpha_pattern"].is_object() && !cfg["alpha_pattern"].empty())
-    fail(where, "alpha_pattern is not supported");
   auto a = std::make_unique<LoraAdapter>();
   a->dir_ = dir;
-  a->rank_ = cfg.value("r", 0);
-  if (a->rank_ <= 0) fail(where, "r must be a positive integer");
-  const double alpha = cfg.value("lora_alpha", static_cast<double>(a->rank_));
-  a->scale_ = cfg.value("use_rslora", false) ? alpha / std::sqrt(static_cast<double>(a->rank_)) : alpha / a->rank_;
-  if (cfg.contains("target_modules") && cfg["target_modules"].is_array())
-    for (const auto& t : cfg["target_modules"]) a->targets_.push_back(t.get<std::string>());
+  a->config_ = parse_adapter_config(io::read_text_file(cfg_path), cfg_path.string());
+  a->rank_ = a->config_.r;
+  a->scale_ = a->config_.scale();
+  a->targets_ = a->config_.target_modules;
 
   auto file = dir / "adapter_model.safetensors";
   if (!std::filesystem::exists(file)) fail(file.string(), "not found");
@@ -60,10 +45,31 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::filesystem::path& dir)
   return a;
 }
 
+void LoraAdapter::check_fits(const ModelConfig& model, const io::Checkpoint& base) const {
+  check_adapter_targets(config_, model, (dir_ / "adapter_config.json").string());
+  const std::string where = (dir_ / "adapter_model.safetensors").string();
+  for (const auto& w : adapted_weights()) {
+    const io::TensorView* t = base.find(w);
+    if (!t) fail(where, "changes '" + w + "', which the base model does not have");
+    const auto& A = a_shape(w);
+    const auto& B = b_shape(w);
+    if (t->spec.shape.size() != 2 || B[0] != t->spec.shape[0] || A[1] != t->spec.shape[1])
+      fail(where, "the update for '" + w + "' (" + std::to_string(B[0]) + " x " + std::to_string(A[1]) +
+                      ") does not match its shape " + shape_string(t->spec.shape));
+  }
+}
+
 std::vector<std::string> LoraAdapter::adapted_weights() const {
   std::vector<std::string> out;
   for (const auto& [w, _] : pairs_) out.push_back(w);
   return out;
+}
+
+const std::vector<int64_t>& LoraAdapter::a_shape(const std::string& weight_name) const {
+  return weights_->get(pairs_.at(weight_name).first).spec.shape;
+}
+const std::vector<int64_t>& LoraAdapter::b_shape(const std::string& weight_name) const {
+  return weights_->get(pairs_.at(weight_name).second).spec.shape;
 }
 
 at::Tensor LoraAdapter::delta(const std::string& weight_name) const {
@@ -77,9 +83,10 @@ at::Tensor LoraAdapter::delta(const std::string& weight_name) const {
 void write_merged_model(const std::filesystem::path& base_dir, const LoraAdapter& adapter,
                         const std::filesystem::path& out_dir, const std::string& dtype) {
   io::Checkpoint base(base_dir);
-  auto config = nlohmann::ordered_json::parse(io::read_text_file(base_dir / "config.json"));
-  for (const auto& w : adapter.adapted_weights())
-    if (!base.contains(w)) fail(base_dir.string(), "has no '" + w + "', which the adapter changes");
+  const ModelConfig base_config = ModelConfig::load(base_dir);
+  check_checkpoint_shapes(base_config, base, (base_dir / "config.json").string());
+  adapter.check_fits(base_config, base);
+  auto config = util::parse_ordered_json(base_config.raw_json, (base_dir / "config.json").string());
   std::optional<at::ScalarType> out_type;
   if (!dtype.empty()) out_type = parse_float_dtype(dtype);
   std::vector<io::TensorSpec> specs;

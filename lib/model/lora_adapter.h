@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "io/checkpoint.h"
+#include "model/adapter_config.h"
 
 namespace anvil::model {
 
@@ -21,8 +22,16 @@ class LoraAdapter {
   double scale() const { return scale_; }
   int64_t rank() const { return rank_; }
   const std::vector<std::string>& target_modules() const { return targets_; }
+  const AdapterConfig& config() const { return config_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  // An anvil::Error naming the adapter's file when a target module is not in `model`, or an
+  // update is for a weight `base` lacks or has another shape.
+  void check_fits(const ModelConfig& model, const io::Checkpoint& base) const;
   // HF weight names (e.g. "model.layers.0.self_attn.q_proj.weight") the adapter changes.
   std::vector<std::string> adapted_weights() const;
+  // Shapes of lora_A [r, in] and lora_B [out, r] for an adapted weight.
+  const std::vector<int64_t>& a_shape(const std::string& weight_name) const;
+  const std::vector<int64_t>& b_shape(const std::string& weight_name) const;
   // scale * B @ A for `weight_name` in fp32, or an undefined tensor if not adapted.
   at::Tensor delta(const std::string& weight_name) const;
 
@@ -31,6 +40,7 @@ class LoraAdapter {
   std::unique_ptr<io::Checkpoint> weights_;
   std::map<std::string, std::pair<std::string, std::string>> pairs_;  // weight -> (A name, B name)
   std::vector<std::string> targets_;
+  AdapterConfig config_;
   double scale_ = 1;
   int64_t rank_ = 0;
 };

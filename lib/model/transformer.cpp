@@ -1,5 +1,7 @@
 #include "model/transformer.h"
 
+#include "model/tensor_shapes.h"
+
 #include <torch/version.h>
 
 #include <algorithm>
@@ -234,13 +236,7 @@ at::Tensor Transformer::project(const at::Tensor& x, const LinearWeights& w) con
 
 std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
                                                           const LoadOptions& options, const LoraAdapter* adapter) {
-  if (adapter)
-    for (const auto& w : adapter->adapted_weights()) {
-      const io::TensorView* t = ckpt.find(w);
-      if (!t) fail("adapter", "changes '" + w + "', which the model does not have");
-      auto d = adapter->delta(w);
-      if (d.sizes() != at::IntArrayRef(t->spec.shape)) fail("adapter", "update for '" + w + "' does not match its shape");
-    }
+  if (adapter) adapter->check_fits(config, ckpt);
   auto get = [&](const std::string& name) {
     if (adapter)
       if (at::Tensor d = adapter->delta(name); d.defined())
@@ -256,7 +252,10 @@ std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir,
   ModelConfig config = ModelConfig::load(dir);
   io::Checkpoint ckpt(dir);
   auto quantized = quant::detect_int_checkpoint(dir);
-  if (!quantized) return from_checkpoint(config, ckpt, options, adapter);
+  if (!quantized) {
+    check_checkpoint_shapes(config, ckpt, (dir / "config.json").string());
+    return from_checkpoint(config, ckpt, options, adapter);
+  }
   // INT4/INT8 safetensors (compressed-tensors, GPTQ): dequantized as they load.
   if (adapter) fail(dir.string(), "applying an adapter to an integer-quantized model is not supported");
   auto get = [&](const std::string& name) {
@@ -376,6 +375,14 @@ at::Tensor Transformer::moe(const at::Tensor& x, const LayerWeights& w) const {
 
 at::Tensor Transformer::hidden_states(const at::Tensor& ids, KVCache* cache) const {
   if (ids.dim() != 2) fail("forward", "input ids must be [batch, seq]");
+  // The last line of defence for ids from a stranger's tokenizer (the embedding lookup would
+  // otherwise fail inside LibTorch): one reduction, negligible beside the forward pass.
+  if (ids.numel() > 0) {
+    const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+    if (lo < 0 || hi >= config_.vocab_size)
+      fail("token ids", "id " + std::to_string(lo < 0 ? lo : hi) + " is outside the model's vocabulary of " +
+                            std::to_string(config_.vocab_size) + " (the tokenizer and the model disagree)");
+  }
   int64_t start = cache ? cache->length : 0;
   auto h = at::embedding(embed_, ids.to(options_.device));
   const bool recompute = checkpoint_layers_ && !cache && at::GradMode::is_enabled();

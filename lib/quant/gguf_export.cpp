@@ -17,6 +17,7 @@
 #include "model/gguf_tensors.h"
 #include "model/gguf_names.h"
 #include "model/rotary_layout.h"
+#include "model/tensor_shapes.h"
 #include "quant/quant_mix.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -134,13 +135,18 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     if (c.tie_word_embeddings && hf == "lm_head.weight") continue;  // llama.cpp reuses token_embd
     if (auto slice = model::hf_expert_to_gguf(hf)) {
       auto& experts = stacks[slice->gguf_name];
-      if (slice->expert >= c.num_experts) fail(ckpt.path().string(), "tensor '" + hf + "': expert index out of range");
+      if (slice->expert < 0 || slice->expert >= c.num_experts)
+        fail(ckpt.path().string(), "tensor '" + hf + "': expert index out of range (config.json: " +
+                                       std::to_string(c.num_experts) + " experts)");
       experts.resize(static_cast<size_t>(c.num_experts), nullptr);
       experts[static_cast<size_t>(slice->expert)] = &ckpt.get(hf);
       continue;
     }
     auto name = model::hf_to_gguf_name(hf);
     if (!name) fail(ckpt.path().string(), "tensor '" + hf + "' has no llama.cpp name (unsupported for GGUF)");
+    if (auto layer = model::hf_layer_index(hf); layer && *layer >= c.num_layers)
+      fail(ckpt.path().string(), "tensor '" + hf + "' belongs to a layer config.json does not have (" +
+                                     std::to_string(c.num_layers) + " layers)");
     const io::TensorView& v = ckpt.get(hf);
     Job j;
     j.info.name = *name;
@@ -227,7 +233,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   if (!mix) {
     std::string list;
     for (auto n : quant_mix_names()) list += (list.empty() ? "" : ", ") + std::string(n);
-    fail("--type " + options.type, "unknown type (supported: " + list + ")");
+    fail("quantization type '" + options.type + "'", "unknown (supported: " + list + ")");
   }
 
   // Sources stay open (memory-mapped) while the jobs run.
@@ -239,6 +245,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   if (model::is_gguf_file(input)) {
     gguf_in = std::make_unique<io::GgufFile>(input);
     auto c = model::ModelConfig::from_gguf(*gguf_in);
+    model::check_gguf_shapes(*gguf_in, c);
     ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings, c.num_experts};
     for (const auto& [k, v] : gguf_in->metadata())
       if (k != "general.file_type" && k != "general.quantization_version") meta.emplace_back(k, v);
@@ -247,10 +254,12 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     auto c = model::ModelConfig::load(input);
     if (c.arch->gguf_arch.empty()) fail(input.string(), "anvil cannot write " + c.model_type + " models to GGUF yet");
     ckpt = std::make_unique<io::Checkpoint>(input);
+    model::check_checkpoint_shapes(c, *ckpt, (input / "config.json").string());
     ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight"),
            c.num_experts};
     meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string());
     auto tok = tokenizer::Tokenizer::load(input);
+    tok.check_fits_model(c.vocab_size, (input / "config.json").string());
     for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
                                                         c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
                                                         c.pad_token_id.value_or(-1), tok.adds_special_tokens()))
@@ -335,10 +344,14 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
                                               : dtype == "f16" || dtype == "float16" ? "F16"
                                               : dtype == "bf16" || dtype == "bfloat16" ? "BF16"
                                                                                        : "");
-  if (!out_type) fail("--dtype " + dtype, "expected f32, f16 or bf16");
+  if (!out_type) fail("output dtype '" + dtype + "'", "unknown (supported: f32, f16, bf16)");
   const io::DType st_dtype = out_type->name == "F32" ? io::DType::F32 : out_type->name == "F16" ? io::DType::F16 : io::DType::BF16;
   if (gguf.find_tensor("rope_freqs.weight"))
     fail(gguf_path.string(), "rope_freqs.weight (scaled rotary frequencies) has no config.json form anvil writes yet");
+  // Everything is validated before the output directory exists: the metadata against the
+  // tensors (the q/k permutation divides rows by the head count) and the vocabulary.
+  model::check_gguf_shapes(gguf, c);
+  const std::string tokenizer_json = tokenizer::tokenizer_json_from_gguf(gguf);
   const auto tensors = model::gguf_hf_tensors(gguf);
   std::vector<io::TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back({t.name, st_dtype, t.shape});
@@ -378,7 +391,7 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
     cfg["num_experts_per_tok"] = c.num_experts_per_tok;
   }
   io::write_text_file(out.temp_path() / "config.json", cfg.dump(2) + "\n");
-  io::write_text_file(out.temp_path() / "tokenizer.json", tokenizer::tokenizer_json_from_gguf(gguf));
+  io::write_text_file(out.temp_path() / "tokenizer.json", tokenizer_json);
   out.commit();
 }
 

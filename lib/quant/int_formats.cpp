@@ -6,6 +6,7 @@
 #include "io/checkpoint.h"
 #include "model/tensor_bridge.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 
 namespace anvil::quant {
 namespace fs = std::filesystem;
@@ -152,33 +153,33 @@ nlohmann::ordered_json quantization_config(IntFormat format, const IntQuantSpec&
 std::optional<IntCheckpoint> detect_int_checkpoint(const fs::path& model_dir) {
   const fs::path cfg_path = model_dir / "config.json";
   if (!fs::exists(cfg_path)) return std::nullopt;
-  nlohmann::json cfg;
-  try {
-    cfg = nlohmann::json::parse(io::read_text_file(cfg_path));
-  } catch (const nlohmann::json::exception&) {
-    return std::nullopt;  // ModelConfig::load reports it
-  }
-  if (!cfg.contains("quantization_config") || !cfg["quantization_config"].is_object()) return std::nullopt;
-  const auto& q = cfg["quantization_config"];
-  const std::string where = cfg_path.string() + ": quantization_config";
-  const std::string method = q.value("quant_method", "");
+  const nlohmann::json cfg = util::parse_json(io::read_text_file(cfg_path), cfg_path.string());
+  if (!cfg.is_object() || !cfg.contains("quantization_config") || cfg["quantization_config"].is_null()) return std::nullopt;
+  const std::string where = cfg_path.string();
+  const util::JsonFields q(cfg["quantization_config"], where, "quantization_config.");
+  const std::string method = q.string_or("quant_method", "");
   IntCheckpoint info;
   if (method == "gptq") {
     info.format = IntFormat::Gptq;
-    info.bits = q.value("bits", 4);
-    info.gptq_v2_zeros = q.value("checkpoint_format", "gptq") == "gptq_v2";
+    info.bits = static_cast<int>(q.integer_or("bits", 4, 1, 32));
+    info.gptq_v2_zeros = q.string_or("checkpoint_format", "gptq") == "gptq_v2";
   } else if (method == "compressed-tensors") {
     info.format = IntFormat::CompressedTensors;
-    if (q.value("format", "") != "pack-quantized")
-      fail(where, "compressed-tensors format '" + q.value("format", "") + "' is not supported (pack-quantized is)");
-    const auto& groups = q.value("config_groups", nlohmann::json::object());
-    if (groups.size() != 1) fail(where, "exactly one config group is supported");
-    const auto& w = groups.begin().value().value("weights", nlohmann::json::object());
-    info.bits = w.value("num_bits", 4);
-    if (!w.value("symmetric", true)) fail(where, "asymmetric pack-quantized weights are not supported");
-    if (w.value("type", "int") != "int") fail(where, "only integer weights are supported");
+    if (const std::string format = q.string_or("format", ""); format != "pack-quantized")
+      fail(where, "compressed-tensors format '" + format + "' is not supported (pack-quantized is)");
+    const nlohmann::json* groups = q.find("config_groups");
+    if (!groups || !groups->is_object() || groups->size() != 1)
+      fail(where, "quantization_config.config_groups: exactly one config group is supported");
+    const util::JsonFields group(groups->begin().value(), where,
+                                 "quantization_config.config_groups." + groups->begin().key() + ".");
+    const nlohmann::json* weights = group.find("weights");
+    if (!weights) group.error("weights", "is missing");
+    const util::JsonFields w(*weights, where, "quantization_config.config_groups." + groups->begin().key() + ".weights.");
+    info.bits = static_cast<int>(w.integer_or("num_bits", 4, 1, 32));
+    if (!w.boolean_or("symmetric", true)) fail(where, "asymmetric pack-quantized weights are not supported");
+    if (w.string_or("type", "int") != "int") fail(where, "only integer weights are supported");
   } else {
-    fail(where, "quant_method '" + method + "' is not supported (gptq and compressed-tensors are)");
+    fail(where, "quantization_config.quant_method '" + method + "' is not supported (gptq and compressed-tensors are)");
   }
   if (info.bits != 4 && info.bits != 8) fail(where, std::to_string(info.bits) + "-bit weights are not supported");
   return info;
@@ -207,7 +208,7 @@ at::Tensor load_int_weight(const io::Checkpoint& ckpt, const std::string& weight
   if (qweight.dim() != 2 || qzeros.dim() != 2 || scales.dim() != 2 || qweight.scalar_type() != at::kInt)
     fail(where, "qweight / qzeros / scales have unexpected shapes or types");
   const int64_t in = qweight.size(0) * per, out = qweight.size(1), G = scales.size(0);
-  if (scales.size(1) != out || qzeros.size(0) != G || qzeros.size(1) * per < out)
+  if (G < 1 || in % G != 0 || scales.size(1) != out || qzeros.size(0) != G || qzeros.size(1) * per < out)
     fail(where, "qweight, qzeros and scales disagree on sizes");
   at::Tensor g_idx = ckpt.contains(s + ".g_idx") ? view(ckpt, s + ".g_idx").to(at::kLong)
                                                  : at::arange(in, at::kLong).floor_divide(in / G);

@@ -6,12 +6,14 @@
 #include <cmath>
 #include <cstring>
 
-#include "quant/ggml_blocks.h"
+#include "io/ggml_blocks.h"
 #include "quant/quant_math.h"
 #include "quant/quant_types.h"
 #include "quant/scale_search.h"
 
 namespace anvil::quant {
+// ggml's block structs and block lengths (kQK, kQK_K).
+using namespace anvil::ggml;
 namespace {
 
 template <typename Block>

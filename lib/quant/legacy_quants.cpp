@@ -5,11 +5,13 @@
 #include <cfloat>
 #include <cmath>
 
-#include "quant/ggml_blocks.h"
+#include "io/ggml_blocks.h"
 #include "quant/quant_math.h"
 #include "quant/quant_types.h"
 
 namespace anvil::quant {
+// ggml's block structs and block lengths (kQK, kQK_K).
+using namespace anvil::ggml;
 namespace {
 
 void min_max(const float* x, int n, float& min, float& max) {

@@ -1,3 +1,4 @@
+#include <charconv>
 #include "quant/quant_mix.h"
 
 #include <array>
@@ -66,7 +67,8 @@ const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, 
 
   static const std::regex layer_re(R"(^blk\.(\d+)\.)");
   std::smatch m;
-  const int64_t layer = std::regex_search(name, m, layer_re) ? std::stoll(m[1]) : -1;
+  int64_t layer = -1;
+  if (std::regex_search(name, m, layer_re)) std::from_chars(m[1].first.base(), m[1].second.base(), layer);
   const int64_t n = ctx.n_layers;
   const int64_t gqa = ctx.n_head / std::max<int64_t>(1, ctx.n_head_kv);
   const std::string_view f = mix.name;

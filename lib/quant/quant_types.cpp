@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "io/ggml_types.h"
 #include "quant/quant_math.h"
 
 namespace anvil::quant {
@@ -46,24 +47,40 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
+// A row of ggml's type table (io/ggml_types.h: name and block geometry) with its codecs.
+QuantType row(uint32_t ggml_type, EncodeFn encode, DecodeFn decode) {
+  const ggml::TypeInfo* info = ggml::type_info(ggml_type);
+  return {info->name, ggml_type, static_cast<int>(info->block_elements), static_cast<int>(info->block_bytes), encode, decode};
+}
+QuantType row(uint32_t ggml_type, EncodeFn encode, DecodeFn decode, EncodeWeightedFn weighted, GridFn grid,
+              SetLevelsFn set_levels, int level_min, int level_max) {
+  QuantType t = row(ggml_type, encode, decode);
+  t.encode_weighted = weighted;
+  t.grid = grid;
+  t.set_levels = set_levels;
+  t.level_min = level_min;
+  t.level_max = level_max;
+  return t;
+}
+
 }  // namespace
 
 const std::vector<QuantType>& quant_types() {
   static const std::vector<QuantType> table{
-      {"F32", 0, 1, 4, encode_f32, decode_f32},
-      {"F16", 1, 1, 2, encode_f16, decode_f16},
-      {"BF16", 30, 1, 2, encode_bf16, decode_bf16},
-      {"Q4_0", 2, 32, 18, encode_q4_0, decode_q4_0},
-      {"Q4_1", 3, 32, 20, encode_q4_1, decode_q4_1},
-      {"Q5_0", 6, 32, 22, encode_q5_0, decode_q5_0},
-      {"Q5_1", 7, 32, 24, encode_q5_1, decode_q5_1},
-      {"Q8_0", 8, 32, 34, encode_q8_0, decode_q8_0},
-      {"Q2_K", 10, 256, 84, encode_q2_K, decode_q2_K},
-      {"Q3_K", 11, 256, 110, encode_q3_K, decode_q3_K},
-      {"Q4_K", 12, 256, 144, encode_q4_K, decode_q4_K, encode_q4_K_weighted, grid_q4_K, set_levels_q4_K, 0, 15},
-      {"Q5_K", 13, 256, 176, encode_q5_K, decode_q5_K, encode_q5_K_weighted, grid_q5_K, set_levels_q5_K, 0, 31},
-      {"Q6_K", 14, 256, 210, encode_q6_K, decode_q6_K, encode_q6_K_weighted, grid_q6_K, set_levels_q6_K, -32, 31},
-      {"IQ4_NL", 20, 32, 18, encode_iq4_nl, decode_iq4_nl},
+      row(0, encode_f32, decode_f32),
+      row(1, encode_f16, decode_f16),
+      row(30, encode_bf16, decode_bf16),
+      row(2, encode_q4_0, decode_q4_0),
+      row(3, encode_q4_1, decode_q4_1),
+      row(6, encode_q5_0, decode_q5_0),
+      row(7, encode_q5_1, decode_q5_1),
+      row(8, encode_q8_0, decode_q8_0),
+      row(10, encode_q2_K, decode_q2_K),
+      row(11, encode_q3_K, decode_q3_K),
+      row(12, encode_q4_K, decode_q4_K, encode_q4_K_weighted, grid_q4_K, set_levels_q4_K, 0, 15),
+      row(13, encode_q5_K, decode_q5_K, encode_q5_K_weighted, grid_q5_K, set_levels_q5_K, 0, 31),
+      row(14, encode_q6_K, decode_q6_K, encode_q6_K_weighted, grid_q6_K, set_levels_q6_K, -32, 31),
+      row(20, encode_iq4_nl, decode_iq4_nl),
   };
   return table;
 }

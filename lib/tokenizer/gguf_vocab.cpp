@@ -71,9 +71,11 @@ std::string tokenizer_json_from_gguf(const io::GgufFile& f) {
   bool add_bos = false;
   if (const auto* v = f.find("tokenizer.ggml.add_bos_token")) add_bos = v->as_int().value_or(0) != 0;
   if (add_bos && f.find("tokenizer.ggml.bos_token_id")) {
-    int64_t bos = *need(f, "tokenizer.ggml.bos_token_id").as_int();
+    const std::optional<int64_t> bos_value = need(f, "tokenizer.ggml.bos_token_id").as_int();
+    if (!bos_value) fail(where, "tokenizer.ggml.bos_token_id must be an integer");
+    const int64_t bos = *bos_value;
     if (bos < 0 || bos >= static_cast<int64_t>(tokens->values.size())) fail(where, "bos_token_id out of range");
-    const std::string& b = *tokens->values[bos].as_string();
+    const std::string& b = *tokens->values[static_cast<size_t>(bos)].as_string();
     j["post_processor"] = {{"type", "TemplateProcessing"},
                            {"single", {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
                            {"special_tokens", {{b, {{"id", b}, {"ids", {bos}}, {"tokens", {b}}}}}}};
@@ -88,7 +90,11 @@ std::string tokenizer_json_from_gguf(const io::GgufFile& f) {
   }
   j["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"byte_fallback", false},
                 {"ignore_merges", false}, {"vocab", vocab}, {"merges", merge_list}};
-  return j.dump();
+  try {
+    return j.dump();
+  } catch (const nlohmann::json::type_error&) {  // 316: nlohmann checks UTF-8 as it serializes
+    fail(where, "tokenizer.ggml.tokens or tokenizer.ggml.merges holds a string that is not valid UTF-8");
+  }
 }
 
 std::vector<std::pair<std::string, io::GgufValue>> gguf_tokenizer_metadata(const Tokenizer& tok, int64_t bos_id,

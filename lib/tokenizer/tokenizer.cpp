@@ -15,11 +15,15 @@
 #include "tokenizer/byte_level.h"
 #include "tokenizer/regex.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 
 namespace anvil::tokenizer {
 namespace {
 
 using nlohmann::json;
+
+// Token ids index dense tables; no real vocabulary comes near this (Gemma-3: 262,144).
+constexpr int64_t kMaxTokenId = 10'000'000;
 
 // GPT-2's pattern, used by ByteLevel when its use_regex flag is set.
 constexpr const char* kGpt2Pattern =
@@ -104,21 +108,21 @@ int32_t Tokenizer::Impl::require_token(const std::string& token) const {
 }
 
 void Tokenizer::Impl::parse_model(const json& m) {
-  if (!m.is_object() || m.value("type", "") != "BPE")
-    fail(where, "unsupported tokenizer model '" + (m.is_object() ? m.value("type", "?") : std::string("?")) +
-                    "' (only byte-level BPE)");
+  const util::JsonFields f(m, where, "model.");
+  if (const std::string type = f.string_or("type", ""); type != "BPE")
+    fail(where, "unsupported tokenizer model '" + type + "' (only byte-level BPE)");
   if (!m.contains("vocab") || !m["vocab"].is_object()) fail(where, "model.vocab is missing");
   int32_t max_id = -1;
   for (auto it = m["vocab"].begin(); it != m["vocab"].end(); ++it) {
     if (!it.value().is_number_integer()) fail(where, "vocab entry '" + it.key() + "' has a non-integer id");
     int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > 10'000'000) fail(where, "vocab entry '" + it.key() + "' has id out of range");
+    if (id < 0 || id > kMaxTokenId) fail(where, "vocab entry '" + it.key() + "' has id out of range");
     vocab[it.key()] = static_cast<int32_t>(id);
     max_id = std::max<int32_t>(max_id, static_cast<int32_t>(id));
   }
   id_to_token.assign(max_id + 1, "");
   for (const auto& [tok, id] : vocab) id_to_token[id] = tok;
-  ignore_merges = m.value("ignore_merges", false);
+  ignore_merges = f.boolean_or("ignore_merges", false);
   if (m.contains("byte_fallback") && m["byte_fallback"].is_boolean() && m["byte_fallback"].get<bool>())
     fail(where, "byte_fallback BPE (SentencePiece-style) is not supported; only byte-level BPE");
   if (!m.contains("merges") || !m["merges"].is_array()) fail(where, "model.merges is missing");
@@ -148,7 +152,7 @@ void Tokenizer::Impl::parse_model(const json& m) {
 
 void Tokenizer::Impl::parse_normalizer(const json& n) {
   if (n.is_null()) return;
-  std::string type = n.value("type", "");
+  const std::string type = util::JsonFields(n, where, "normalizer.").string_or("type", "");
   if (type == "NFC") normalization = Normalization::NFC;
   else if (type == "NFKC") normalization = Normalization::NFKC;
   else if (type == "NFD") normalization = Normalization::NFD;
@@ -159,29 +163,35 @@ void Tokenizer::Impl::parse_normalizer(const json& n) {
 
 void Tokenizer::Impl::parse_pre_tokenizer(const json& p) {
   if (p.is_null()) return;
-  std::string type = p.value("type", "");
+  const util::JsonFields f(p, where, "pre_tokenizer.");
+  const std::string type = f.string_or("type", "");
   if (type == "Sequence") {
-    for (const auto& step : p.value("pretokenizers", json::array())) parse_pre_tokenizer(step);
+    const json* steps = f.find("pretokenizers");
+    if (steps && !steps->is_array()) f.error("pretokenizers", "must be a list");
+    if (steps)
+      for (const auto& step : *steps) parse_pre_tokenizer(step);
   } else if (type == "Split") {
-    const json& pat = p["pattern"];
-    std::string behavior = p.value("behavior", "Isolated");
-    if (behavior != "Isolated" || p.value("invert", false))
+    const json* pattern = f.find("pattern");
+    if (!pattern) f.error("pattern", "is missing (a Split pre-tokenizer needs one)");
+    const util::JsonFields pat(*pattern, where, "pre_tokenizer.pattern.");
+    const std::string behavior = f.string_or("behavior", "Isolated");
+    if (behavior != "Isolated" || f.boolean_or("invert", false))
       fail(where, "unsupported Split behaviour '" + behavior + "' (only Isolated, not inverted)");
-    if (pat.contains("Regex")) {
-      splits.emplace_back(pat["Regex"].get<std::string>());
-      split_sources.push_back(pat["Regex"].get<std::string>());
-    } else if (pat.contains("String")) {
+    if (pat.has("Regex")) {
+      splits.emplace_back(pat.string_or("Regex", ""));
+      split_sources.push_back(pat.string_or("Regex", ""));
+    } else if (pat.has("String")) {
       // A literal pattern: escape it for PCRE2.
-      splits.emplace_back("\\Q" + pat["String"].get<std::string>() + "\\E");
+      splits.emplace_back("\\Q" + pat.string_or("String", "") + "\\E");
     } else {
       fail(where, "Split pre-tokenizer without a pattern");
     }
   } else if (type == "ByteLevel") {
     byte_level = true;
-    add_prefix_space = p.value("add_prefix_space", false);
-    if (p.value("use_regex", true)) splits.emplace_back(kGpt2Pattern);
+    add_prefix_space = f.boolean_or("add_prefix_space", false);
+    if (f.boolean_or("use_regex", true)) splits.emplace_back(kGpt2Pattern);
   } else if (type == "Digits") {
-    splits.emplace_back(p.value("individual_digits", false) ? R"(\p{N}|[^\p{N}]+)" : R"(\p{N}+|[^\p{N}]+)");
+    splits.emplace_back(f.boolean_or("individual_digits", false) ? R"(\p{N}|[^\p{N}]+)" : R"(\p{N}+|[^\p{N}]+)");
   } else {
     fail(where, "unsupported pre-tokenizer '" + type + "'");
   }
@@ -189,9 +199,13 @@ void Tokenizer::Impl::parse_pre_tokenizer(const json& p) {
 
 void Tokenizer::Impl::parse_post_processor(const json& p) {
   if (p.is_null()) return;
-  std::string type = p.value("type", "");
+  const util::JsonFields f(p, where, "post_processor.");
+  const std::string type = f.string_or("type", "");
   if (type == "Sequence") {
-    for (const auto& step : p.value("processors", json::array())) parse_post_processor(step);
+    const json* steps = f.find("processors");
+    if (steps && !steps->is_array()) f.error("processors", "must be a list");
+    if (steps)
+      for (const auto& step : *steps) parse_post_processor(step);
   } else if (type == "ByteLevel") {
     // Only adjusts offsets, which we do not report.
   } else if (type == "TemplateProcessing") {
@@ -200,11 +214,17 @@ void Tokenizer::Impl::parse_post_processor(const json& p) {
       if (item.contains("Sequence")) {
         single_template.push_back({true, {}});
       } else if (item.contains("SpecialToken")) {
-        std::string id = item["SpecialToken"].value("id", "");
+        const std::string id =
+            util::JsonFields(item["SpecialToken"], where, "post_processor.single[].SpecialToken.").string_or("id", "");
         TemplateItem t{false, {}};
         const json& specials = p.value("special_tokens", json::object());
         if (specials.contains(id) && specials[id].contains("ids")) {
-          for (const auto& v : specials[id]["ids"]) t.ids.push_back(v.get<int32_t>());
+          for (const auto& v : specials[id]["ids"]) {
+            if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= static_cast<int64_t>(id_to_token.size()))
+              fail(where, "post_processor.special_tokens['" + id + "'].ids holds " + util::json_brief(v) +
+                              ", not an id of the vocabulary");
+            t.ids.push_back(v.get<int32_t>());
+          }
         } else {
           t.ids.push_back(require_token(id));
         }
@@ -219,10 +239,14 @@ void Tokenizer::Impl::parse_post_processor(const json& p) {
 void Tokenizer::Impl::parse(const json& j) {
   if (!j.is_object()) fail(where, "not a JSON object");
   parse_model(j.value("model", json()));
-  for (const auto& a : j.value("added_tokens", json::array())) {
-    AddedToken t{a.value("id", -1), a.value("content", ""), a.value("special", false), a.value("lstrip", false),
-                 a.value("rstrip", false)};
-    if (t.id < 0 || t.content.empty()) fail(where, "added token with no id or content");
+  const json added_tokens = j.value("added_tokens", json::array());
+  if (!added_tokens.is_array()) fail(where, "\"added_tokens\" must be a list");
+  for (size_t i = 0; i < added_tokens.size(); ++i) {
+    const util::JsonFields a(added_tokens[i], where, "added_tokens[" + std::to_string(i) + "].");
+    // Ids index dense tables: the bound keeps a stranger's 10^15 from becoming an allocation.
+    AddedToken t{static_cast<int32_t>(a.integer("id", 0, kMaxTokenId)), a.string_or("content", ""),
+                 a.boolean_or("special", false), a.boolean_or("lstrip", false), a.boolean_or("rstrip", false)};
+    if (t.content.empty()) fail(where, "added token " + std::to_string(t.id) + " has no content");
     if (t.id >= static_cast<int32_t>(id_to_token.size())) id_to_token.resize(t.id + 1);
     id_to_token[t.id] = t.content;
     vocab[t.content] = t.id;
@@ -243,7 +267,7 @@ void Tokenizer::Impl::parse(const json& j) {
   parse_post_processor(j.value("post_processor", json()));
   if (!byte_level) {
     const json& dec = j.value("decoder", json());
-    if (!dec.is_object() || dec.value("type", "") != "ByteLevel")
+    if (!dec.is_object() || util::JsonFields(dec, where, "decoder.").string_or("type", "") != "ByteLevel")
       fail(where, "only byte-level BPE tokenizers are supported (no ByteLevel pre-tokenizer or decoder)");
     byte_level = true;
   }
@@ -360,12 +384,7 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where) {
   Tokenizer t;
   t.impl_->where = where;
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail(where, std::string("not valid JSON (") + e.what() + ")");
-  }
+  json j = util::parse_json(text, where);
   try {
     t.impl_->parse(j);
   } catch (const json::exception& e) {
@@ -378,6 +397,20 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path) {
   auto file = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
   if (!std::filesystem::exists(file)) fail(file.string(), "not found");
   return from_json(io::read_text_file(file), file.string());
+}
+
+void Tokenizer::check_fits_model(int64_t model_vocab, const std::string& model_where) const {
+  if (vocab_size() > model_vocab)
+    fail(impl_->where, "holds token ids up to " + std::to_string(vocab_size() - 1) + ", beyond the model's vocabulary of " +
+                           std::to_string(model_vocab) + " (" + model_where + ")");
+}
+
+std::vector<int32_t> Tokenizer::encode_file(const std::filesystem::path& file, bool add_special_tokens) const {
+  if (std::filesystem::is_directory(file)) fail(file.string(), "is a directory, not a text file");
+  const std::string text = io::read_text_file(file);
+  size_t bad = 0;
+  if (!valid_utf8(text, &bad)) fail(file.string(), "not valid UTF-8 text (at byte " + std::to_string(bad) + ")");
+  return encode(text, add_special_tokens);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {

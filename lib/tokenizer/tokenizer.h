@@ -24,9 +24,15 @@ class Tokenizer {
 
   // add_special_tokens applies the post-processor template (e.g. prepends BOS).
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false) const;
+  // Reads and encodes a text file; a directory, an unreadable file or text that is not UTF-8 is
+  // an anvil::Error naming the file.
+  std::vector<int32_t> encode_file(const std::filesystem::path& file, bool add_special_tokens = false) const;
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = true) const;
 
   int32_t vocab_size() const;  // highest id + 1, added tokens included
+  // The model's embedding has `model_vocab` rows: a tokenizer that can produce a higher id is an
+  // anvil::Error naming the tokenizer's file (`model_where` names the model's side).
+  void check_fits_model(int64_t model_vocab, const std::string& model_where) const;
   std::optional<int32_t> token_to_id(std::string_view token) const;
   std::string id_to_token(int32_t id) const;  // raw vocabulary string ("" if unknown)
   bool is_special(int32_t id) const;

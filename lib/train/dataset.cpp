@@ -8,6 +8,7 @@
 #include "io/atomic_file.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 
 namespace anvil::train {
 namespace {
@@ -54,7 +55,7 @@ Tokenized tokenize(const DataSource& src, const tokenizer::Tokenizer& tok, Speci
   Tokenized out;
   const std::string file = src.path.string();
   if (src.type == "raw") {
-    out.stream = tok.encode(io::read_text_file(src.path), false);
+    out.stream = tok.encode_file(src.path, false);
     return out;
   }
   std::ifstream in(src.path);
@@ -63,12 +64,7 @@ Tokenized tokenize(const DataSource& src, const tokenizer::Tokenizer& tok, Speci
   for (int64_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = file + ":" + std::to_string(number);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception&) {
-      fail(where, "not a JSON object");
-    }
+    nlohmann::json j = util::parse_json(line, where);
     if (!j.is_object()) fail(where, "not a JSON object");
     Example e;
     if (src.type == "text") {

@@ -55,8 +55,8 @@ LoraParameters::LoraParameters(const model::Transformer& model, const LoraSpec& 
   }
   for (const auto& t : spec.target_modules)
     if (!matched.count(t))
-      fail("lora", "target module '" + t + "' matches no linear layer of the model (e.g. q_proj, down_proj, "
-                   "all-linear)");
+      fail(spec.where, "lora.target_modules: '" + t + "' matches no linear layer of the model (e.g. q_proj, down_proj, "
+                       "all-linear)");
 }
 
 void LoraParameters::attach(model::Transformer& model) const {

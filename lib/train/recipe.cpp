@@ -1,11 +1,11 @@
 #include "train/recipe.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <cmath>
 #include <set>
 
+#include "io/atomic_file.h"
 #include "util/error.h"
+#include "util/yaml_reader.h"
 
 namespace anvil::train {
 namespace fs = std::filesystem;
@@ -14,60 +14,21 @@ double LoraSpec::scale() const { return rslora ? alpha / std::sqrt(static_cast<d
 
 namespace {
 
-struct Reader {
-  fs::path where;
+struct Reader : util::YamlReader {
+  using YamlReader::YamlReader;
 
-  [[noreturn]] void error(const YAML::Node& node, const std::string& what) const {
-    std::string loc = where.string();
-    if (node.IsDefined() && node.Mark().line >= 0) loc += ":" + std::to_string(node.Mark().line + 1);
-    fail(loc, what);
-  }
-
-  void only_keys(const YAML::Node& map, const std::set<std::string>& allowed, const std::string& context) const {
-    if (!map.IsMap()) error(map, context + " must be a mapping");
-    for (const auto& kv : map) {
-      auto key = kv.first.as<std::string>();
-      if (allowed.count(key)) continue;
-      std::string list;
-      for (const auto& k : allowed) list += (list.empty() ? "" : ", ") + k;
-      error(kv.first, "unknown key '" + key + "' in " + context + " (known: " + list + ")");
-    }
-  }
-
-  template <typename T>
-  T get(const YAML::Node& n, const std::string& key, const char* type_name) const {
-    if (!n.IsScalar()) error(n, "'" + key + "' must be " + type_name);
-    try {
-      return n.as<T>();
-    } catch (const YAML::Exception&) {
-      error(n, "'" + key + "' must be " + type_name + ", not '" + n.Scalar() + "'");
-    }
-  }
-  template <typename T>
-  void read(const YAML::Node& map, const std::string& key, T& out, const char* type_name) const {
-    if (const YAML::Node n = map[key]; n && !n.IsNull()) out = get<T>(n, key, type_name);
-  }
   void integer(const YAML::Node& map, const std::string& key, int64_t& out, int64_t min) const {
-    read(map, key, out, "an integer");
-    if (out < min) error(map[key], "'" + key + "' must be at least " + std::to_string(min));
+    read(map, key, out, min);
   }
   void number(const YAML::Node& map, const std::string& key, double& out, double lo, double hi) const {
-    read(map, key, out, "a number");
-    if (!(out >= lo && out <= hi))
-      error(map[key], "'" + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    read(map, key, out, lo, hi);
   }
-  void choice(const YAML::Node& map, const std::string& key, std::string& out, const std::set<std::string>& ok) const {
-    read(map, key, out, "a string");
-    if (ok.count(out)) return;
-    std::string list;
-    for (const auto& k : ok) list += (list.empty() ? "" : ", ") + k;
-    error(map[key] ? map[key] : map, "'" + key + "' must be one of " + list + ", not '" + out + "'");
-  }
+  using YamlReader::number;
 
   // Paths are taken relative to the working directory, or else to the recipe's own directory.
   fs::path existing(const YAML::Node& n, const std::string& key, const std::string& what) const {
-    auto p = fs::path(get<std::string>(n, key, "a path"));
-    if (p.is_relative() && !fs::exists(p) && fs::exists(where.parent_path() / p)) p = where.parent_path() / p;
+    auto p = fs::path(string(n, key));
+    if (p.is_relative() && !fs::exists(p) && fs::exists(where().parent_path() / p)) p = where().parent_path() / p;
     if (!fs::exists(p)) error(n, what + " '" + p.string() + "' not found");
     return p;
   }
@@ -87,14 +48,9 @@ struct Reader {
 
 void apply_override(YAML::Node& root, const std::string& assignment) {
   auto eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0) fail("--set", "'" + assignment + "' is not key=value");
+  if (eq == std::string::npos || eq == 0) fail("override '" + assignment + "'", "not key=value");
   std::string path = assignment.substr(0, eq);
-  YAML::Node value;
-  try {
-    value = YAML::Load(assignment.substr(eq + 1));
-  } catch (const YAML::Exception& e) {
-    fail("--set", "'" + assignment + "': value is not valid YAML");
-  }
+  YAML::Node value = util::load_yaml(assignment.substr(eq + 1), "override '" + assignment + "'");
   // yaml-cpp's operator[] returns handles that share the tree, so walking with copies edits root.
   std::vector<std::string> keys;
   for (size_t start = 0;;) {
@@ -110,7 +66,7 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
       chain.back()[keys[i]] = YAML::Node(YAML::NodeType::Map);
       next = chain.back()[keys[i]];
     }
-    if (!next.IsMap()) fail("--set", "'" + path + "': '" + keys[i] + "' is not a mapping");
+    if (!next.IsMap()) fail("override '" + assignment + "'", "'" + keys[i] + "' is not a mapping");
     chain.push_back(next);
   }
   chain.back()[keys.back()] = value;
@@ -120,12 +76,7 @@ void apply_override(YAML::Node& root, const std::string& assignment) {
 
 Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& overrides) {
   if (!fs::exists(yaml_file)) fail(yaml_file.string(), "not found");
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(yaml_file.string());
-  } catch (const YAML::Exception& e) {
-    fail(yaml_file.string(), "not valid YAML (" + e.msg + " at line " + std::to_string(e.mark.line + 1) + ")");
-  }
+  YAML::Node root = util::load_yaml(io::read_text_file(yaml_file), yaml_file.string());
   if (!root.IsMap()) fail(yaml_file.string(), "a recipe must be a YAML mapping");
   for (const auto& o : overrides) apply_override(root, o);
 
@@ -143,7 +94,7 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
   c.base_model = r.existing(root["base_model"], "base_model", "base model");
   if (!fs::exists(c.base_model / "config.json")) r.error(root["base_model"], "base model has no config.json");
   if (!root["output_dir"]) r.error(root, "missing 'output_dir'");
-  c.output_dir = r.get<std::string>(root["output_dir"], "output_dir", "a path");
+  c.output_dir = r.string(root["output_dir"], "output_dir");
 
   const YAML::Node ds = root["datasets"];
   if (!ds || !ds.IsSequence() || ds.size() == 0) r.error(ds ? ds : root, "'datasets' must be a non-empty list");
@@ -153,22 +104,23 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
   if (c.val_dataset && c.val_split > 0) r.error(root["val_split"], "give either val_dataset or val_split, not both");
   r.integer(root, "val_max_examples", c.val_max_examples, 0);
   r.integer(root, "sequence_len", c.sequence_len, 2);
-  r.read(root, "sample_packing", c.sample_packing, "true or false");
-  r.read(root, "shuffle", c.shuffle, "true or false");
+  r.read(root, "sample_packing", c.sample_packing);
+  r.read(root, "shuffle", c.shuffle);
   r.choice(root, "chat_template", c.chat_template, {"chatml"});
 
+  c.lora.where = yaml_file.string();
   if (const YAML::Node l = root["lora"]; l && !l.IsNull()) {
     r.only_keys(l, {"r", "alpha", "dropout", "target_modules", "rslora"}, "lora");
     r.integer(l, "r", c.lora.r, 1);
     c.lora.alpha = static_cast<double>(c.lora.r) * 2;
     r.number(l, "alpha", c.lora.alpha, 1e-9, 1e9);
     r.number(l, "dropout", c.lora.dropout, 0, 0.99);
-    r.read(l, "rslora", c.lora.rslora, "true or false");
+    r.read(l, "rslora", c.lora.rslora);
     if (const YAML::Node t = l["target_modules"]; t && !t.IsNull()) {
       c.lora.target_modules.clear();
       if (t.IsScalar()) c.lora.target_modules.push_back(t.Scalar());
       else if (t.IsSequence() && t.size() > 0)
-        for (const auto& m : t) c.lora.target_modules.push_back(r.get<std::string>(m, "target_modules", "a string"));
+        for (const auto& m : t) c.lora.target_modules.push_back(r.string(m, "target_modules"));
       else r.error(t, "'target_modules' must be 'all-linear' or a non-empty list of module names");
     }
   }
@@ -181,8 +133,8 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
     r.number(o, "eps", c.optimizer.eps, 0, 1);
     if (const YAML::Node b = o["betas"]; b && !b.IsNull()) {
       if (!b.IsSequence() || b.size() != 2) r.error(b, "'betas' must be a list of two numbers");
-      c.optimizer.beta1 = r.get<double>(b[0], "betas", "a number");
-      c.optimizer.beta2 = r.get<double>(b[1], "betas", "a number");
+      c.optimizer.beta1 = r.number(b[0], "betas");
+      c.optimizer.beta2 = r.number(b[1], "betas");
       if (!(c.optimizer.beta1 >= 0 && c.optimizer.beta1 < 1 && c.optimizer.beta2 >= 0 && c.optimizer.beta2 < 1))
         r.error(b, "'betas' must be in [0, 1)");
     }
@@ -195,9 +147,11 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
   if ((c.max_steps > 0) == (c.num_epochs > 0)) r.error(root, "give exactly one of 'max_steps' and 'num_epochs'");
   r.integer(root, "micro_batch_size", c.micro_batch_size, 1);
   r.integer(root, "gradient_accumulation_steps", c.gradient_accumulation_steps, 1);
-  r.read(root, "seed", c.seed, "a non-negative integer");
+  int64_t seed = static_cast<int64_t>(c.seed);
+  r.read(root, "seed", seed, 0);
+  c.seed = static_cast<uint64_t>(seed);
   r.choice(root, "precision", c.precision, {"fp32", "bf16"});
-  r.read(root, "gradient_checkpointing", c.gradient_checkpointing, "true or false");
+  r.read(root, "gradient_checkpointing", c.gradient_checkpointing);
   r.integer(root, "eval_steps", c.eval_steps, 0);
   r.integer(root, "save_steps", c.save_steps, 0);
   r.integer(root, "logging_steps", c.logging_steps, 1);

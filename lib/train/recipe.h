@@ -26,6 +26,7 @@ struct LoraSpec {
   double dropout = 0;
   std::vector<std::string> target_modules{"all-linear"};
   bool rslora = false;
+  std::string where = "lora";  // the recipe file, for messages about these settings
   double scale() const;  // alpha / r, or alpha / sqrt(r) with rslora
 };
 

@@ -26,6 +26,7 @@
 #include "train/loss_curve.h"
 #include "util/blas_info.h"
 #include "util/error.h"
+#include "util/json_reader.h"
 
 namespace anvil::train {
 namespace fs = std::filesystem;
@@ -72,15 +73,20 @@ nlohmann::json to_json(const LogEntry& e) {
   return j;
 }
 
-LogEntry from_json(const nlohmann::json& j) {
+LogEntry from_json(const nlohmann::json& j, const std::string& where, size_t index) {
+  const util::JsonFields f(j, where, "log[" + std::to_string(index) + "].");
   LogEntry e;
-  e.step = j.at("step").get<int64_t>();
-  e.loss = j.at("loss").get<double>();
-  e.lr = j.at("lr").get<double>();
-  e.grad_norm = j.at("grad_norm").get<double>();
-  e.tokens_per_second = j.at("tokens_per_second").get<double>();
-  e.elapsed_seconds = j.value("elapsed_seconds", 0.0);
-  if (j.contains("val_loss")) e.val_loss = j["val_loss"].get<double>();
+  e.step = f.integer("step", 0, INT64_MAX);
+  auto number = [&](const char* key) {
+    if (!f.has(key)) f.error(key, "is missing");
+    return f.number_or(key, 0, -1e300, 1e300);
+  };
+  e.loss = number("loss");
+  e.lr = number("lr");
+  e.grad_norm = number("grad_norm");
+  e.tokens_per_second = number("tokens_per_second");
+  e.elapsed_seconds = f.number_or("elapsed_seconds", 0.0, 0, 1e300);
+  if (f.has("val_loss")) e.val_loss = number("val_loss");
   return e;
 }
 
@@ -184,6 +190,7 @@ Trainer::Trainer(Recipe recipe, const TrainHooks& hooks)
   }
   I.tokenizer = std::make_unique<tokenizer::Tokenizer>(tokenizer::Tokenizer::load(recipe_.base_model));
   model::ModelConfig config = model::ModelConfig::load(recipe_.base_model);
+  I.tokenizer->check_fits_model(config.vocab_size, (recipe_.base_model / "config.json").string());
   if (!config.eos_token_ids.empty()) I.special.eos = static_cast<int32_t>(config.eos_token_ids[0]);
   I.special.pad = config.pad_token_id ? static_cast<int32_t>(*config.pad_token_id) : std::max(0, I.special.eos);
   I.data = std::make_unique<TrainingData>(recipe_, *I.tokenizer, I.special);
@@ -216,26 +223,23 @@ int64_t Trainer::trainable_parameters() const { return impl_->lora->count(); }
 void Trainer::resume_from(const fs::path& path) {
   const fs::path dir = latest_checkpoint(path);
   const fs::path state_file = dir / "trainer_state.json";
-  nlohmann::json state;
-  try {
-    state = nlohmann::json::parse(io::read_text_file(state_file));
-    start_step_ = steps_done_ = state.at("step").get<int64_t>();
-    log_.clear();
-    for (const auto& e : state.at("log")) log_.push_back(from_json(e));
-    if (state.contains("initial_val_loss")) initial_val_loss_ = state["initial_val_loss"].get<double>();
-  } catch (const nlohmann::json::exception& e) {
-    fail(state_file.string(), std::string("is not a valid trainer state (") + e.what() + ")");
-  }
-  if (state.value("seed", recipe_.seed) != recipe_.seed)
-    fail(state_file.string(), "was written with another seed; resuming would not repeat the run");
-  if (start_step_ < 0 || start_step_ > total_steps_)
-    fail(state_file.string(), "step " + std::to_string(start_step_) + " is outside this recipe's " +
-                                  std::to_string(total_steps_) + " steps");
+  const std::string where = state_file.string();
+  const nlohmann::json state = util::parse_json(io::read_text_file(state_file), where);
+  const util::JsonFields f(state, where);
+  start_step_ = steps_done_ = f.integer("step", 0, total_steps_);
+  log_.clear();
+  const nlohmann::json* log = f.find("log");
+  if (!log || !log->is_array()) f.error("log", "must be a list");
+  for (size_t i = 0; i < log->size(); ++i) log_.push_back(from_json((*log)[i], where, i));
+  if (f.has("initial_val_loss")) initial_val_loss_ = f.number_or("initial_val_loss", 0, -1e300, 1e300);
+  if (static_cast<uint64_t>(f.integer_or("seed", static_cast<int64_t>(recipe_.seed), 0, INT64_MAX)) != recipe_.seed)
+    fail(where, "was written with another seed; resuming would not repeat the run");
+  const int64_t optimizer_steps = f.integer_or("optimizer_steps", start_step_, 0, INT64_MAX);
   impl_->lora->load(dir);
   std::vector<std::string> names;
   for (const auto& n : impl_->lora->names()) names.insert(names.end(), {n + ".exp_avg", n + ".exp_avg_sq"});
   impl_->optimizer->load_state(load_tensors(dir / "optimizer.safetensors", names, impl_->device),
-                               state.value("optimizer_steps", start_step_));
+                               optimizer_steps);
   if (hooks_.info) hooks_.info("resuming from " + dir.string() + " at step " + std::to_string(start_step_));
 }
 
@@ -356,13 +360,19 @@ void Trainer::save_checkpoint(const fs::path& dir) {
 TrainOutcome Trainer::run() {
   auto& I = *impl_;
   const fs::path out_dir = recipe_.output_dir;
-  fs::create_directories(out_dir);
-  // The log restarts from the checkpoint's entries, so it never holds steps a resume redid.
-  {
-    std::ofstream rewrite(out_dir / "log.jsonl", std::ios::trunc);
-    for (const auto& e : log_) rewrite << to_json(e).dump() << "\n";
-  }
-  I.log_file.open(out_dir / "log.jsonl", std::ios::app);
+  // The output directory and its log appear only once a step has succeeded: a run that fails
+  // on its first step (bad data, a diverging learning rate) leaves nothing behind.
+  auto open_output = [&] {
+    if (I.log_file.is_open()) return;
+    fs::create_directories(out_dir);
+    // The log restarts from the checkpoint's entries, so it never holds steps a resume redid.
+    {
+      std::ofstream rewrite(out_dir / "log.jsonl", std::ios::trunc);
+      for (const auto& e : log_) rewrite << to_json(e).dump() << "\n";
+    }
+    I.log_file.open(out_dir / "log.jsonl", std::ios::app);
+    if (!I.log_file) fail((out_dir / "log.jsonl").string(), "cannot be written");
+  };
   auto write_curve = [&] {
     CurveSeries train{"train loss", "#1f77b4", {}, false}, val{"val loss", "#d62728", {}, true};
     if (initial_val_loss_) val.points.emplace_back(0, *initial_val_loss_);
@@ -394,9 +404,10 @@ TrainOutcome Trainer::run() {
     tokens_since += r.tokens;
     const int64_t done = step + 1;
     const bool last = done == total_steps_;
-    if (!std::isfinite(loss)) fail("train", "loss became " + std::to_string(loss) + " at step " + std::to_string(done) +
+    if (!std::isfinite(loss)) fail("training", "loss became " + std::to_string(loss) + " at step " + std::to_string(done) +
                                                 "; lower the learning rate");
     const bool evaluate = has_val && (last || (recipe_.eval_steps > 0 && done % recipe_.eval_steps == 0));
+    open_output();
     auto log_step = [&] {
       auto now = std::chrono::steady_clock::now();
       LogEntry e;
@@ -431,6 +442,7 @@ TrainOutcome Trainer::run() {
     }
   }
   if (start_step_ == total_steps_) outcome.steps_done = total_steps_;
+  open_output();
   if (!outcome.interrupted) {
     // The final adapter at the top of the output directory, where PEFT users look for it.
     I.lora->save(out_dir, recipe_.base_model.string());

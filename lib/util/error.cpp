@@ -2,12 +2,6 @@
 
 namespace anvil {
 
-void fail(const std::string& where, const std::string& what) {
-  if (where.empty()) throw Error(what);
-  std::string message;
-  message.reserve(where.size() + 2 + what.size());
-  message.append(where).append(": ").append(what);
-  throw Error(message);
-}
+void fail(const std::string& where, const std::string& what) { throw Error(where, what); }
 
 }  // namespace anvil

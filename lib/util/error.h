@@ -1,6 +1,9 @@
 #pragma once
-// One exception type for every user-facing failure. The message is a single line that names
-// the file (or object) and what is wrong with it; the CLI prints it and exits with status 2.
+// The error boundary. lib/ throws anvil::Error for every failure caused by its input (a file, a
+// key or tensor in it, a parameter): it carries where (the file, and the key or tensor) and the
+// problem, and its message is the single line "WHERE: PROBLEM" the command line prints before
+// exiting with status 2. Anything else that escapes is a bug in anvil ("internal error", exit 1).
+// lib/ never names command-line flags: the same code runs behind the library API.
 #include <stdexcept>
 #include <string>
 
@@ -8,10 +11,20 @@ namespace anvil {
 
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& message) : std::runtime_error(message), problem_(message) {}
+  Error(std::string where, std::string problem)
+      : std::runtime_error(where.empty() ? problem : where + ": " + problem),
+        where_(std::move(where)),
+        problem_(std::move(problem)) {}
+
+  const std::string& where() const { return where_; }      // "file", "file:line" or "file: tensor 'x'"
+  const std::string& problem() const { return problem_; }
+
+ private:
+  std::string where_, problem_;
 };
 
-// Throws Error("WHERE: WHAT").
+// Throws Error(where, what): "WHERE: WHAT".
 [[noreturn]] void fail(const std::string& where, const std::string& what);
 
 }  // namespace anvil

@@ -1,0 +1,68 @@
+#include "model/adapter_config.h"
+
+#include <cmath>
+#include <regex>
+#include <set>
+
+#include "model/tensor_shapes.h"
+#include "util/error.h"
+#include "util/json_reader.h"
+
+namespace anvil::model {
+
+double AdapterConfig::scale() const { return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r; }
+
+AdapterConfig parse_adapter_config(const std::string& text, const std::string& where) {
+  const nlohmann::json j = util::parse_json(text, where);
+  const util::JsonFields f(j, where);
+  if (const std::string type = f.string_or("peft_type", "LORA"); type != "LORA")
+    fail(where, "peft_type '" + type + "' is not LORA");
+  if (f.boolean_or("use_dora", false)) fail(where, "DoRA adapters are not supported");
+  if (f.boolean_or("fan_in_fan_out", false)) fail(where, "fan_in_fan_out adapters are not supported");
+  for (const char* key : {"modules_to_save", "rank_pattern", "alpha_pattern"})
+    if (const nlohmann::json* v = f.find(key); v && !v->empty()) fail(where, std::string(key) + " is not supported");
+  AdapterConfig c;
+  c.r = f.integer("r", 1, 1 << 16);
+  c.alpha = f.number_or("lora_alpha", static_cast<double>(c.r), -1e9, 1e9);
+  c.rslora = f.boolean_or("use_rslora", false);
+  if (const nlohmann::json* t = f.find("target_modules")) {
+    if (t->is_string()) {
+      c.target_regex = t->get<std::string>();
+      try {
+        std::regex check(*c.target_regex);
+      } catch (const std::regex_error&) {
+        fail(where, "\"target_modules\" is not a valid regular expression");
+      }
+    } else if (t->is_array()) {
+      for (const auto& m : *t) {
+        if (!m.is_string() || m.get<std::string>().empty())
+          fail(where, "\"target_modules\" must list module names, not " + util::json_brief(m));
+        c.target_modules.push_back(m.get<std::string>());
+      }
+    } else {
+      fail(where, "\"target_modules\" must be a list of module names or a regular expression");
+    }
+  }
+  return c;
+}
+
+void check_adapter_targets(const AdapterConfig& adapter, const ModelConfig& model, const std::string& where) {
+  std::set<std::string> modules;  // "model.layers.0.self_attn.q_proj", ...
+  for (const ExpectedTensor& t : expected_tensors(model))
+    if (t.name.ends_with(".weight") && t.shape.size() == 2) modules.insert(t.name.substr(0, t.name.size() - 7));
+  if (adapter.target_regex) {
+    const std::regex re(*adapter.target_regex);
+    for (const auto& m : modules)
+      if (std::regex_match(m, re)) return;
+    fail(where, "\"target_modules\" ('" + *adapter.target_regex + "') matches no module of the " + model.model_type +
+                    " base model");
+  }
+  for (const auto& target : adapter.target_modules) {
+    if (target == "all-linear") continue;
+    bool found = false;
+    for (const auto& m : modules) found |= m == target || m.ends_with("." + target);
+    if (!found) fail(where, "target module '" + target + "' is not in the " + model.model_type + " base model");
+  }
+}
+
+}  // namespace anvil::model

@@ -1,0 +1,28 @@
+#pragma once
+// adapter_config.json of a PEFT LoRA adapter, read with checked fields (no LibTorch, so the
+// fuzzer and the light tools can use it).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace anvil::model {
+
+struct AdapterConfig {
+  int64_t r = 0;
+  double alpha = 0;
+  bool rslora = false;
+  std::vector<std::string> target_modules;  // a list: module names matched as PEFT does (name or ".name" suffix)
+  std::optional<std::string> target_regex;  // a string: a regular expression matched against the whole module name
+  double scale() const;                     // alpha / r, or alpha / sqrt(r) with rslora
+};
+
+// Throws anvil::Error naming `where` and the key for anything PEFT would refuse or anvil cannot apply.
+AdapterConfig parse_adapter_config(const std::string& json_text, const std::string& where);
+
+// PEFT refuses an adapter whose target modules match no module of the base model; so does anvil.
+void check_adapter_targets(const AdapterConfig& adapter, const ModelConfig& model, const std::string& where);
+
+}  // namespace anvil::model

@@ -1,0 +1,821 @@
+#!/usr/bin/env python3
+"""Hostile-input corpus for anvil (issue #11).
+
+Builds crafted bad inputs in a temporary directory from the shared fixtures and runs every case
+against the binaries. anvil's promise for bad input: ONE line on stderr naming the file and the
+key/tensor, exit status 2; never a signal, a hang, exit 1 ("internal error"), nor an output (or a
+temporary beside it) left behind.
+
+  python3 tests/hostile/hostile_inputs.py --anvil build/tools/anvil --shared ../shared [--only PATTERN] [-v]
+
+Python 3 standard library only. Prints one line per failing case and "N cases, K failed"; exits 1
+when any case fails.
+"""
+import argparse
+import copy
+import fnmatch
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+TIMEOUT_S = 10
+
+# ---------------------------------------------------------------------------------------------
+# GGUF: a small reader/writer (metadata and tensor infos parsed, tensor data kept as one blob).
+
+GT = dict(u8=0, i8=1, u16=2, i16=3, u32=4, i32=5, f32=6, bool=7, str=8, arr=9, u64=10, i64=11, f64=12)
+_FMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+def gstr(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<Q", len(b)) + b
+
+
+def gval(t, v):
+    if t == 8:
+        return gstr(v)
+    if t == 9:
+        et, items = v
+        return struct.pack("<IQ", et, len(items)) + b"".join(gval(et, x) for x in items)
+    return struct.pack(_FMT[t], v)
+
+
+class Gguf:
+    def __init__(self, path):
+        b = open(path, "rb").read()
+        self.pos = 4
+        assert b[:4] == b"GGUF"
+        self.version, nt, nkv = struct.unpack_from("<IQQ", b, 4)
+        self.pos = 24
+        self.kv = []  # [key, type, value]
+        for _ in range(nkv):
+            k = self._str(b)
+            t = self._u(b, "<I")
+            self.kv.append([k, t, self._val(b, t)])
+        self.tensors = []  # [name, dims, type, offset]
+        for _ in range(nt):
+            name = self._str(b)
+            nd = self._u(b, "<I")
+            dims = [self._u(b, "<Q") for _ in range(nd)]
+            ttype = self._u(b, "<I")
+            off = self._u(b, "<Q")
+            self.tensors.append([name, dims, ttype, off])
+        self.alignment = self.get("general.alignment", 32)
+        start = (self.pos + self.alignment - 1) // self.alignment * self.alignment
+        self.data = b[start:]
+
+    def _u(self, b, fmt):
+        v = struct.unpack_from(fmt, b, self.pos)[0]
+        self.pos += struct.calcsize(fmt)
+        return v
+
+    def _str(self, b):
+        n = self._u(b, "<Q")
+        s = b[self.pos:self.pos + n].decode("utf-8", "replace")
+        self.pos += n
+        return s
+
+    def _val(self, b, t):
+        if t == 8:
+            return self._str(b)
+        if t == 9:
+            et = self._u(b, "<I")
+            n = self._u(b, "<Q")
+            return (et, [self._val(b, et) for _ in range(n)])
+        return self._u(b, _FMT[t])
+
+    def get(self, key, default=None):
+        for k, _, v in self.kv:
+            if k == key:
+                return v
+        return default
+
+    def set(self, key, t, v):
+        for e in self.kv:
+            if e[0] == key:
+                e[1], e[2] = t, v
+                return self
+        self.kv.append([key, t, v])
+        return self
+
+    def tensor(self, name):
+        return next(t for t in self.tensors if t[0] == name)
+
+    def to_bytes(self):
+        h = b"GGUF" + struct.pack("<IQQ", self.version, len(self.tensors), len(self.kv))
+        for k, t, v in self.kv:
+            h += gstr(k) + struct.pack("<I", t) + gval(t, v)
+        for name, dims, ttype, off in self.tensors:
+            h += gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+            h += struct.pack("<IQ", ttype, off)
+        h += b"\0" * (-len(h) % self.alignment)
+        return h + self.data
+
+
+def raw_gguf(kvs=b"", n_kv=0, tensors=b"", n_tensors=0, version=3, magic=b"GGUF", tail=b""):
+    """A hand-written GGUF: pre-serialised KV and tensor-info bytes, counts given separately."""
+    return magic + struct.pack("<IQQ", version, n_tensors, n_kv) + kvs + tensors + tail
+
+
+# ---------------------------------------------------------------------------------------------
+# safetensors
+
+def st_read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack_from("<Q", b)[0]
+    return json.loads(b[8:8 + n]), b[8 + n:]
+
+
+def st_bytes(header, data=b""):
+    h = header if isinstance(header, bytes) else json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def st_small(**entries):
+    """A two-tensor F32 file with the given per-tensor header overrides (name -> dict)."""
+    hdr = {"a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},
+           "b": {"dtype": "F32", "shape": [4], "data_offsets": [16, 32]}}
+    for k, v in entries.items():
+        hdr[k] = v
+    return st_bytes(hdr, bytes(32))
+
+
+# ---------------------------------------------------------------------------------------------
+# The corpus: files and directories, built lazily by name.
+
+class Corpus:
+    def __init__(self, root, shared):
+        self.root, self.shared = root, shared
+        self.models = os.path.join(shared, "models")
+        self.built = {}
+        self._gguf = None
+
+    def path(self, *p):
+        return os.path.join(self.root, *p)
+
+    def write(self, rel, data):
+        p = self.path(rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+        return p
+
+    def base_gguf_bytes(self):
+        return open(os.path.join(self.shared, "refs", "gguf", "base-Q4_0.gguf"), "rb").read()
+
+    def base_gguf(self):
+        if self._gguf is None:
+            self._gguf = Gguf(os.path.join(self.shared, "refs", "gguf", "base-Q4_0.gguf"))
+        return copy.deepcopy(self._gguf)  # callers mutate it
+
+    def model_copy(self, rel, fixture, edits):
+        """A copy of models/FIXTURE in REL: files named in EDITS get new bytes (or a function of the
+        old text/bytes); the others are symlinks to the read-only fixture."""
+        d = self.path(rel)
+        src = os.path.join(self.models, fixture)
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(src):
+            if f not in edits:
+                os.symlink(os.path.join(src, f), os.path.join(d, f))
+        for f, e in edits.items():
+            if callable(e):
+                old = os.path.join(src, f)
+                e = e(open(old, "rb").read() if f.endswith(".safetensors") else open(old).read())
+            with open(os.path.join(d, f), "wb") as out:
+                out.write(e if isinstance(e, bytes) else e.encode())
+        return d
+
+
+def json_edit(fn):
+    """An edit of a JSON file: FN mutates the parsed object (or returns a replacement)."""
+    def edit(text):
+        j = json.loads(text)
+        r = fn(j)
+        return json.dumps(j if r is None else r, indent=1)
+    return edit
+
+
+def setk(path, value):
+    """json_edit setting a dotted key (or deleting it when value is DELETE)."""
+    def fn(j):
+        *parents, last = path.split(".")
+        for p in parents:
+            j = j[p]
+        if value is DELETE:
+            j.pop(last, None)
+        else:
+            j[last] = value
+    return json_edit(fn)
+
+
+DELETE = object()
+
+
+def text_sub(old, new):
+    def edit(text):
+        assert old in text, old
+        return text.replace(old, new, 1)
+    return edit
+
+
+def gguf_meta(key, t, v):
+    return lambda g: g.set(key, GT[t], v)
+
+
+def gguf_tensor(name, idx, v):
+    def fn(g):
+        g.tensor(name)[idx] = v
+    return fn
+
+
+def deep_pre_tokenizer(levels):
+    def edit(text):
+        j = json.loads(text)
+        inner = json.dumps(j["pre_tokenizer"])
+        j["pre_tokenizer"] = "@@"
+        s = json.dumps(j)
+        nest = '{"type": "Sequence", "pretokenizers": [' * levels + inner + "]}" * levels
+        return s.replace('"@@"', nest)
+    return edit
+
+
+def laughs_yaml(models, levels=10, width=10):
+    """A merge config whose weight is a conditional parameter nesting aliases LEVELS deep."""
+    lines = ["l0: &l0 [{filter: x, value: 0.5}]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join(f"{{filter: f{k}, value: *l{i - 1}}}" for k in range(width)) + "]")
+    # the anchors live under parameters of the first model so the config keys stay valid
+    body = "\n".join("      " + ln.split(": ", 1)[0] + "_: " + ln.split(": ", 1)[1] for ln in lines)
+    return (f"merge_method: linear\nmodels:\n  - model: {models}/tiny-llama\n    parameters:\n{body}\n"
+            f"      weight: *l{levels - 1}\n  - model: {models}/tiny-llama\n    parameters: {{weight: 0.5}}\n")
+
+
+def linear_yaml(models, weight="0.5", extra=""):
+    return (f"merge_method: linear\nmodels:\n  - model: {models}/tiny-llama\n    parameters: {{weight: {weight}}}\n"
+            f"  - model: {models}/tiny-llama\n    parameters: {{weight: 0.5}}\n{extra}")
+
+
+def slerp_yaml(models, t):
+    return (f"merge_method: slerp\nbase_model: {models}/tiny-llama\nslices:\n  - sources:\n"
+            f"      - {{model: {models}/tiny-llama, layer_range: [0, 2]}}\n"
+            f"      - {{model: {models}/tiny-llama, layer_range: [0, 2]}}\nparameters: {{t: {t}}}\n")
+
+
+def ties_yaml(models, density):
+    return (f"merge_method: ties\nbase_model: {models}/tiny-llama\nmodels:\n"
+            f"  - model: {models}/tiny-llama\n    parameters: {{weight: 1.0, density: {density}}}\n")
+
+
+def recipe_yaml(models, data, out, extra="", lora="{r: 4, target_modules: [q_proj, v_proj]}", steps=1, base=None):
+    return (f"base_model: {base or models + '/tiny-llama'}\noutput_dir: {out}\n"
+            f"datasets: [{{path: {data}, type: raw}}]\nsequence_len: 32\nmicro_batch_size: 2\n"
+            f"max_steps: {steps}\nthreads: 1\nlora: {lora}\n{extra}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases. args is a format string: {T} the corpus root, {M} shared/models, {S} shared,
+# {O} a fresh empty output directory for this case (it must be empty afterwards on failure),
+# {D} a small valid text file (a few windows). expect: regexes the single stderr line must match: the
+# first names the hostile file (matched on the whole line), the others the key or tensor (matched on
+# the line with every path under the corpus and the fixtures removed, so that a file named after its
+# key does not count as naming the key).
+
+@dataclass
+class Case:
+    name: str
+    args: str
+    expect: tuple = ()
+    rc: tuple = (2,)
+    build: object = None  # callable(corpus) run before the case (builders are idempotent)
+    out: str = "{O}"  # the directory that must be left empty (train: the output_dir's parent)
+
+
+CASES = []
+
+
+def case(name, args, *expect, rc=(2,), build=None, out="{O}"):
+    CASES.append(Case(name, args, tuple(expect), rc, build, out))
+
+
+def once(rel, make):
+    """A builder that makes REL (a corpus path) the first time it is asked for."""
+    def b(c):
+        if rel not in c.built:
+            try:
+                make(c)
+                c.built[rel] = None
+            except Exception as e:  # noqa: BLE001 - remembered: every case using REL fails the same way
+                c.built[rel] = e
+        if c.built[rel]:
+            raise c.built[rel]
+    return b
+
+
+def gguf_file(rel, *mutations):
+    """Build REL as base-Q4_0.gguf with MUTATIONS applied to the parsed file."""
+    def b(c):
+        g = c.base_gguf()
+        for m in mutations:
+            m(g)
+        c.write(rel, g.to_bytes())
+    return once(rel, b)
+
+
+def raw_file(rel, make):
+    return once(rel, lambda c: c.write(rel, make(c) if callable(make) else make))
+
+
+def model_dir(rel, fixture, **edits):
+    edits = {k.replace("__", "."): v for k, v in edits.items()}  # config__json -> config.json
+    return once(rel, lambda c: c.model_copy(rel, fixture, edits))
+
+
+EVAL = "eval {f} --data {D}"
+TO_HF = "convert {f} -o {O}/hf"
+QUANT = "quantize {f} -o {O}/q.gguf --type Q8_0"
+TO_GGUF = "convert {f} -o {O}/m.gguf --type f32"
+
+
+def on(tmpl, f):
+    return tmpl.replace("{f}", f)
+
+
+# --- controls: unmodified fixtures must work (the harness itself is sane) --------------------
+case("control.inspect.gguf", "inspect {S}/refs/gguf/base-Q4_0.gguf", rc=(0,))
+case("control.convert.gguf_to_hf", on(TO_HF, "{S}/refs/gguf/base-Q4_0.gguf"), rc=(0,))
+case("control.convert.hf_to_gguf", on(TO_GGUF, "{M}/tiny-llama"), rc=(0,))
+case("control.eval.tiny-llama", on(EVAL, "{M}/tiny-llama"), rc=(0,))
+
+def token_not_utf8(g):
+    """One vocabulary string that is not UTF-8 (a fuzz finding: it escaped as a JSON type_error)."""
+    for kv in g.kv:
+        if kv[0] == "tokenizer.ggml.tokens":
+            et, items = kv[2]
+            items = list(items)
+            items[5] = b"\x90\x91\x8f"
+            kv[2] = (et, items)
+    return g
+
+
+# --- GGUF: hyperparameters the rotary permutation and attention divide by --------------------
+GG = [  # name, mutation, expected key
+    ("head_count_0", gguf_meta("llama.attention.head_count", "u32", 0), "head.count"),
+    ("head_count_3", gguf_meta("llama.attention.head_count", "u32", 3), "head.count"),
+    ("head_count_kv_3", gguf_meta("llama.attention.head_count_kv", "u32", 3), "head.count"),
+    ("head_count_6", gguf_meta("llama.attention.head_count", "u32", 6), "head.count"),
+    ("head_count_huge", gguf_meta("llama.attention.head_count", "u32", 0xFFFFFFFF), "head.count"),
+    ("head_count_3_kv_1", lambda g: g.set("llama.attention.head_count", 4, 3).set("llama.attention.head_count_kv", 4, 1),
+     "head.count"),
+    ("head_count_5_kv_5", lambda g: g.set("llama.attention.head_count", 4, 5).set("llama.attention.head_count_kv", 4, 5),
+     "head.count"),
+    ("key_length_48", gguf_meta("llama.attention.key_length", "u32", 48),
+     "key_length|head.count|dimension_count|head dimension"),
+    ("key_length_odd", gguf_meta("llama.attention.key_length", "u32", 63), "key_length|dimension_count|head dimension"),
+    ("rope_dim_0", gguf_meta("llama.rope.dimension_count", "u32", 0), "rope.dimension_count"),
+    ("rope_freq_nan", gguf_meta("llama.rope.freq_base", "f32", float("nan")), "rope.freq_base"),
+    ("rope_freq_neg", gguf_meta("llama.rope.freq_base", "f32", -1.0), "rope.freq_base"),
+    ("rms_eps_nan", gguf_meta("llama.attention.layer_norm_rms_epsilon", "f32", float("nan")), "layer_norm_rms_epsilon"),
+    ("block_count_huge", gguf_meta("llama.block_count", "u64", 1 << 40), "block_count"),
+    ("block_count_9", gguf_meta("llama.block_count", "u32", 9), "block_count|blk\\.8|layers\\.8"),
+    ("embedding_length_1e12", gguf_meta("llama.embedding_length", "u64", 10**12), "embedding_length"),
+    ("head_count_str", gguf_meta("llama.attention.head_count", "str", "4"), "head.count"),
+    ("token_not_utf8", token_not_utf8, "tokenizer.ggml.tokens"),
+]
+for n, m, key in GG:
+    f = "{T}/gguf/" + n + ".gguf"
+    b = gguf_file("gguf/" + n + ".gguf", m)
+    case(f"gguf.{n}.eval", on(EVAL, f), n + r"\.gguf", key, build=b)
+    case(f"gguf.{n}.convert", on(TO_HF, f), n + r"\.gguf", key, build=b)
+case("gguf.head_count_3.quantize", on(QUANT, "{T}/gguf/head_count_3.gguf"), r"head_count_3\.gguf", "head.count",
+     build=gguf_file("gguf/head_count_3.gguf", GG[1][1]))
+case("gguf.bos_out_of_vocab.generate", "generate {T}/gguf/bos_big.gguf --prompt hi -n 2", r"bos_big\.gguf", "bos",
+     build=gguf_file("gguf/bos_big.gguf", gguf_meta("tokenizer.ggml.bos_token_id", "u32", 10**9)))
+
+# --- GGUF: structure -------------------------------------------------------------------------
+def truncated(n):
+    return lambda c: c.base_gguf_bytes()[:n]
+
+
+def big_offset(g):
+    g.tensors[-1][3] = (len(g.data) // 32 + 1024) * 32
+
+
+one_kv = gstr("general.architecture") + struct.pack("<I", 8) + gstr("llama")
+STRUCT = [  # name, builder bytes, expected key, commands
+    ("truncated_header", truncated(5000), "truncat|past the end|impossible", ("inspect", "convert", "eval")),
+    ("truncated_data", truncated(3_000_000), "truncat|past the end|blk\\.|output", ("inspect", "convert", "quantize")),
+    ("bad_magic", raw_gguf(magic=b"GGUX", tail=bytes(40)), "magic|GGUF|format|header", ("inspect", "eval")),
+    ("version_1", raw_gguf(version=1), "version", ("inspect", "convert")),
+    ("version_huge", raw_gguf(version=0xFFFFFFFF), "version", ("inspect",)),
+    ("kv_count_huge", raw_gguf(n_kv=1 << 62), "count|metadata", ("inspect", "convert")),
+    ("tensor_count_huge", raw_gguf(one_kv, 1, n_tensors=1 << 62), "count|tensor", ("inspect", "convert")),
+    ("array_count_huge", raw_gguf(gstr("hostile.array") + struct.pack("<IIQ", 9, 4, 1 << 61), 1),
+     "hostile\\.array", ("inspect", "convert")),
+    ("string_len_past_end", raw_gguf(gstr("hostile.str") + struct.pack("<IQ", 8, 1 << 40) + b"abc", 1),
+     "hostile\\.str", ("inspect", "convert")),
+    ("key_len_past_end", raw_gguf(struct.pack("<Q", 1 << 50) + b"general", 1), "past the end|key", ("inspect",)),
+    ("value_type_unknown", raw_gguf(gstr("hostile.type") + struct.pack("<I", 99), 1), "hostile\\.type",
+     ("inspect",)),
+    ("nested_array", raw_gguf(gstr("hostile.nest") + struct.pack("<IIQ", 9, 9, 1) + struct.pack("<IQ", 4, 0), 1),
+     "hostile\\.nest", ("inspect",)),
+    ("n_dims_9", raw_gguf(one_kv, 1, gstr("token_embd.weight") + struct.pack("<I", 9) + bytes(8 * 9 + 12), 1),
+     "token_embd\\.weight", ("inspect", "convert")),
+    ("alignment_3", None, "alignment", ("inspect", "convert")),
+]
+for n, data, key, cmds in STRUCT:
+    f = "{T}/gguf/" + n + ".gguf"
+    b = gguf_file("gguf/" + n + ".gguf", gguf_meta("general.alignment", "u32", 3)) if data is None else \
+        raw_file("gguf/" + n + ".gguf", data)
+    tmpl = {"inspect": "inspect {f}", "convert": TO_HF, "eval": EVAL, "quantize": QUANT}
+    for cmd in cmds:
+        case(f"gguf.{n}.{cmd}", on(tmpl[cmd], f), n + r"\.gguf", key, build=b)
+
+TENSOR = [  # name, mutation, expected tensor name (the GGUF one or its Hugging Face name)
+    ("offset_past_end", big_offset, "output\\.weight|past|offset"),
+    ("dims_overflow", gguf_tensor("token_embd.weight", 1, [1 << 40, 1 << 40]), "token_embd\\.weight"),
+    ("dims_zero", gguf_tensor("blk.0.attn_q.weight", 1, [256, 0]), "blk\\.0\\.attn_q\\.weight|layers\\.0\\.self_attn\\.q_proj"),
+    ("type_99", gguf_tensor("blk.0.attn_k.weight", 2, 99), "blk\\.0\\.attn_k\\.weight"),
+    ("offset_unaligned", gguf_tensor("blk.1.attn_v.weight", 3, 7), "blk\\.1\\.attn_v\\.weight"),
+    ("shape_mismatch", gguf_tensor("blk.0.ffn_up.weight", 1, [256, 384]), "blk\\.0\\.ffn_up\\.weight|layers\\.0\\.mlp\\.up_proj"),
+]
+for n, m, key in TENSOR:
+    f = "{T}/gguf/" + n + ".gguf"
+    b = gguf_file("gguf/" + n + ".gguf", m)
+    # inspect lists tensors: a shape the hyperparameters disagree with is not its business
+    case(f"gguf.{n}.inspect", "inspect " + f, n + r"\.gguf", key, build=b,
+         rc=(0, 2) if n in ("dims_zero", "shape_mismatch") else (2,))
+    case(f"gguf.{n}.convert", on(TO_HF, f), n + r"\.gguf", key, build=b)
+    case(f"gguf.{n}.quantize", on(QUANT, f), n + r"\.gguf", key, build=b)
+case("gguf.shape_mismatch.eval", on(EVAL, "{T}/gguf/shape_mismatch.gguf"), r"shape_mismatch\.gguf", TENSOR[5][2],
+     build=gguf_file("gguf/shape_mismatch.gguf", TENSOR[5][1]))
+
+# --- tokenizer.json --------------------------------------------------------------------------
+def add_token(tid):
+    return json_edit(lambda j: j["added_tokens"].append(
+        {"id": tid, "content": "<|huge|>", "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}))
+
+
+def bos_ids(j):
+    j["post_processor"]["special_tokens"]["<|begin_of_text|>"]["ids"] = [5_000_000]
+
+
+TOK = [  # name, edit, expected key, rc
+    ("deep_pre_tokenizer", deep_pre_tokenizer(50_000), "pre_tokenizer|depth|nest", (0, 2)),
+    ("added_id_huge", add_token(10**15), "added|<\\|huge\\|>", (2,)),
+    ("added_id_negative", add_token(-5), "added", (2,)),
+    ("added_id_string", add_token("7"), "added|id", (2,)),
+    ("bos_out_of_vocab", json_edit(bos_ids), "begin_of_text|post_processor|bos|5000000", (2,)),
+    ("root_array", lambda t: "[1, 2, 3]", "object", (2,)),
+    ("root_string", lambda t: '"tokenizer"', "object", (2,)),
+    ("vocab_id_string", json_edit(lambda j: j["model"]["vocab"].__setitem__("a", "x")), "vocab|'a'", (2,)),
+    ("merges_not_list", json_edit(lambda j: j["model"].__setitem__("merges", {"a": 1})), "merges", (2,)),
+    ("deep_json", lambda t: "[" * 100_000 + "]" * 100_000, "JSON|depth|object", (2,)),
+]
+for n, edit, key, rc in TOK:
+    d = "{T}/tok/" + n
+    b = model_dir("tok/" + n, "tiny-llama", tokenizer__json=edit)
+    case(f"tokenizer.{n}.convert", on(TO_GGUF, d), f"tok/{n}/tokenizer\\.json", key, rc=rc, build=b)
+for n in ("deep_pre_tokenizer", "added_id_huge", "bos_out_of_vocab"):
+    b = model_dir("tok/" + n, "tiny-llama", tokenizer__json=dict((t[0], t[1]) for t in TOK)[n])
+    key, rc = dict((t[0], (t[2], t[3])) for t in TOK)[n]
+    case(f"tokenizer.{n}.generate", "generate {T}/tok/" + n + " --prompt hi -n 2", f"tok/{n}/tokenizer\\.json", key, rc=rc,
+         build=b)
+
+# --- config.json -----------------------------------------------------------------------------
+CFG = [  # name, edit, expected key, rc
+    ("hidden_size_str", setk("hidden_size", "64"), "hidden_size", (2,)),
+    ("heads_str", setk("num_attention_heads", "4"), "num_attention_heads", (2,)),
+    ("tie_yes", setk("tie_word_embeddings", "yes"), "tie_word_embeddings", (2,)),
+    ("bias_str", setk("attention_bias", "false"), "attention_bias", (2,)),
+    ("rope_theta_str", setk("rope_parameters.rope_theta", "10000"), "rope_theta", (2,)),
+    ("rope_theta_inf", text_sub('"rope_theta": 10000.0', '"rope_theta": 1e999'), "rope_theta|1e999", (2,)),
+    ("rms_eps_negative", setk("rms_norm_eps", -1e-6), "rms_norm_eps", (2,)),
+    ("rms_eps_inf", text_sub('"rms_norm_eps": 1e-06', '"rms_norm_eps": 1e999'), "rms_norm_eps|1e999", (2,)),
+    ("rms_eps_str", setk("rms_norm_eps", "1e-6"), "rms_norm_eps", (2,)),
+    ("sliding_window_0", setk("sliding_window", 0), "sliding_window", (2,)),
+    ("sliding_window_str", setk("sliding_window", "4096"), "sliding_window", (2,)),
+    ("hidden_size_128", setk("hidden_size", 128), "hidden_size|embed_tokens|model\\.", (2,)),
+    ("vocab_size_8192", setk("vocab_size", 8192), "vocab_size|embed_tokens", (2,)),
+    ("layers_5", setk("num_hidden_layers", 5), "num_hidden_layers|model\\.layers\\.2\\.", (2,)),
+    ("heads_3", setk("num_attention_heads", 3), "num_attention_heads|q_proj|head", (2,)),
+    ("heads_3_no_head_dim", json_edit(lambda j: j.update(num_attention_heads=3, num_key_value_heads=3, head_dim=None)),
+     "num_attention_heads|head_dim|hidden_size", (2,)),
+    ("head_dim_1e12", setk("head_dim", 10**12), "head_dim", (2,)),
+    ("hidden_size_1e12", setk("hidden_size", 10**12), "hidden_size", (2,)),
+    ("intermediate_1e12", setk("intermediate_size", 10**12), "intermediate_size|mlp", (2,)),
+    ("vocab_size_1e12", setk("vocab_size", 10**12), "vocab_size", (2,)),
+    ("layers_1e12", setk("num_hidden_layers", 10**12), "num_hidden_layers", (2,)),
+    ("max_pos_1e12", setk("max_position_embeddings", 10**12), "max_position_embeddings", (0, 2)),
+    ("bos_id_huge", setk("bos_token_id", 10**9), "bos_token_id", (2,)),
+    ("eos_id_negative", setk("eos_token_id", -3), "eos_token_id", (2,)),
+    ("root_array", lambda t: "[]", "object", (2,)),
+]
+for n, edit, key, rc in CFG:
+    d = "{T}/cfg/" + n
+    b = model_dir("cfg/" + n, "tiny-llama", config__json=edit)
+    for cmd, tmpl in (("eval", EVAL), ("convert", TO_GGUF), ("quantize", QUANT)):
+        case(f"config.{n}.{cmd}", on(tmpl, d), f"cfg/{n}/", key, rc=rc, build=b)
+
+# --- adapter_config.json ---------------------------------------------------------------------
+ADA = [
+    ("r_str", setk("r", "8"), r"\br\b"),
+    ("alpha_str", setk("lora_alpha", "16"), "lora_alpha"),
+    ("alpha_inf", text_sub('"lora_alpha": 16', '"lora_alpha": 1e999'), "lora_alpha|1e999"),
+    ("targets_missing", setk("target_modules", ["nonexistent_proj"]), "target_modules|nonexistent_proj|q_proj"),
+    ("targets_str_int", setk("target_modules", 7), "target_modules"),
+    ("r_huge", setk("r", 10**12), r"\br\b"),
+    ("r_zero", setk("r", 0), r"\br\b"),
+    ("root_array", lambda t: "[]", "object"),
+]
+for n, edit, key in ADA:
+    d = "{T}/ada/" + n
+    b = model_dir("ada/" + n, "lora-random", adapter_config__json=edit)
+    case(f"adapter.{n}.eval", "eval {M}/base --adapter " + d + " --data {D}", f"ada/{n}/", key, build=b)
+for n, edit, key in ADA[:1] + ADA[3:4]:
+    case(f"adapter.{n}.merge_adapter", "convert {M}/base --merge-adapter {T}/ada/" + n + " -o {O}/m", f"ada/{n}/", key,
+         build=model_dir("ada/" + n, "lora-random", adapter_config__json=edit))
+
+# --- safetensors -----------------------------------------------------------------------------
+def rename_tensor(old, new):
+    def edit(b):
+        n = struct.unpack_from("<Q", b)[0]
+        hdr = json.loads(b[8:8 + n])
+        hdr[new] = hdr.pop(old)
+        return st_bytes(hdr, b[8 + n:])
+    return edit
+
+
+E0 = "model.layers.0.block_sparse_moe.experts.0.w1.weight"
+EBIG = "model.layers.0.block_sparse_moe.experts.99999999999.w1.weight"
+b = model_dir("moe/expert_huge", "tiny-mixtral", model__safetensors=rename_tensor(E0, EBIG))
+for cmd, tmpl in (("eval", EVAL), ("convert", TO_GGUF), ("quantize", QUANT)):
+    case(f"mixtral.expert_index_huge.{cmd}", on(tmpl, "{T}/moe/expert_huge"), "moe/expert_huge",
+         "99999999999|experts\\.0\\.w1", build=b)
+b = model_dir("moe/expert_neg", "tiny-mixtral", model__safetensors=rename_tensor(E0, E0.replace(".0.w1", ".-1.w1")))
+case("mixtral.expert_index_negative.convert", on(TO_GGUF, "{T}/moe/expert_neg"), "moe/expert_neg", "experts\\.-1|experts\\.0\\.w1",
+     build=b)
+
+ST = [  # name, bytes, expected key
+    ("header_past_end", struct.pack("<Q", 4096) + b'{"a": 1}', "header length"),
+    ("header_len_huge", struct.pack("<Q", 1 << 63) + b"{}", "header length"),
+    ("too_short", b"\x10\0\0", "truncated|short"),
+    ("offsets_overlap", st_small(b={"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}), "overlap|'b'|\"b\""),
+    ("offsets_past_end", st_small(b={"dtype": "F32", "shape": [4], "data_offsets": [16, 4096]}), "'b'|\"b\""),
+    ("offsets_reversed", st_small(b={"dtype": "F32", "shape": [4], "data_offsets": [32, 16]}), "'b'|\"b\""),
+    ("offsets_negative", st_small(b={"dtype": "F32", "shape": [4], "data_offsets": [-16, 0]}), "'b'|\"b\""),
+    ("shape_overflow", st_small(b={"dtype": "F32", "shape": [1 << 32, 1 << 32, 1 << 32], "data_offsets": [16, 32]}),
+     "'b'|\"b\""),
+    ("shape_negative", st_small(b={"dtype": "F32", "shape": [-4], "data_offsets": [16, 32]}), "'b'|\"b\""),
+    ("shape_float", st_small(b={"dtype": "F32", "shape": [4.0], "data_offsets": [16, 32]}), "'b'|\"b\""),
+    ("dtype_unknown", st_small(b={"dtype": "F7", "shape": [4], "data_offsets": [16, 32]}), "F7"),
+    ("dtype_int", st_small(b={"dtype": 5, "shape": [4], "data_offsets": [16, 32]}), "dtype"),
+    ("header_not_json", st_bytes(b"{this is not json", bytes(8)), "JSON"),
+    ("header_array", st_bytes(b"[1, 2]"), "object"),
+    ("header_deep", st_bytes(b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"), "JSON|depth|'a'|\"a\""),
+    ("metadata_not_str", st_bytes({"__metadata__": {"format": 5},
+                                   "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, bytes(8)),
+     "__metadata__|format"),
+]
+for n, data, key in ST:
+    case(f"safetensors.{n}.inspect", "inspect {T}/st/" + n + ".safetensors", n + r"\.safetensors", key,
+         build=raw_file("st/" + n + ".safetensors", data))
+for n, data, key in ST[:1] + ST[3:4] + ST[14:15]:
+    case(f"safetensors.{n}.convert", on(TO_GGUF, "{T}/stm/" + n), f"stm/{n}/model\\.safetensors", key,
+         build=model_dir("stm/" + n, "tiny-llama", model__safetensors=data))
+case("safetensors.truncated_model.eval", on(EVAL, "{T}/stm/cut"), "stm/cut/model\\.safetensors", "past|truncat",
+     build=model_dir("stm/cut", "tiny-llama", model__safetensors=lambda b: b[:len(b) // 2]))
+
+# --- merge YAML ------------------------------------------------------------------------------
+MERGE = [  # name, yaml (function of models dir), expected key
+    ("billion_laughs", lambda m: laughs_yaml(m, 10), "alias|expan|large|nodes"),
+    ("billion_laughs_9", lambda m: laughs_yaml(m, 9), "alias|expan|large|nodes"),
+    ("deep_nesting", lambda m: linear_yaml(m, "[" * 50_000 + "1" + "]" * 50_000), r"line \d+|deep|nest|depth"),
+    ("weight_nan", lambda m: linear_yaml(m, ".nan"), "weight|nan"),
+    ("weight_inf", lambda m: linear_yaml(m, "-.inf"), "weight|inf"),
+    ("weight_1e999", lambda m: linear_yaml(m, "1e999"), "weight|range|1e999"),
+    ("weight_string", lambda m: linear_yaml(m, "heavy"), "weight|heavy"),
+    ("weight_map", lambda m: linear_yaml(m, "{a: 1}"), "weight|param"),
+    ("density_nan", lambda m: ties_yaml(m, ".nan"), "density|nan"),
+    ("density_string", lambda m: ties_yaml(m, "half"), "density|half"),
+    ("t_inf", lambda m: slerp_yaml(m, ".inf"), r"\bt\b|inf"),
+    ("t_string", lambda m: slerp_yaml(m, "middle"), r"\bt\b|middle"),
+    ("layer_range_huge", lambda m: slerp_yaml(m, "0.5").replace("[0, 2]", "[0, 99999999999]"), "layer_range"),
+    ("root_list", lambda m: "- 1\n- 2\n", "mapping"),
+]
+for n, y, key in MERGE:
+    case(f"merge.{n}", "merge {T}/merge/" + n + ".yaml -o {O}/m", n + r"\.yaml", key,
+         build=raw_file("merge/" + n + ".yaml", lambda c, y=y: y(c.models)))
+
+# --- eval --data ---------------------------------------------------------------------------
+case("data.directory", "eval {M}/tiny-llama --data {T}/data/adir", "adir", build=lambda c: os.makedirs(
+    c.path("data/adir/x"), exist_ok=True))
+case("data.not_utf8", "eval {M}/tiny-llama --data {T}/data/latin1.txt", r"latin1\.txt", "UTF-8",
+     build=raw_file("data/latin1.txt", ("caf\xe9 " * 2000).encode("latin-1")))
+case("data.shorter_than_window", "eval {M}/tiny-llama --data {T}/data/short.txt", r"short\.txt", "window|token",
+     build=raw_file("data/short.txt", b"hello world"))
+case("data.empty", "eval {M}/tiny-llama --data {T}/data/empty.txt", r"empty\.txt", ".",
+     build=raw_file("data/empty.txt", b""))
+case("data.second_file_bad", "eval {M}/tiny-llama --data {D} {T}/data/latin1.txt", r"latin1\.txt", "UTF-8",
+     build=raw_file("data/latin1.txt", ("caf\xe9 " * 2000).encode("latin-1")))
+
+# --- train -----------------------------------------------------------------------------------
+def recipe(name, **kw):
+    return raw_file(f"train/{name}.yaml", lambda c: recipe_yaml(c.models, c.train_data(), c.path("train-out", name, "run"), **kw))
+
+
+def train_case(name, args, *expect, build, out):
+    case(name, args, *expect, build=all_of(build, lambda c: os.makedirs(c.path("train-out", out), exist_ok=True)),
+         out="{T}/train-out/" + out)
+
+
+def all_of(*builders):
+    def b(c):
+        for x in builders:
+            x(c)
+    return b
+
+
+TRAIN = [  # name, recipe kwargs, expected key
+    ("max_steps_string", dict(extra="", steps='"ten"'), "max_steps"),
+    ("r_string", dict(lora="{r: four, target_modules: [q_proj]}"), r"\br\b"),
+    ("lr_nan", dict(extra="optimizer: {lr: .nan}\n"), r"\blr\b"),
+    ("lr_inf", dict(extra="optimizer: {lr: .inf}\n"), r"\blr\b"),
+    ("lr_string", dict(extra="optimizer: {lr: fast}\n"), r"\blr\b"),
+    ("seq_len_1e999", dict(extra="sequence_len: 1e999\n"), "sequence_len"),
+    ("alpha_nan", dict(lora="{r: 4, alpha: .nan, target_modules: [q_proj]}"), "alpha"),
+    ("dropout_2", dict(lora="{r: 4, dropout: 2.0, target_modules: [q_proj]}"), "dropout"),
+    ("targets_missing", dict(lora="{r: 4, target_modules: [nonexistent_proj]}"), "target_modules|nonexistent"),
+    ("betas_nan", dict(extra="optimizer: {betas: [.nan, 0.9]}\n"), "betas"),
+]
+for n, kw, key in TRAIN:
+    train_case(f"train.{n}", "train {T}/train/" + n + ".yaml", n + r"\.yaml", key, build=recipe(n, **kw), out=n)
+train_case("train.set_lr_nan", "train {T}/train/ok.yaml --set optimizer.lr=nan", r"ok\.yaml|optimizer\.lr|override",
+           r"\blr\b", build=recipe("ok"), out="ok")
+# The tokenizer has a token the model's embedding lacks and the data uses it: the run fails at
+# its first step (or before) and must leave no output_dir behind.
+train_case("train.token_beyond_vocab", "train {T}/train/beyond.yaml", r"beyond|tok/beyond|beyond_data", ".",
+           build=all_of(model_dir("tok/beyond", "tiny-llama", tokenizer__json=json_edit(lambda j: j["added_tokens"].append(
+               {"id": 4500, "content": "<|beyond|>", "single_word": False, "lstrip": False, "rstrip": False,
+                "normalized": False, "special": True}))),
+               raw_file("train/beyond_data.txt", ("a <|beyond|> b " * 400).encode()),
+               raw_file("train/beyond.yaml", lambda c: recipe_yaml(c.models, c.path("train/beyond_data.txt"),
+                                                                   c.path("train-out", "beyond", "run"),
+                                                                   base=c.path("tok/beyond")))), out="beyond")
+
+
+def resume_checkpoint(edit):
+    n = edit.__name__
+
+    def b(c):
+        dst = c.path("resume", n)
+        shutil.copytree(c.checkpoint(), dst)
+        p = os.path.join(dst, "trainer_state.json")
+        st = json.load(open(p))
+        edit(st)
+        open(p, "w").write(json.dumps(st))
+        c.write(f"resume/{n}.yaml", recipe_yaml(c.models, c.train_data(), c.path("train-out", "resume-" + n, "run"),
+                                                  steps=2))
+    return once("resume/" + n, b)
+
+
+def step_string(st): st["step"] = "one"
+def step_negative(st): st["step"] = -1
+def log_loss_string(st): st["log"] = [dict(st["log"][0], loss="low")] if st.get("log") else [{"loss": "low"}]
+def val_loss_string(st): st["initial_val_loss"] = "high"
+
+
+for fn, key in ((step_string, "step"), (step_negative, "step"), (log_loss_string, "loss|log"),
+                (val_loss_string, "initial_val_loss")):
+    n = fn.__name__
+    train_case(f"train.resume.{n}", "train {T}/resume/" + n + ".yaml --resume {T}/resume/" + n,
+               r"trainer_state\.json", key, build=resume_checkpoint(fn), out="resume-" + n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Runner
+
+class Env(Corpus):
+    anvil = None
+    _ckpt = None
+
+    def train_data(self):
+        p = self.path("train_data.txt")
+        if not os.path.exists(p):
+            text = open(os.path.join(self.shared, "data", "fortune.train.txt"), "rb").read(20000)
+            self.write("train_data.txt", text)
+        return p
+
+    def checkpoint(self):
+        """checkpoint-1 of a one-step run of tiny-llama (built once, by anvil train)."""
+        if self._ckpt is None:
+            out = self.path("ckpt-run")
+            self.write("ckpt.yaml", recipe_yaml(self.models, self.train_data(), out, steps=1))
+            r = run(self.anvil, ["train", self.path("ckpt.yaml")], self.root)
+            d = os.path.join(out, "checkpoint-1")
+            if r[0] != 0 or not os.path.isdir(d):
+                raise RuntimeError("setup: tiny training run failed (rc %s): %s" % (r[0], r[2][:150]))
+            self._ckpt = d
+        return self._ckpt
+
+
+def run(anvil, argv, cwd):
+    env = dict(os.environ, ANVIL_NO_PROGRESS="1")
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([anvil] + argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                           timeout=TIMEOUT_S, start_new_session=True)
+        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), \
+            time.monotonic() - t0
+    except subprocess.TimeoutExpired as e:
+        return "timeout", "", (e.stderr or b"").decode("utf-8", "replace"), time.monotonic() - t0
+
+
+def check(c, rc, stderr, out_dir, strip):
+    """The failure reason for case C, or None."""
+    if rc == "timeout":
+        return f"hang (no exit within {TIMEOUT_S} s)"
+    if rc < 0:
+        return f"killed by signal {signal.Signals(-rc).name}"
+    if rc not in c.rc:
+        return f"exit status {rc}, expected {' or '.join(map(str, c.rc))}"
+    left = sorted(os.listdir(out_dir))
+    if rc == 0:
+        stray = [f for f in left if f.startswith(".")]
+        return f"left temporaries {stray}" if stray else None
+    if left:
+        return f"left {left} in the output directory"
+    lines = stderr.splitlines()
+    if len(lines) != 1 or not stderr.endswith("\n"):
+        return f"stderr has {len(lines)} lines, expected one"
+    for k, pat in enumerate(c.expect):
+        line = lines[0] if k == 0 else re.sub(r"(%s)[^\s:'\"]*" % "|".join(map(re.escape, strip)), "", lines[0])
+        if not re.search(pat, line):
+            return f"stderr does not match /{pat}/" + (" (paths removed)" if k else "")
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("--anvil", required=True, help="path of the anvil front end (anvil-torch beside it)")
+    ap.add_argument("--shared", required=True, help="the shared fixtures directory (ANVIL_SHARED overrides it)")
+    ap.add_argument("--only", help="run only cases whose name matches this glob (or contains it)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every case with its time and stderr")
+    ap.add_argument("--keep", action="store_true", help="keep the corpus directory")
+    a = ap.parse_args()
+    anvil = os.path.abspath(a.anvil)
+    shared = os.path.abspath(os.environ.get("ANVIL_SHARED") or a.shared)
+    cases = [c for c in CASES if not a.only or a.only in c.name or fnmatch.fnmatch(c.name, a.only)]
+    names = [c.name for c in CASES]
+    assert len(names) == len(set(names)), "duplicate case names"
+
+    root = tempfile.mkdtemp(prefix="anvil-hostile-")
+    env = Env(root, shared)
+    env.anvil = anvil
+    small = os.path.join(root, "small.txt")
+    with open(small, "wb") as f:
+        f.write(open(os.path.join(shared, "data", "fortune.val.txt"), "rb").read(3000))
+    failed, t_start = 0, time.monotonic()
+    try:
+        for i, c in enumerate(cases):
+            fmt = dict(T=root, M=os.path.join(shared, "models"), S=shared, O=os.path.join(root, "out", str(i)), D=small)
+            os.makedirs(fmt["O"])
+            cmd = c.args.format(**fmt)
+            out_dir = c.out.format(**fmt)
+            try:
+                if c.build:
+                    c.build(env)
+            except Exception as e:  # noqa: BLE001 - a broken corpus builder is a failing case too
+                rc, stderr, secs, why = "setup", str(e), 0.0, f"setup failed: {e}"
+            else:
+                rc, _, stderr, secs = run(anvil, cmd.split(), root)
+                why = check(c, rc, stderr, out_dir, (root, shared))
+            first = (stderr.splitlines() or [""])[0][:150]
+            if why:
+                failed += 1
+                print(f"FAIL {c.name}: {why}; rc={rc}; stderr: {first.replace(root, '$T')}", flush=True)
+                if a.verbose:
+                    print(f"     $ anvil {cmd.replace(root, '$T')}", flush=True)
+            elif a.verbose:
+                print(f"ok   {c.name} ({secs:.2f} s) rc={rc}: {first.replace(root, '$T')}", flush=True)
+    finally:
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print("corpus kept in", root)
+    print(f"{len(cases)} cases, {failed} failed ({time.monotonic() - t_start:.1f} s)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
