@@ -27,6 +27,24 @@ std::string first_line(const char* what) {
   return s.substr(0, s.find('\n'));
 }
 
+// Messages quote names from strangers' files (keys, tensors, tokens): control characters are
+// written as \xNN so that the message stays one line and cannot drive the terminal.
+std::string printable(std::string_view message) {
+  std::string out;
+  out.reserve(message.size());
+  for (char c : message) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeError describe,
              int (*fallback)(int argc, char** argv)) {
   // Forward passes allocate and free the same large activations over and over; glibc would hand
@@ -47,14 +65,14 @@ int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeE
     try {
       return c.run(argc - 1, argv + 1);
     } catch (const UsageError& e) {
-      std::cerr << prog << ": " << e.what() << " (see " << prog << " --help)\n";
+      std::cerr << prog << ": " << printable(e.what()) << " (see " << prog << " --help)\n";
       return 2;
     } catch (const Error& e) {
-      std::cerr << prog << ": " << e.what() << "\n";
+      std::cerr << prog << ": " << printable(e.what()) << "\n";
       return 2;
     } catch (const std::exception& e) {
-      if (std::string d = describe ? describe(e) : ""; !d.empty()) std::cerr << prog << ": " << d << "\n";
-      else std::cerr << prog << ": internal error: " << first_line(e.what()) << "\n";
+      if (std::string d = describe ? describe(e) : ""; !d.empty()) std::cerr << prog << ": " << printable(d) << "\n";
+      else std::cerr << prog << ": internal error: " << printable(first_line(e.what())) << "\n";
       return 1;
     }
   }

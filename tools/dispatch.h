@@ -4,6 +4,7 @@
 #include <exception>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "commands.h"
 
@@ -18,5 +19,7 @@ int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeE
 
 // First line only: LibTorch messages carry multi-line backtraces.
 std::string first_line(const char* what);
+// `message` with control characters written as \xNN: one line, safe for a terminal.
+std::string printable(std::string_view message);
 
 }  // namespace anvil::cli

@@ -34,6 +34,9 @@ fs::path temp_sibling(const fs::path& final_path) {
 
 }  // namespace
 
+// Whether the process that wrote a temporary is gone. PIDs are those of this machine's (and
+// PID namespace's) processes: on a directory shared with other machines or containers another
+// writer's PID means nothing here, so outputs there should not be written concurrently.
 int remove_stale_temporaries(const fs::path& final_path) {
   const fs::path parent = final_path.parent_path().empty() ? fs::path(".") : final_path.parent_path();
   const std::string prefix = temp_prefix(final_path);
@@ -42,9 +45,11 @@ int remove_stale_temporaries(const fs::path& final_path) {
   for (fs::directory_iterator it(parent, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (!name.starts_with(prefix)) continue;
-    const std::string rest = name.substr(prefix.size());  // "PID.RANDOM"
+    const std::string rest = name.substr(prefix.size());  // "PID.RANDOM", both decimal
     const size_t dot = rest.find('.');
-    if (dot == std::string::npos || dot == 0) continue;
+    if (dot == std::string::npos || dot == 0 || dot + 1 == rest.size() ||
+        rest.find_first_not_of("0123456789", dot + 1) != std::string::npos)
+      continue;  // not ours: e.g. the temporary of a file named "NAME.tmp-5.x"
     long pid = 0;
     if (auto [p, e] = std::from_chars(rest.data(), rest.data() + dot, pid); e != std::errc() || p != rest.data() + dot)
       continue;
@@ -57,9 +62,6 @@ int remove_stale_temporaries(const fs::path& final_path) {
   return removed;
 }
 
-namespace {
-
-}  // namespace
 
 AtomicFile::AtomicFile(fs::path final_path) : final_path_(std::move(final_path)) {
   fs::path parent = final_path_.parent_path();
@@ -174,6 +176,8 @@ void write_text_file(const fs::path& path, std::string_view text) {
 
 std::string read_text_file(const fs::path& path) {
   if (fs::is_directory(path)) fail(path.string(), "is a directory, not a file");
+  // A FIFO or device would block or never end.
+  if (fs::exists(path) && !fs::is_regular_file(path)) fail(path.string(), "is not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path.string(), "cannot open");
   std::ostringstream ss;

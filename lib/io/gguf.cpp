@@ -13,7 +13,8 @@ namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 constexpr uint32_t kMaxDims = 4;
-constexpr size_t kMaxNameLength = 63;    // llama.cpp's GGML_MAX_NAME - 1
+constexpr size_t kMaxNameLength = 63;
+constexpr uint64_t kMaxArrayElements = uint64_t{1} << 24;    // llama.cpp's GGML_MAX_NAME - 1
 
 size_t scalar_size(GgufType t) {
   switch (t) {
@@ -94,6 +95,11 @@ GgufValue read_value(Cursor& c, GgufType type, const std::string& key, const std
       arr->type = static_cast<GgufType>(et);
       uint64_t n = c.read<uint64_t>(key.c_str());
       c.check_count(n, scalar_size(arr->type), "metadata '" + key + "' array");
+      // Each element is held as a GgufValue (~48 bytes), so a byte array the size of the file would
+      // ask for 48 times its size; no real array comes near this (vocabularies: < 300,000).
+      if (n > kMaxArrayElements)
+        fail(where, "metadata '" + key + "': array of " + std::to_string(n) + " elements (more than " +
+                        std::to_string(kMaxArrayElements) + ")");
       arr->values.reserve(n);
       for (uint64_t i = 0; i < n; ++i) arr->values.push_back(read_value(c, arr->type, key, where, depth + 1));
       v.value = arr;
@@ -192,8 +198,8 @@ GgufFile::GgufFile(const std::filesystem::path& path) : file_(path) {
     uint32_t type = c.read<uint32_t>(key.c_str());
     if (type > static_cast<uint32_t>(GgufType::FLOAT64))
       fail(where, "metadata '" + key + "': unknown value type " + std::to_string(type));
-    for (const auto& [k, v] : metadata_)
-      if (k == key) fail(where, "metadata key '" + key + "' appears twice");
+    // A hash index: a stranger's file may hold millions of keys, and a scan per key is quadratic.
+    if (!metadata_index_.emplace(key, metadata_.size()).second) fail(where, "metadata key '" + key + "' appears twice");
     metadata_.emplace_back(key, read_value(c, static_cast<GgufType>(type), key, where, 0));
   }
   if (const GgufValue* a = find("general.alignment")) {
@@ -247,9 +253,8 @@ GgufFile::GgufFile(const std::filesystem::path& path) : file_(path) {
 }
 
 const GgufValue* GgufFile::find(const std::string& key) const {
-  for (const auto& [k, v] : metadata_)
-    if (k == key) return &v;
-  return nullptr;
+  auto it = metadata_index_.find(key);
+  return it == metadata_index_.end() ? nullptr : &metadata_[it->second].second;
 }
 
 const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {

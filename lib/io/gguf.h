@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <variant>
+#include <unordered_map>
 #include <vector>
 
 #include "io/mapped_file.h"
@@ -83,6 +84,7 @@ class GgufFile {
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufValue>> metadata_;
+  std::unordered_map<std::string, size_t> metadata_index_;  // key -> position in metadata_
   std::vector<GgufTensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;
 };

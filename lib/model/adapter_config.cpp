@@ -1,14 +1,24 @@
 #include "model/adapter_config.h"
 
 #include <cmath>
-#include <regex>
 #include <set>
 
 #include "model/tensor_shapes.h"
+#include "tokenizer/regex.h"
 #include "util/error.h"
 #include "util/json_reader.h"
 
 namespace anvil::model {
+
+namespace {
+
+// PEFT matches a string target_modules with re.fullmatch. PCRE2 (bounded backtracking, unlike
+// std::regex, which a pattern like "(.*)*x" sends into exponential time) anchored at both ends.
+tokenizer::Regex full_match_regex(const std::string& pattern) { return tokenizer::Regex("\\A(?:" + pattern + ")\\z"); }
+
+bool full_match(const tokenizer::Regex& re, const std::string& text) { return !re.find_all(text).empty(); }
+
+}  // namespace
 
 double AdapterConfig::scale() const { return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r; }
 
@@ -29,9 +39,9 @@ AdapterConfig parse_adapter_config(const std::string& text, const std::string& w
     if (t->is_string()) {
       c.target_regex = t->get<std::string>();
       try {
-        std::regex check(*c.target_regex);
-      } catch (const std::regex_error&) {
-        fail(where, "\"target_modules\" is not a valid regular expression");
+        full_match_regex(*c.target_regex);
+      } catch (const Error& e) {
+        fail(where, "\"target_modules\" is not a valid regular expression (" + e.problem() + ")");
       }
     } else if (t->is_array()) {
       for (const auto& m : *t) {
@@ -51,9 +61,9 @@ void check_adapter_targets(const AdapterConfig& adapter, const ModelConfig& mode
   for (const ExpectedTensor& t : expected_tensors(model))
     if (t.name.ends_with(".weight") && t.shape.size() == 2) modules.insert(t.name.substr(0, t.name.size() - 7));
   if (adapter.target_regex) {
-    const std::regex re(*adapter.target_regex);
+    const tokenizer::Regex re = full_match_regex(*adapter.target_regex);
     for (const auto& m : modules)
-      if (std::regex_match(m, re)) return;
+      if (full_match(re, m)) return;
     fail(where, "\"target_modules\" ('" + *adapter.target_regex + "') matches no module of the " + model.model_type +
                     " base model");
   }

@@ -123,7 +123,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
     c.num_experts_per_tok = f.integer("num_experts_per_tok", 1, kMaxExperts);
     if (c.num_experts_per_tok > c.num_experts) fail(where, "num_experts_per_tok exceeds num_local_experts");
   }
-  c.dtype = f.string_or("dtype", f.string_or("torch_dtype", "float32"));
+  c.dtype = f.has("dtype") ? f.string_or("dtype", "") : f.string_or("torch_dtype", "float32");
   c.bos_token_id = first_integer(f, "bos_token_id");
   // A pad id outside the vocabulary (old Llama configs say -1) means "none"; nothing embeds it.
   c.pad_token_id = first_integer(f, "pad_token_id");
@@ -193,7 +193,11 @@ ModelConfig ModelConfig::from_gguf(const io::GgufFile& f) {
     if (!v->as_int()) fail(where, std::string(key) + " must be an integer");
     return *v->as_int();
   };
-  const int64_t experts = f.find(arch + ".expert_count") ? integer("expert_count", 0, kMaxExperts) : 0;
+  // expert_count 0 (written by some converters for dense models) means dense.
+  const io::GgufValue* expert_value = f.find(arch + ".expert_count");
+  const int64_t experts = expert_value && expert_value->as_int() == 0 ? 0
+                          : expert_value                              ? integer("expert_count", 0, kMaxExperts)
+                                                                      : 0;
   c.arch = find_gguf_architecture(arch, experts > 0 ? FfnKind::SparseMoE : FfnKind::Dense);
   if (!c.arch)
     fail(where, "unsupported GGUF architecture '" + arch + "'" + (experts > 0 ? " with experts" : "") +

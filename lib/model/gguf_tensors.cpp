@@ -54,6 +54,17 @@ std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf) {
 }
 
 void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config) {
+  std::vector<std::string> present;
+  for (const auto& t : gguf.tensors()) {
+    if (t.name == "rope_freqs.weight") continue;  // llama3 rotary scaling, checked by ModelConfig::from_gguf
+    if (auto hf = gguf_to_hf_name(t.name)) {
+      present.push_back(*hf);
+    } else if (t.dims.size() == 3 && gguf_expert_to_hf(t.name, 0)) {
+      for (int64_t e = 0; e < static_cast<int64_t>(t.dims[2]); ++e) present.push_back(*gguf_expert_to_hf(t.name, e));
+    } else {
+      fail(gguf.path().string(), "tensor '" + t.name + "' has no role in a " + config.model_type + " model");
+    }
+  }
   check_tensor_shapes(
       config,
       [&](const std::string& hf_name) -> std::optional<std::vector<int64_t>> {
@@ -63,7 +74,7 @@ void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config) {
         if (src.expert >= 0) return std::vector<int64_t>{static_cast<int64_t>(d[1]), static_cast<int64_t>(d[0])};
         return std::vector<int64_t>(d.rbegin(), d.rend());
       },
-      gguf.path().string(), "the GGUF metadata");
+      present, gguf.path().string(), "the GGUF metadata");
 }
 
 bool gguf_has_hf_tensor(const io::GgufFile& gguf, const std::string& hf_name) {

@@ -1,5 +1,7 @@
 #include "model/tensor_shapes.h"
 
+#include <unordered_set>
+
 #include "io/checkpoint.h"
 #include "util/error.h"
 
@@ -52,9 +54,19 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   return out;
 }
 
-void check_tensor_shapes(const ModelConfig& config, const ShapeLookup& shape_of, const std::string& where,
-                         const std::string& config_name) {
-  for (const ExpectedTensor& t : expected_tensors(config)) {
+void check_tensor_shapes(const ModelConfig& config, const ShapeLookup& shape_of, const std::vector<std::string>& present,
+                         const std::string& where, const std::string& config_name) {
+  const std::vector<ExpectedTensor> expected = expected_tensors(config);
+  std::unordered_set<std::string> names;
+  for (const ExpectedTensor& t : expected) names.insert(t.name);
+  for (const std::string& name : present) {
+    // Older transformers saved the rotary frequencies; they are recomputed from the config.
+    if (names.count(name) || name.ends_with(".rotary_emb.inv_freq")) continue;
+    fail(where, "tensor '" + name + "' is not part of the " + config.model_type + " model " + config_name +
+                    " describes (" + std::to_string(config.num_layers) + " layers" +
+                    (config.num_experts ? ", " + std::to_string(config.num_experts) + " experts" : std::string()) + ")");
+  }
+  for (const ExpectedTensor& t : expected) {
     const auto shape = shape_of(t.name);
     if (!shape) {
       if (t.required)
@@ -75,7 +87,7 @@ void check_checkpoint_shapes(const ModelConfig& config, const io::Checkpoint& ch
         if (!checkpoint.contains(name)) return std::nullopt;
         return checkpoint.get(name).spec.shape;
       },
-      where, "config.json");
+      checkpoint.names(), where, "config.json");
 }
 
 }  // namespace anvil::model

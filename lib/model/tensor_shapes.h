@@ -28,10 +28,13 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config);
 // The shape of a tensor by its Hugging Face name, or nullopt when the checkpoint lacks it.
 using ShapeLookup = std::function<std::optional<std::vector<int64_t>>(const std::string& hf_name)>;
 
-// Throws anvil::Error(where, "tensor 'X' ...") for a missing required tensor or a shape that
-// disagrees with the config (`config_name` says which: "config.json", "the GGUF metadata").
-void check_tensor_shapes(const ModelConfig& config, const ShapeLookup& shape_of, const std::string& where,
-                         const std::string& config_name);
+// Throws anvil::Error(where, "tensor 'X' ...") for a missing required tensor, a shape that
+// disagrees with the config (`config_name` says which: "config.json", "the GGUF metadata"), or a
+// tensor in `present` (the checkpoint's Hugging Face names) that the family does not have: a
+// layer past num_layers, "layers.01", an expert past the expert count (writers would carry it
+// into the output, readers would trust its rows).
+void check_tensor_shapes(const ModelConfig& config, const ShapeLookup& shape_of, const std::vector<std::string>& present,
+                         const std::string& where, const std::string& config_name);
 
 // check_tensor_shapes over a safetensors checkpoint (single file or sharded directory).
 void check_checkpoint_shapes(const ModelConfig& config, const io::Checkpoint& checkpoint, const std::string& where);

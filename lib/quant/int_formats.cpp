@@ -208,11 +208,12 @@ at::Tensor load_int_weight(const io::Checkpoint& ckpt, const std::string& weight
   if (qweight.dim() != 2 || qzeros.dim() != 2 || scales.dim() != 2 || qweight.scalar_type() != at::kInt)
     fail(where, "qweight / qzeros / scales have unexpected shapes or types");
   const int64_t in = qweight.size(0) * per, out = qweight.size(1), G = scales.size(0);
-  if (G < 1 || in % G != 0 || scales.size(1) != out || qzeros.size(0) != G || qzeros.size(1) * per < out)
+  if (G < 1 || scales.size(1) != out || qzeros.size(0) != G || qzeros.size(1) * per < out)
     fail(where, "qweight, qzeros and scales disagree on sizes");
+  if (!ckpt.contains(s + ".g_idx") && in % G != 0) fail(where, "the input size is not a multiple of the group count");
   at::Tensor g_idx = ckpt.contains(s + ".g_idx") ? view(ckpt, s + ".g_idx").to(at::kLong)
                                                  : at::arange(in, at::kLong).floor_divide(in / G);
-  if (g_idx.numel() != in || g_idx.min().item<int64_t>() < 0 || g_idx.max().item<int64_t>() >= G)
+  if (g_idx.dim() != 1 || g_idx.numel() != in || g_idx.min().item<int64_t>() < 0 || g_idx.max().item<int64_t>() >= G)
     fail(where, "g_idx does not index the groups");
   at::Tensor q = unpack(qweight, info.bits, 0);                        // [in, out]
   at::Tensor zeros = unpack(qzeros, info.bits, 1).narrow(1, 0, out);   // [G, out]

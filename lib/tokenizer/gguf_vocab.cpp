@@ -51,7 +51,9 @@ std::string tokenizer_json_from_gguf(const io::GgufFile& f) {
 
   nlohmann::ordered_json j;
   j["version"] = "1.0";
-  nlohmann::ordered_json added = nlohmann::ordered_json::array(), vocab = nlohmann::ordered_json::object();
+  nlohmann::ordered_json added = nlohmann::ordered_json::array();
+  // A plain (sorted) object: ordered_json finds keys by a linear scan, quadratic over a vocabulary.
+  nlohmann::json vocab = nlohmann::json::object();
   for (size_t i = 0; i < tokens->values.size(); ++i) {
     const std::string* tok = tokens->values[i].as_string();
     if (!tok) fail(where, "tokenizer.ggml.tokens holds a non-string");

@@ -40,7 +40,13 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
   while (offset <= text.size()) {
     // The caller validated UTF-8 once; re-checking per call would make this quadratic.
     int rc = pcre2_match(impl_->code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, md, nullptr);
-    if (rc < 0) break;
+    if (rc == PCRE2_ERROR_NOMATCH) break;
+    // PCRE2's match limit stops catastrophic backtracking (a stranger's pattern); stopping quietly
+    // would tokenize wrongly, so it is an error.
+    if (rc < 0) {
+      pcre2_match_data_free(md);
+      fail("regex", "matching stopped (error " + std::to_string(rc) + ", e.g. the backtracking limit)");
+    }
     PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     size_t b = ov[0], e = ov[1];
     if (e == b) {  // empty match: step over one code point

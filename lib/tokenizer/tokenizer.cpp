@@ -82,6 +82,14 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> added_flags;    // by id
   Normalization normalization = Normalization::None;
   std::vector<Regex> splits;           // applied in order, "Isolated" behaviour
+  // A Split pattern from the file; one PCRE2 cannot compile is an error naming the file.
+  void add_split(const std::string& pattern) {
+    try {
+      splits.emplace_back(pattern);
+    } catch (const Error& e) {
+      fail(where, "pre_tokenizer Split pattern: " + e.problem());
+    }
+  }
   std::vector<std::string> split_sources;  // their patterns, GPT-2's ByteLevel regex left out
   bool byte_level = false;
   bool add_prefix_space = false;
@@ -178,11 +186,11 @@ void Tokenizer::Impl::parse_pre_tokenizer(const json& p) {
     if (behavior != "Isolated" || f.boolean_or("invert", false))
       fail(where, "unsupported Split behaviour '" + behavior + "' (only Isolated, not inverted)");
     if (pat.has("Regex")) {
-      splits.emplace_back(pat.string_or("Regex", ""));
+      add_split(pat.string_or("Regex", ""));
       split_sources.push_back(pat.string_or("Regex", ""));
     } else if (pat.has("String")) {
       // A literal pattern: escape it for PCRE2.
-      splits.emplace_back("\\Q" + pat.string_or("String", "") + "\\E");
+      add_split("\\Q" + pat.string_or("String", "") + "\\E");
     } else {
       fail(where, "Split pre-tokenizer without a pattern");
     }

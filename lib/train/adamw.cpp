@@ -1,5 +1,7 @@
 #include "train/adamw.h"
 
+#include "util/error.h"
+
 #include <cmath>
 #include <numbers>
 
@@ -36,8 +38,13 @@ std::vector<at::Tensor> AdamW::state() const {
   return out;
 }
 
-void AdamW::load_state(const std::vector<at::Tensor>& moments, int64_t steps) {
+void AdamW::load_state(const std::vector<at::Tensor>& moments, int64_t steps, const std::string& where) {
   at::NoGradGuard no_grad;
+  if (moments.size() != 2 * params_.size()) fail(where, "holds " + std::to_string(moments.size()) + " moments, not " +
+                                                            std::to_string(2 * params_.size()));
+  for (size_t i = 0; i < 2 * params_.size(); ++i)
+    if (moments[i].sizes() != params_[i / 2].sizes())
+      fail(where, "moment " + std::to_string(i) + " has another shape than its LoRA parameter");
   for (size_t i = 0; i < params_.size(); ++i) {
     exp_avg_[i].copy_(moments[2 * i]);
     exp_avg_sq_[i].copy_(moments[2 * i + 1]);

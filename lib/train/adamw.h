@@ -4,6 +4,7 @@
 // the uninterrupted one bit for bit.
 #include <ATen/ATen.h>
 
+#include <string>
 #include <vector>
 
 #include "train/recipe.h"
@@ -18,7 +19,9 @@ class AdamW {
   int64_t steps_taken() const { return steps_; }
   // First and second moments, two per parameter, for checkpoints.
   std::vector<at::Tensor> state() const;
-  void load_state(const std::vector<at::Tensor>& moments, int64_t steps);
+  // `moments` as state() returns them; one of another shape than its parameter is an
+  // anvil::Error naming `where` (the checkpoint's optimizer file).
+  void load_state(const std::vector<at::Tensor>& moments, int64_t steps, const std::string& where);
 
  private:
   std::vector<at::Tensor> params_, exp_avg_, exp_avg_sq_;

@@ -239,7 +239,7 @@ void Trainer::resume_from(const fs::path& path) {
   std::vector<std::string> names;
   for (const auto& n : impl_->lora->names()) names.insert(names.end(), {n + ".exp_avg", n + ".exp_avg_sq"});
   impl_->optimizer->load_state(load_tensors(dir / "optimizer.safetensors", names, impl_->device),
-                               optimizer_steps);
+                               optimizer_steps, (dir / "optimizer.safetensors").string());
   if (hooks_.info) hooks_.info("resuming from " + dir.string() + " at step " + std::to_string(start_step_));
 }
 

@@ -53,7 +53,11 @@ std::string json_brief(const nlohmann::json& value) {
 
 JsonFields::JsonFields(const nlohmann::json& object, std::string where, std::string context)
     : j_(object), where_(std::move(where)), context_(std::move(context)) {
-  if (!j_.is_object()) fail(where_, (context_.empty() ? std::string("the file") : context_) + " must be a JSON object");
+  if (!j_.is_object()) {
+    std::string what = context_.empty() ? std::string("the file") : "\"" + context_ + "\"";
+    if (what.ends_with(".\"")) what.erase(what.size() - 2, 1);  // "rope_scaling." -> "rope_scaling"
+    fail(where_, what + " must be a JSON object, not " + json_brief(j_));
+  }
 }
 
 void JsonFields::error(const char* key, const std::string& problem) const {

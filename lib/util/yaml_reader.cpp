@@ -21,7 +21,7 @@ namespace {
 class ExpansionCounter : public YAML::EventHandler {
  public:
   explicit ExpansionCounter(const YamlLimits& limits) : limits_(limits) {}
-  bool over_depth = false, over_size = false;
+  bool over_depth = false, over_size = false, cycle = false;
   // A key given twice in one mapping: YAML forbids it, and readers disagree on which one wins.
   std::optional<std::pair<std::string, int>> duplicate;  // key, line
 
@@ -33,6 +33,10 @@ class ExpansionCounter : public YAML::EventHandler {
   }
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     key(nullptr, mark);
+    // An alias to a node still being read is a cycle (yaml-cpp registers the anchor first):
+    // every reader that walks it would recurse forever.
+    for (const Open& o : stack_)
+      if (o.anchor == anchor) cycle = true;
     auto it = sizes_.find(anchor);
     add(it == sizes_.end() ? 1 : it->second);
   }
@@ -94,6 +98,17 @@ class ExpansionCounter : public YAML::EventHandler {
   int64_t total_ = 0;
 };
 
+// The whole of `s` as a T (an optional leading '+' allowed), or nothing.
+template <typename T>
+std::optional<T> parse_whole(const std::string& s) {
+  T v{};
+  const char* begin = s.data() + (s.starts_with('+') ? 1 : 0);
+  if (begin != s.data() && s.size() > 1 && (s[1] == '-' || s[1] == '+')) return std::nullopt;  // "+-5"
+  auto [end, ec] = std::from_chars(begin, s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || begin == end) return std::nullopt;
+  return v;
+}
+
 std::string line_of(const YAML::Mark& mark) { return mark.line >= 0 ? " at line " + std::to_string(mark.line + 1) : ""; }
 
 }  // namespace
@@ -103,8 +118,9 @@ YAML::Node load_yaml(const std::string& text, const std::string& where, const Ya
     std::istringstream in(text);
     YAML::Parser parser(in);
     ExpansionCounter counter(limits);
-    while (parser.HandleNextDocument(counter) && !counter.over_depth && !counter.over_size) {
-    }
+    // Only the first document is loaded (YAML::Load), so only it is checked.
+    parser.HandleNextDocument(counter);
+    if (counter.cycle) fail(where, "an alias refers to the node that contains it (a cycle)");
     if (counter.over_depth)
       fail(where, "nests deeper than " + std::to_string(limits.max_depth) + " levels");
     if (counter.duplicate)
@@ -152,26 +168,14 @@ bool YamlReader::boolean(const YAML::Node& n, const std::string& key) const {
 }
 
 int64_t YamlReader::integer(const YAML::Node& n, const std::string& key) const {
-  if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    int64_t v = 0;
-    const char* begin = s.data() + (s.starts_with('+') ? 1 : 0);
-    auto [end, ec] = std::from_chars(begin, s.data() + s.size(), v);
-    if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) return v;
-  }
+  if (auto v = n.IsScalar() ? parse_whole<int64_t>(n.Scalar()) : std::nullopt) return *v;
   error(n, "'" + key + "' must be an integer" + (n.IsScalar() ? ", not '" + n.Scalar() + "'" : ""));
 }
 
 double YamlReader::number(const YAML::Node& n, const std::string& key) const {
-  if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    double v = 0;
-    const char* begin = s.data() + (s.starts_with('+') ? 1 : 0);
-    auto [end, ec] = std::from_chars(begin, s.data() + s.size(), v);
-    if (ec == std::errc() && end == s.data() + s.size() && !s.empty()) {
-      if (!std::isfinite(v)) error(n, "'" + key + "' must be a finite number, not '" + s + "'");
-      return v;
-    }
+  if (auto v = n.IsScalar() ? parse_whole<double>(n.Scalar()) : std::nullopt) {
+    if (!std::isfinite(*v)) error(n, "'" + key + "' must be a finite number, not '" + n.Scalar() + "'");
+    return *v;
   }
   error(n, "'" + key + "' must be a number" + (n.IsScalar() ? ", not '" + n.Scalar() + "'" : ""));
 }

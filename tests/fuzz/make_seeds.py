@@ -14,7 +14,11 @@ import json
 import os
 import re
 import struct
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pylib"))
+from gguf_values import SCALAR_FORMATS as SCALAR, pack_string as w_string, pack_value as w_value  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -154,7 +158,6 @@ def index_seeds(shared):
 
 GGML_BLOCK = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
               10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
-SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B", 10: "<Q", 11: "<q", 12: "<d"}
 
 
 class Reader:
@@ -199,19 +202,6 @@ def read_gguf_header(path):
         dims = [r.take("<Q") for _ in range(nd)]
         tensors.append((name, dims, r.take("<I"), r.take("<Q")))
     return version, kv, tensors, r.p
-
-
-def w_string(s):
-    return struct.pack("<Q", len(s)) + s
-
-
-def w_value(t, v):
-    if t == 8:
-        return w_string(v)
-    if t == 9:
-        et, vals = v
-        return struct.pack("<IQ", et, len(vals)) + b"".join(w_value(et, x) for x in vals)
-    return struct.pack(SCALAR[t], v)
 
 
 def gguf_bytes(version, kv, tensors, alignment=32, seed=1):

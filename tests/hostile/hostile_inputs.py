@@ -31,22 +31,8 @@ TIMEOUT_S = 10
 # ---------------------------------------------------------------------------------------------
 # GGUF: a small reader/writer (metadata and tensor infos parsed, tensor data kept as one blob).
 
-GT = dict(u8=0, i8=1, u16=2, i16=3, u32=4, i32=5, f32=6, bool=7, str=8, arr=9, u64=10, i64=11, f64=12)
-_FMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B", 10: "<Q", 11: "<q", 12: "<d"}
-
-
-def gstr(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("<Q", len(b)) + b
-
-
-def gval(t, v):
-    if t == 8:
-        return gstr(v)
-    if t == 9:
-        et, items = v
-        return struct.pack("<IQ", et, len(items)) + b"".join(gval(et, x) for x in items)
-    return struct.pack(_FMT[t], v)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from gguf_values import SCALAR_FORMATS as _FMT, TYPES as GT, pack_string as gstr, pack_value as gval  # noqa: E402
 
 
 class Gguf:
@@ -391,6 +377,16 @@ GG = [  # name, mutation, expected key
     ("head_count_str", gguf_meta("llama.attention.head_count", "str", "4"), "head.count"),
     ("token_not_utf8", token_not_utf8, "tokenizer.ggml.tokens"),
 ]
+def rename_gguf_tensor(old, new):
+    def mutate(g):
+        for t in g.tensors:
+            if t[0] == old:
+                t[0] = new
+        return g
+    return mutate
+
+
+GG.append(("layer_leading_zero", rename_gguf_tensor("blk.7.attn_q.weight", "blk.07.attn_q.weight"), r"blk\.07|layers\.07"))
 for n, m, key in GG:
     f = "{T}/gguf/" + n + ".gguf"
     b = gguf_file("gguf/" + n + ".gguf", m)
@@ -520,6 +516,8 @@ CFG = [  # name, edit, expected key, rc
     ("bos_id_huge", setk("bos_token_id", 10**9), "bos_token_id", (2,)),
     ("eos_id_negative", setk("eos_token_id", -3), "eos_token_id", (2,)),
     ("root_array", lambda t: "[]", "object", (2,)),
+    # Control characters from the file are escaped: the message stays one line.
+    ("model_type_newline", setk("model_type", "llama\nINJECTED"), "model_type|architecture|INJECTED", (2,)),
 ]
 for n, edit, key, rc in CFG:
     d = "{T}/cfg/" + n
@@ -537,6 +535,8 @@ ADA = [
     ("r_huge", setk("r", 10**12), r"\br\b"),
     ("r_zero", setk("r", 0), r"\br\b"),
     ("root_array", lambda t: "[]", "object"),
+    # Exponential backtracking for a backtracking engine (std::regex); PCRE2 bounds it.
+    ("targets_redos", setk("target_modules", "(a|aa)*(a|aa)*(a|aa)*(a|aa)*$x"), "target_modules"),
 ]
 for n, edit, key in ADA:
     d = "{T}/ada/" + n
@@ -555,6 +555,19 @@ def rename_tensor(old, new):
         return st_bytes(hdr, b[8 + n:])
     return edit
 
+
+# A layer the config does not have, spelled so that a careless parser reads it as layer 0 or 7.
+for n, old, new in (("layer_leading_zero", "model.layers.0.self_attn.q_proj.weight", "model.layers.00.self_attn.q_proj.weight"),
+                    ("layer_beyond", "model.layers.1.self_attn.q_proj.weight", "model.layers.40.self_attn.q_proj.weight")):
+    b = model_dir("st/" + n, "tiny-llama", model__safetensors=rename_tensor(old, new))
+    for cmd, tmpl in (("eval", EVAL), ("convert", TO_GGUF)):
+        case(f"safetensors.{n}.{cmd}", on(tmpl, "{T}/st/" + n), "st/" + n, r"layers\.(00|40)\.|layers\.[01]\.self_attn\.q_proj",
+             build=b)
+
+# A FIFO under config.json's name must not block the open.
+case("config.fifo.eval", on(EVAL, "{T}/cfg/fifo"), "cfg/fifo/config.json", "regular file",
+     build=once("cfg/fifo", lambda c: (c.model_copy("cfg/fifo", "tiny-llama", {}), os.remove(c.path("cfg/fifo/config.json")),
+                                       os.mkfifo(c.path("cfg/fifo/config.json")))))
 
 E0 = "model.layers.0.block_sparse_moe.experts.0.w1.weight"
 EBIG = "model.layers.0.block_sparse_moe.experts.99999999999.w1.weight"
@@ -612,6 +625,9 @@ MERGE = [  # name, yaml (function of models dir), expected key
     ("t_string", lambda m: slerp_yaml(m, "middle"), r"\bt\b|middle"),
     ("layer_range_huge", lambda m: slerp_yaml(m, "0.5").replace("[0, 2]", "[0, 99999999999]"), "layer_range"),
     ("root_list", lambda m: "- 1\n- 2\n", "mapping"),
+    # An alias to the node that holds it: yaml-cpp builds a cycle that a reader would recurse on.
+    ("alias_cycle", lambda m: linear_yaml(m, "&w [{filter: x, value: *w}]"), "alias|cycle"),
+    ("duplicate_key", lambda m: linear_yaml(m, "0.5", "merge_method: ties\n"), "merge_method|twice"),
 ]
 for n, y, key in MERGE:
     case(f"merge.{n}", "merge {T}/merge/" + n + ".yaml -o {O}/m", n + r"\.yaml", key,
