@@ -1,6 +1,7 @@
 // LoRA training: gradients against finite differences, checkpointing, AdamW and the schedule
 // against their closed forms, data formats and masks, PEFT's file format, a short run that
 // learns, and a resumed run that repeats the uninterrupted one exactly.
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not reached through ATen.h in LibTorch 2.x)
 #include <gtest/gtest.h>
 
 #include <ATen/Parallel.h>

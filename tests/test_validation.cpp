@@ -150,6 +150,13 @@ TEST(Validation, FuzzFindingsStayFixed) {
   tok["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Split"}, {"paptern", {{"Regex", "a"}}}}}}};
   EXPECT_CONTAINS(error_of([&] { tokenizer::Tokenizer::from_json(tok.dump(), "t.json"); }),
                   "t.json: \"pre_tokenizer.pattern\" is missing");
+  // An index naming a shard whose name is too long for the file system (fs::exists threw).
+  {
+    test::TempDir dir;
+    test::write_bytes(dir / "model.safetensors.index.json",
+                      "{\"weight_map\": {\"a\": \"" + std::string(300, 'm') + ".safetensors\"}}");
+    EXPECT_CONTAINS(error_of([&] { io::Checkpoint c(dir.path()); }), "model.safetensors.index.json");
+  }
   // A pre-tokenizer whose type is a number, not a string.
   tok["pre_tokenizer"] = {{"type", 7}};
   EXPECT_CONTAINS(error_of([&] { tokenizer::Tokenizer::from_json(tok.dump(), "t.json"); }),

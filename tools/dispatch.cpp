@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "common.h"
@@ -69,6 +70,11 @@ int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeE
       return 2;
     } catch (const Error& e) {
       std::cerr << prog << ": " << printable(e.what()) << "\n";
+      return 2;
+    } catch (const std::filesystem::filesystem_error& e) {
+      // The file system refused a path (too long, no permission, ...): the input's or the
+      // machine's problem, not a bug; the path leads the line.
+      std::cerr << prog << ": " << printable(e.path1().string()) << ": " << printable(e.code().message()) << "\n";
       return 2;
     } catch (const std::exception& e) {
       if (std::string d = describe ? describe(e) : ""; !d.empty()) std::cerr << prog << ": " << printable(d) << "\n";

@@ -168,6 +168,16 @@ void AtomicDir::commit() {
   committed_ = true;
 }
 
+bool exists_quietly(const fs::path& path) {
+  std::error_code ec;
+  return fs::exists(path, ec) && !ec;
+}
+
+bool is_directory_quietly(const fs::path& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec) && !ec;
+}
+
 void write_text_file(const fs::path& path, std::string_view text) {
   AtomicFile file(path);
   file.append(text);

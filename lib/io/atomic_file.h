@@ -55,6 +55,11 @@ class AtomicDir {
 // PID is gone); AtomicFile and AtomicDir call it before writing. Returns how many it removed.
 int remove_stale_temporaries(const std::filesystem::path& final_path);
 
+// File tests for paths taken from strangers' files (shard names, model and data paths): an
+// over-long or unreadable name is simply not there, instead of a std::filesystem exception.
+bool exists_quietly(const std::filesystem::path& path);
+bool is_directory_quietly(const std::filesystem::path& path);
+
 // Writes a small text file atomically.
 void write_text_file(const std::filesystem::path& path, std::string_view text);
 std::string read_text_file(const std::filesystem::path& path);

@@ -32,7 +32,7 @@ Checkpoint::Checkpoint(const fs::path& path) : path_(path) {
         expected_shard[it.key()] = shard;
         fs::path shard_path = path / shard;
         if (std::find(files.begin(), files.end(), shard_path) == files.end()) {
-          if (!fs::exists(shard_path))
+          if (!exists_quietly(shard_path))
             fail(index.string(), "shard '" + shard + "' (holding '" + it.key() + "') is missing");
           files.push_back(shard_path);
         }

@@ -76,8 +76,8 @@ struct Parser : util::YamlReader {
     std::string m = n.Scalar();
     // mergekit's "path+lora_path" syntax and hub ids are not local directories.
     fs::path p(m);
-    if (fs::is_directory(p)) return fs::absolute(p).lexically_normal();
-    if (p.is_relative() && fs::is_directory(config_dir / p)) return fs::absolute(config_dir / p).lexically_normal();
+    if (io::is_directory_quietly(p)) return fs::absolute(p).lexically_normal();
+    if (p.is_relative() && io::is_directory_quietly(config_dir / p)) return fs::absolute(config_dir / p).lexically_normal();
     error(n, "model '" + m + "' is not a local directory (looked in the current directory and next to the config)");
   }
 

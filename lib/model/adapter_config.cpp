@@ -29,6 +29,9 @@ AdapterConfig parse_adapter_config(const std::string& text, const std::string& w
     fail(where, "peft_type '" + type + "' is not LORA");
   if (f.boolean_or("use_dora", false)) fail(where, "DoRA adapters are not supported");
   if (f.boolean_or("fan_in_fan_out", false)) fail(where, "fan_in_fan_out adapters are not supported");
+  if (const nlohmann::json* t = f.find("target_parameters"); t && !t->empty())
+    fail(where, "\"target_parameters\" (LoRA on fused 3-D expert weights, as PEFT writes for transformers 5's "
+                "MoE layers) is not supported; target_modules adapters are");
   for (const char* key : {"modules_to_save", "rank_pattern", "alpha_pattern"})
     if (const nlohmann::json* v = f.find(key); v && !v->empty()) fail(where, std::string(key) + " is not supported");
   AdapterConfig c;

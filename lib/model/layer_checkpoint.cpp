@@ -1,5 +1,7 @@
 #include "model/layer_checkpoint.h"
 
+#include <ATen/core/grad_mode.h>  // at::AutoGradMode (not reached through ATen.h in LibTorch 2.x)
+
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/custom_function.h>
 

@@ -2,6 +2,7 @@
 
 #include "model/tensor_shapes.h"
 
+#include <ATen/core/grad_mode.h>  // at::GradMode (not reached through ATen.h in LibTorch 2.x)
 #include <torch/version.h>
 
 #include <algorithm>

@@ -80,6 +80,10 @@ std::string tokenizer_json_from_gguf(const io::GgufFile& f) {
     const std::string& b = *tokens->values[static_cast<size_t>(bos)].as_string();
     j["post_processor"] = {{"type", "TemplateProcessing"},
                            {"single", {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+                           // The tokenizers library requires "pair" too (it refuses the file
+                           // without it); Llama's: "<s> $A <s> $B", B with type id 1.
+                           {"pair", {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                     {{"SpecialToken", {{"id", b}, {"type_id", 1}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
                            {"special_tokens", {{b, {{"id", b}, {"ids", {bos}}, {"tokens", {b}}}}}}};
   } else {
     j["post_processor"] = nullptr;

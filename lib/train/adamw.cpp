@@ -2,6 +2,7 @@
 
 #include "util/error.h"
 
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not reached through ATen.h in LibTorch 2.x)
 #include <cmath>
 #include <numbers>
 

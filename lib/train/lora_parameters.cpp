@@ -1,5 +1,6 @@
 #include "train/lora_parameters.h"
 
+#include <ATen/core/grad_mode.h>  // at::NoGradGuard (not reached through ATen.h in LibTorch 2.x)
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
 

@@ -28,8 +28,9 @@ struct Reader : util::YamlReader {
   // Paths are taken relative to the working directory, or else to the recipe's own directory.
   fs::path existing(const YAML::Node& n, const std::string& key, const std::string& what) const {
     auto p = fs::path(string(n, key));
-    if (p.is_relative() && !fs::exists(p) && fs::exists(where().parent_path() / p)) p = where().parent_path() / p;
-    if (!fs::exists(p)) error(n, what + " '" + p.string() + "' not found");
+    if (p.is_relative() && !io::exists_quietly(p) && io::exists_quietly(where().parent_path() / p))
+      p = where().parent_path() / p;
+    if (!io::exists_quietly(p)) error(n, what + " '" + p.string() + "' not found");
     return p;
   }
 
@@ -38,7 +39,7 @@ struct Reader : util::YamlReader {
     if (!n["path"]) error(n, context + " needs a 'path'");
     DataSource s;
     s.path = existing(n["path"], "path", "data file");
-    if (fs::is_directory(s.path)) error(n["path"], "data file '" + s.path.string() + "' is a directory");
+    if (io::is_directory_quietly(s.path)) error(n["path"], "data file '" + s.path.string() + "' is a directory");
     choice(n, "type", s.type, {"raw", "text", "prompt_completion", "chat"});
     choice(n, "sampling", s.sampling, {"random", "sequential"});
     if (n["sampling"] && s.type != "raw") error(n["sampling"], "'sampling' applies to type: raw only");
@@ -92,7 +93,7 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
               "the recipe");
   if (!root["base_model"]) r.error(root, "missing 'base_model'");
   c.base_model = r.existing(root["base_model"], "base_model", "base model");
-  if (!fs::exists(c.base_model / "config.json")) r.error(root["base_model"], "base model has no config.json");
+  if (!io::exists_quietly(c.base_model / "config.json")) r.error(root["base_model"], "base model has no config.json");
   if (!root["output_dir"]) r.error(root, "missing 'output_dir'");
   c.output_dir = r.string(root["output_dir"], "output_dir");
 
