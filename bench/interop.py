@@ -24,13 +24,13 @@ WINDOW = 256
 
 
 def versions():
+    from importlib.metadata import PackageNotFoundError, version
     out = {}
-    for name in ("torch", "transformers", "peft", "safetensors", "gguf", "compressed_tensors", "tokenizers"):
+    for name in ("torch", "transformers", "peft", "safetensors", "gguf", "compressed-tensors", "tokenizers"):
         try:
-            mod = __import__(name)
-            out[name] = getattr(mod, "__version__", "?")
-        except ImportError:
-            out[name] = None
+            out[name.replace("-", "_")] = version(name)
+        except PackageNotFoundError:
+            out[name.replace("-", "_")] = None
     return out
 
 
