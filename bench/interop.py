@@ -233,12 +233,119 @@ def check_mergekit(r, mergekit_yaml, config):
     return check
 
 
+def sample_texts(r):
+    """A few kilobytes of each fixture text: prose, changelogs, package descriptions."""
+    out = []
+    for name in ("fortune.val.txt", "changelog.val.txt", "pkg.val.txt"):
+        with open(os.path.join(r.shared, "data", name), encoding="utf-8") as f:
+            text = f.read()[:3000]
+        path = r.path("sample-" + name)
+        open(path, "w", encoding="utf-8").write(text)
+        out.append((path, text))
+    return out
+
+
+def check_tokenizer_ids(r, name):
+    def check():
+        from tokenizers import Tokenizer
+        d = os.path.join(r.shared, "tokenizers", name)
+        lib = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        n = 0
+        for path, text in sample_texts(r):
+            for special in (False, True):
+                args = ["tokenize", d, "--file", path, "--json"] + (["--special"] if special else [])
+                try:
+                    ours = json.loads(r.anvil_run(*args))["ids"]
+                except RuntimeError as e:
+                    if "byte_fallback" in str(e):
+                        return None, "anvil refuses SentencePiece-style BPE (byte_fallback) until issue #17"
+                    raise
+                theirs = lib.encode(text, add_special_tokens=special).ids
+                if ours != theirs:
+                    first = next(i for i in range(min(len(ours), len(theirs))) if ours[i] != theirs[i]) \
+                        if any(a != b for a, b in zip(ours, theirs)) else min(len(ours), len(theirs))
+                    return False, "%s: ids differ from position %d" % (os.path.basename(path), first)
+                n += len(ours)
+        return True, "identical ids on 3 texts x with/without special tokens (%d ids)" % n
+    return check
+
+
+def llama_bin(llama_cpp, tool):
+    return os.path.join(llama_cpp, "llama-" + tool)
+
+
+def llama_perplexity(llama_cpp, gguf, text):
+    res = subprocess.run([llama_bin(llama_cpp, "perplexity"), "-m", gguf, "-f", text, "-c", "256", "-b", "256",
+                          "-t", "2", "--no-warmup"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    import re
+    m = re.search(r"Final estimate: PPL = ([0-9.]+)", res.stdout)
+    if not m:
+        raise RuntimeError("llama-perplexity failed on %s: %s" % (gguf, res.stdout.strip().splitlines()[-1:]))
+    return float(m.group(1))
+
+
+def check_llama_cpp_scores(r, llama_cpp):
+    """Each GGUF type anvil writes, scored by llama.cpp, against llama-quantize's file of that type."""
+    if not llama_cpp:
+        return None, "not run: pass --llama-cpp DIR (llama.cpp's bin/, built outside the repo)"
+    base = os.path.join(r.models, "base")
+    text = r.path("ppl.txt")
+    with open(os.path.join(r.shared, "data", "pkg.val.txt"), encoding="utf-8") as f:
+        open(text, "w", encoding="utf-8").write(f.read()[:60_000])
+    rows = []
+    for t, cmd in (("F16", "convert"), ("Q8_0", "convert"), ("Q6_K", "quantize"), ("Q4_K_M", "quantize"), ("Q4_0", "quantize")):
+        ours = r.path("ll-base-%s.gguf" % t)
+        r.anvil_run(cmd, base, "-o", ours, "--type", t.lower() if cmd == "convert" else t)
+        a = llama_perplexity(llama_cpp, ours, text)
+        b = llama_perplexity(llama_cpp, os.path.join(r.shared, "refs", "gguf", "base-%s.gguf" % t), text)
+        if a != b:
+            return False, "%s: anvil's file %.4f vs llama-quantize's %.4f" % (t, a, b)
+        rows.append("%s %.4f" % (t, a))
+    return True, "same perplexity as llama-quantize's files, to the printed digit: " + ", ".join(rows)
+
+
+def check_llama_cpp_tokenizes(r, llama_cpp):
+    if not llama_cpp:
+        return None, "not run: pass --llama-cpp DIR"
+    from tokenizers import Tokenizer
+    base = os.path.join(r.models, "base")
+    gguf = r.path("tok-base.gguf")
+    r.anvil_run("convert", base, "-o", gguf, "--type", "f16")
+    lib = Tokenizer.from_file(os.path.join(base, "tokenizer.json"))
+    n = 0
+    for path, text in sample_texts(r):
+        res = subprocess.run([llama_bin(llama_cpp, "tokenize"), "-m", gguf, "-f", path, "--ids", "--log-disable",
+                              "--no-bos"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        ids = json.loads(res.stdout.strip().splitlines()[-1])
+        if ids != lib.encode(text, add_special_tokens=False).ids:
+            return False, "%s: llama.cpp's ids differ from the tokenizers library's" % os.path.basename(path)
+        n += len(ids)
+    return True, "llama-tokenize on anvil's GGUF = tokenizers library's ids on 3 texts (%d ids)" % n
+
+
+def check_llama_quantize_input(r, llama_cpp):
+    if not llama_cpp:
+        return None, "not run: pass --llama-cpp DIR"
+    base = os.path.join(r.models, "base")
+    done = []
+    for t in ("f32", "f16", "bf16"):
+        src, dst = r.path("lq-%s.gguf" % t), r.path("lq-%s-Q4_K_M.gguf" % t)
+        r.anvil_run("convert", base, "-o", src, "--type", t)
+        res = subprocess.run([llama_bin(llama_cpp, "quantize"), src, dst, "Q4_K_M"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        if res.returncode != 0:
+            return False, "llama-quantize refused anvil's %s GGUF: %s" % (t, res.stdout.strip().splitlines()[-1:])
+        done.append(t.upper())
+    return True, "llama-quantize takes anvil's %s GGUFs to Q4_K_M" % "/".join(done)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--anvil", required=True)
     ap.add_argument("--shared", required=True)
     ap.add_argument("--mergekit-yaml", help="mergekit's mergekit-yaml, from its own environment")
     ap.add_argument("--only", help="run only checks whose name contains this")
+    ap.add_argument("--llama-cpp", help="llama.cpp's bin/ directory (llama-perplexity, llama-quantize, llama-tokenize)")
     args = ap.parse_args()
     anvil = os.path.abspath(args.anvil)
     shared = os.path.abspath(os.environ.get("ANVIL_SHARED") or args.shared)
@@ -274,12 +381,15 @@ def main():
     checks.append(("gguf-py reads every GGUF anvil writes", "gguf %s" % v["gguf"], lambda: check_gguf_py(r)))
     for cfg in sorted(os.listdir(os.path.join(repo, "configs"))):
         checks.append(("mergekit: configs/%s" % cfg, "mergekit", check_mergekit(r, args.mergekit_yaml, os.path.join(repo, "configs", cfg))))
-    checks.append(("llama.cpp loads, tokenizes and scores anvil's GGUFs", "llama.cpp",
-                   lambda: (None, "not run: needs llama.cpp built outside the repo (llama-perplexity, llama-quantize); "
-                                  "the tests check anvil's GGUFs byte for byte against llama-quantize's")))
-    checks.append(("tokenizers / sentencepiece ids on ../shared/tokenizers", "tokenizers %s" % v["tokenizers"],
-                   lambda: (None, "not run: anvil has no tokenize command yet (issue #17); the tests compare ids "
-                                  "with the tokenizers library's recorded cases")))
+    lc = args.llama_cpp and os.path.abspath(args.llama_cpp)
+    checks.append(("llama.cpp scores every GGUF type anvil writes as llama-quantize's file of that type", "llama.cpp",
+                   lambda: check_llama_cpp_scores(r, lc)))
+    checks.append(("llama.cpp tokenizes with anvil's GGUF vocabulary as the tokenizers library does", "llama.cpp",
+                   lambda: check_llama_cpp_tokenizes(r, lc)))
+    checks.append(("llama-quantize accepts anvil's F32/F16/BF16 GGUFs", "llama.cpp", lambda: check_llama_quantize_input(r, lc)))
+    for name in sorted(os.listdir(os.path.join(shared, "tokenizers"))):
+        checks.append(("anvil tokenize = tokenizers library: %s" % name, "tokenizers %s" % v["tokenizers"],
+                       check_tokenizer_ids(r, name)))
 
     print("peers: " + ", ".join("%s %s" % (k, v[k]) for k in v if v[k]))
     rows, failed = [], 0

@@ -5,6 +5,8 @@
 #   bench/interop.sh                 (ANVIL_SHARED: fixtures, default ../shared)
 #   ANVIL_PEERS_VENV      the peers' environment (default ~/.cache/anvil/peers-venv)
 #   ANVIL_MERGEKIT_VENV   mergekit's own (it pins its own transformers; default ~/.cache/anvil/mergekit-venv)
+#   ANVIL_LLAMA_CPP       llama.cpp's bin/ (llama-perplexity, llama-quantize, llama-tokenize), built outside
+#                         the repo from the tree PyPI's llama-cpp-python sdist vendors; unset: its rows say so
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/anvil
@@ -28,5 +30,6 @@ if ! [[ -x $mergekit/bin/mergekit-yaml ]]; then
 fi
 echo "interop: mergekit $("$mergekit/bin/pip" show mergekit 2>/dev/null | sed -n 's/^Version: //p')"
 args=()
-[[ -x $mergekit/bin/mergekit-yaml ]] && args=(--mergekit-yaml "$mergekit/bin/mergekit-yaml")
+[[ -x $mergekit/bin/mergekit-yaml ]] && args+=(--mergekit-yaml "$mergekit/bin/mergekit-yaml")
+[[ -n ${ANVIL_LLAMA_CPP:-} ]] && args+=(--llama-cpp "$ANVIL_LLAMA_CPP")
 exec "$peers/bin/python" bench/interop.py --anvil build/tools/anvil --shared "${ANVIL_SHARED:-../shared}" "${args[@]}"

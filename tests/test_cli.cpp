@@ -272,3 +272,31 @@ TEST(Cli, TrainWritesAnAdapterThatEvalApplies) {
   EXPECT_NE(bad.out.find("learning_rate"), std::string::npos) << bad.out;
   EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 1) << bad.out;
 }
+
+// anvil tokenize against the tokenizers library's ids: the first 4 texts of the real Llama-3 and
+// Qwen3 cases (byte-level BPE; all 200 of each: Tokenizer.RealByteLevelTokenizersGiveTheLibrarysIds), with
+// and without special tokens, and a case of base's tokenizer.
+TEST(Cli, TokenizeGivesTheTokenizersLibrarysIds) {
+  const auto real = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_real_cases.json"));
+  test::TempDir dir;
+  for (const char* name : {"llama-3", "qwen3"}) {
+    const auto& cases = real["tokenizers"][name];
+    for (size_t i = 0; i < 4 && i < cases.size(); ++i) {
+      test::write_bytes(dir / "t.txt", cases[i]["text"].get<std::string>());
+      const std::string tok = (test::shared_dir() / "tokenizers" / name).string();
+      auto r = run("tokenize " + tok + " --file " + (dir / "t.txt").string() + " --json");
+      ASSERT_EQ(r.status, 0) << r.out;
+      EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], cases[i]["ids"]) << name << " case " << i;
+      auto s = run("tokenize " + tok + " --file " + (dir / "t.txt").string() + " --json --special");
+      EXPECT_EQ(nlohmann::json::parse(s.out)["ids"], cases[i]["ids_with_special"]) << name << " case " << i;
+    }
+  }
+  const auto base = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_cases.json"))[0];
+  auto r = run("tokenize " + models() + "/base --text '" + base["text"].get<std::string>() + "' --special --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], base["ids_with_bos"]);
+  const auto out = nlohmann::json::parse(r.out);
+  EXPECT_EQ(out["decoded"], out["tokens"][0].get<std::string>() + base["decoded"].get<std::string>()) << r.out;
+  auto bad = run("tokenize " + models() + "/base");
+  EXPECT_EQ(bad.status, 2) << bad.out;
+}

@@ -50,3 +50,26 @@ TEST(Tokenizer, RejectsUnsupportedOrBrokenFiles) {
     EXPECT_NE(std::string(e.what()).find("not found"), std::string::npos);
   }
 }
+
+// The real byte-level BPE tokenizers of ../shared/tokenizers (Llama-3, Qwen3): every one of the
+// 200 texts per tokenizer gives the tokenizers library's ids, with and without special tokens,
+// and decodes to its text. (Mistral-7B's and Gemma-3's are SentencePiece-style: issue #17.)
+TEST(Tokenizer, RealByteLevelTokenizersGiveTheLibrarysIds) {
+  const auto real = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_real_cases.json"));
+  for (const char* name : {"llama-3", "qwen3"}) {
+    const auto tok = tokenizer::Tokenizer::load(test::shared_dir() / "tokenizers" / name);
+    const auto& cases = real["tokenizers"][name];
+    ASSERT_EQ(cases.size(), 200u) << name;
+    int exact = 0;
+    for (const auto& c : cases) {
+      const std::string text = c["text"].get<std::string>();
+      const auto ids = tok.encode(text, false);
+      const auto with_special = tok.encode(text, true);
+      EXPECT_EQ(nlohmann::json(ids), c["ids"]) << name << ": " << text;
+      EXPECT_EQ(nlohmann::json(with_special), c["ids_with_special"]) << name << ": " << text;
+      EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>()) << name << ": " << text;
+      exact += nlohmann::json(ids) == c["ids"];
+    }
+    EXPECT_EQ(exact, 200) << name;
+  }
+}

@@ -8,6 +8,7 @@
 // X(name, summary, light|torch)
 #define ANVIL_COMMANDS(X)                                                                                          \
   X(inspect, "show a checkpoint's architecture, parameters, dtypes and tensors", light)                            \
+  X(tokenize, "print the token ids a model's tokenizer gives a text", light)                                       \
   X(eval, "perplexity on text files, optionally KL divergence against a reference model", torch)                  \
   X(generate, "generate text from a prompt (greedy or sampled, KV cache)", torch)                                  \
   X(convert, "Hugging Face directory <-> GGUF (f32/f16/bf16/q8_0)", light)                                         \
