@@ -187,6 +187,49 @@ def check_gguf_py(r):
     return True, "%d files (F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K, Q2_K, IQ4_NL, Mixtral): same keys, tensor names, types and dims" % n
 
 
+def ties_in_fp32(r, mergekit_yaml, config, detail_bf16):
+    """TIES again with dtype float32 (no bf16 rounding on either side): every element where the two
+    still differ must sit exactly at the density threshold of one task vector, where both keep k
+    entries of equal magnitude but choose different ones (mergekit: torch.argsort's unstable
+    order; anvil: index order). Anything else would be a real disagreement."""
+    import torch
+    from safetensors.torch import load_file
+    text = open(config).read().replace("dtype: bfloat16", "dtype: float32")
+    text = text.replace("../../shared", r.shared)
+    cfg = r.path("ties-fp32.yaml")
+    open(cfg, "w").write(text)
+    ours, theirs = r.path("anvil-ties-fp32"), r.path("mergekit-ties-fp32")
+    r.anvil_run("merge", cfg, "-o", ours)
+    subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+
+    def tensors(d):
+        out = {}
+        for f in sorted(os.listdir(d)):
+            if f.endswith(".safetensors"):
+                out.update(load_file(os.path.join(d, f)))
+        return out
+    a, b = tensors(ours), tensors(theirs)
+    base = tensors(os.path.join(r.models, "base"))
+    inputs = [tensors(os.path.join(r.models, m)) for m in ("ft-fortune", "ft-changelog")]
+    differ = at_threshold = 0
+    for k in a:
+        d = a[k] != b[k]
+        if not d.any():
+            continue
+        differ += int(d.sum())
+        at = torch.zeros_like(d)
+        for ft in inputs:
+            delta = (ft[k].float() - base[k].float()).abs().reshape(-1)
+            kept = max(1, int(0.7 * delta.numel()))  # the configs' density
+            at |= (delta == torch.topk(delta, kept).values.min()).reshape(d.shape)
+        at_threshold += int((d & at).sum())
+    ok = at_threshold == differ
+    return ok, detail_bf16 + ("; mergekit rounds each step to bf16; in fp32 %d elements differ, %d of them exactly at a "
+                              "task vector's density threshold (equal magnitudes: mergekit keeps torch.argsort's "
+                              "choice of k, anvil the first k in index order)" % (differ, at_threshold))
+
+
 def check_mergekit(r, mergekit_yaml, config):
     def check():
         import torch
@@ -225,10 +268,7 @@ def check_mergekit(r, mergekit_yaml, config):
             # anvil in fp32 with one rounding at the end: up to a couple of bf16 ulps apart.
             return worst <= 2 ** -7 * scale, detail + "; mergekit rounds each step to bf16, anvil once"
         if method == "ties":
-            return None, detail + ("; mergekit rounds each step to bf16; with dtype float32 0.9% of elements still "
-                                   "differ, most likely which equal-magnitude entries at the density threshold survive "
-                                   "(exactly k in both: torch.argsort's unstable order vs anvil's index order; not yet "
-                                   "proven element by element)")
+            return ties_in_fp32(r, mergekit_yaml, config, detail)
         return None, detail + "; DARE's random drops: anvil's seeded generator, not torch's"
     return check
 
@@ -275,18 +315,24 @@ def llama_bin(llama_cpp, tool):
 
 
 def llama_perplexity(llama_cpp, gguf, text):
+    """llama-perplexity's final estimate. Its log thread sometimes loses the last lines at exit (on a
+    pipe always, on a loaded machine also with a file): then the running estimate after the last
+    chunk, which is the same number, is read instead, and a run missing chunks is repeated."""
     import re
-    # Into a file, not a pipe: on a pipe llama.cpp's log thread loses its last lines at exit
-    # (the "Final estimate" among them), seen with this tree.
     log = gguf + ".perplexity.log"
-    with open(log, "w") as out:
-        subprocess.run([llama_bin(llama_cpp, "perplexity"), "-m", gguf, "-f", text, "-c", "256", "-b", "256",
-                        "-t", "2", "--no-warmup"], stdout=out, stderr=subprocess.STDOUT)
-    output = open(log).read()
-    m = re.search(r"Final estimate: PPL = ([0-9.]+)", output)
-    if not m:
-        raise RuntimeError("llama-perplexity failed on %s: %s" % (gguf, output.strip().splitlines()[-1:]))
-    return float(m.group(1))
+    for _ in range(3):
+        with open(log, "w") as out:
+            subprocess.run([llama_bin(llama_cpp, "perplexity"), "-m", gguf, "-f", text, "-c", "256", "-b", "256",
+                            "-t", "2", "--no-warmup"], stdout=out, stderr=subprocess.STDOUT)
+        output = open(log).read()
+        m = re.search(r"Final estimate: PPL = ([0-9.]+)", output)
+        if m:
+            return float(m.group(1))
+        chunks = re.search(r"calculating perplexity over (\d+) chunks", output)
+        running = re.findall(r"\[(\d+)\]([0-9.]+),", output)
+        if chunks and running and int(running[-1][0]) == int(chunks.group(1)):
+            return float(running[-1][1])
+    raise RuntimeError("llama-perplexity failed on %s: %s" % (gguf, output.strip().splitlines()[-1:]))
 
 
 def check_llama_cpp_scores(r, llama_cpp):
