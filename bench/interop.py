@@ -187,13 +187,22 @@ def check_gguf_py(r):
     return True, "%d files (F32, F16, BF16, Q8_0, Q4_0, Q4_K_M, Q6_K, Q2_K, IQ4_NL, Mixtral): same keys, tensor names, types and dims" % n
 
 
+def dir_tensors(d):
+    """Every tensor of a model directory's safetensors files, by name."""
+    from safetensors.torch import load_file
+    out = {}
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".safetensors"):
+            out.update(load_file(os.path.join(d, f)))
+    return out
+
+
 def ties_in_fp32(r, mergekit_yaml, config, detail_bf16):
     """TIES again with dtype float32 (no bf16 rounding on either side): every element where the two
     still differ must sit exactly at the density threshold of one task vector, where both keep k
     entries of equal magnitude but choose different ones (mergekit: torch.argsort's unstable
     order; anvil: index order). Anything else would be a real disagreement."""
     import torch
-    from safetensors.torch import load_file
     text = open(config).read().replace("dtype: bfloat16", "dtype: float32")
     text = text.replace("../../shared", r.shared)
     cfg = r.path("ties-fp32.yaml")
@@ -203,15 +212,9 @@ def ties_in_fp32(r, mergekit_yaml, config, detail_bf16):
     subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True)
 
-    def tensors(d):
-        out = {}
-        for f in sorted(os.listdir(d)):
-            if f.endswith(".safetensors"):
-                out.update(load_file(os.path.join(d, f)))
-        return out
-    a, b = tensors(ours), tensors(theirs)
-    base = tensors(os.path.join(r.models, "base"))
-    inputs = [tensors(os.path.join(r.models, m)) for m in ("ft-fortune", "ft-changelog")]
+    a, b = dir_tensors(ours), dir_tensors(theirs)
+    base = dir_tensors(os.path.join(r.models, "base"))
+    inputs = [dir_tensors(os.path.join(r.models, m)) for m in ("ft-fortune", "ft-changelog")]
     differ = at_threshold = 0
     for k in a:
         d = a[k] != b[k]
@@ -233,7 +236,6 @@ def ties_in_fp32(r, mergekit_yaml, config, detail_bf16):
 def check_mergekit(r, mergekit_yaml, config):
     def check():
         import torch
-        from safetensors.torch import load_file
         if not mergekit_yaml:
             return None, "mergekit not installed (bench/interop.sh installs it in its own environment)"
         name = os.path.splitext(os.path.basename(config))[0]
@@ -244,13 +246,7 @@ def check_mergekit(r, mergekit_yaml, config):
         if res.returncode != 0:
             return False, "mergekit failed: " + res.stdout.strip().splitlines()[-1][:200]
 
-        def tensors(d):
-            out = {}
-            for f in sorted(os.listdir(d)):
-                if f.endswith(".safetensors"):
-                    out.update(load_file(os.path.join(d, f)))
-            return out
-        a, b = tensors(ours), tensors(theirs)
+        a, b = dir_tensors(ours), dir_tensors(theirs)
         if set(a) != set(b):
             return False, "tensor names differ: %s" % sorted(set(a) ^ set(b))[:3]
         same = sum(1 for k in a if a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]))
