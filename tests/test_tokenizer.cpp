@@ -51,12 +51,13 @@ TEST(Tokenizer, RejectsUnsupportedOrBrokenFiles) {
   }
 }
 
-// The real byte-level BPE tokenizers of ../shared/tokenizers (Llama-3, Qwen3): every one of the
-// 200 texts per tokenizer gives the tokenizers library's ids, with and without special tokens,
-// and decodes to its text. (Mistral-7B's and Gemma-3's are SentencePiece-style: issue #17.)
-TEST(Tokenizer, RealByteLevelTokenizersGiveTheLibrarysIds) {
+// The real tokenizers of ../shared/tokenizers, SentencePiece-style (Mistral-7B, Gemma-3: U+2581,
+// byte fallback, 6,406 added tokens) and byte-level (Llama-3, Qwen3): every one of the 200 texts
+// per tokenizer gives the tokenizers library's ids, with and without special tokens, and decodes
+// to its text.
+TEST(Tokenizer, RealTokenizersGiveTheLibrarysIds) {
   const auto real = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_real_cases.json"));
-  for (const char* name : {"llama-3", "qwen3"}) {
+  for (const char* name : {"mistral-7b", "gemma-3", "llama-3", "qwen3"}) {
     const auto tok = tokenizer::Tokenizer::load(test::shared_dir() / "tokenizers" / name);
     const auto& cases = real["tokenizers"][name];
     ASSERT_EQ(cases.size(), 200u) << name;

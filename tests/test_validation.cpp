@@ -149,7 +149,7 @@ TEST(Validation, FuzzFindingsStayFixed) {
   auto tok = nlohmann::json::parse(test::read_bytes(test::model_dir("base") / "tokenizer.json"));
   tok["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {{{"type", "Split"}, {"paptern", {{"Regex", "a"}}}}}}};
   EXPECT_CONTAINS(error_of([&] { tokenizer::Tokenizer::from_json(tok.dump(), "t.json"); }),
-                  "t.json: \"pre_tokenizer.pattern\" is missing");
+                  "t.json: \"pre_tokenizer.pretokenizers[0].pattern\" must be");
   // An index naming a shard whose name is too long for the file system (fs::exists threw).
   {
     test::TempDir dir;

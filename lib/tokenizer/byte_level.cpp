@@ -1,5 +1,7 @@
 #include "tokenizer/byte_level.h"
 
+#include <cstdint>
+
 namespace anvil::tokenizer {
 namespace {
 
@@ -26,45 +28,6 @@ const Tables& tables() {
 
 }  // namespace
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-int32_t next_code_point(std::string_view s, size_t& pos) {
-  auto byte = [&](size_t i) { return static_cast<uint8_t>(s[i]); };
-  uint8_t c = byte(pos);
-  int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (len == 0 || pos + len > s.size()) {
-    ++pos;
-    return -1;
-  }
-  uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-  for (int i = 1; i < len; ++i) {
-    uint8_t cc = byte(pos + i);
-    if ((cc & 0xC0) != 0x80) {
-      ++pos;
-      return -1;
-    }
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  pos += len;
-  return static_cast<int32_t>(cp);
-}
-
 const std::array<std::string, 256>& byte_to_unicode() { return tables().to_symbol; }
 
 std::string bytes_to_symbols(std::string_view bytes) {
@@ -72,6 +35,19 @@ std::string bytes_to_symbols(std::string_view bytes) {
   std::string out;
   out.reserve(bytes.size() * 2);
   for (unsigned char b : bytes) out += t[b];
+  return out;
+}
+
+std::optional<std::string> token_symbols_to_bytes(std::string_view token) {
+  const auto& from = tables().from_code_point;
+  std::string out;
+  out.reserve(token.size());
+  size_t pos = 0;
+  while (pos < token.size()) {
+    const int32_t cp = next_code_point(token, pos);
+    if (cp < 0 || cp >= 512 || from[cp] < 0) return std::nullopt;
+    out += static_cast<char>(from[cp]);
+  }
   return out;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
-// Byte-level BPE tokenizer read from a Hugging Face tokenizer.json: added/special tokens are
-// matched first, the rest is normalized, split by the pre-tokenizer regexes, mapped to byte-level
-// symbols and merged by rank; the TemplateProcessing post-processor adds BOS and friends.
+// A Hugging Face tokenizer.json with a BPE model, byte-level (GPT-2, Llama-3, Qwen) or
+// SentencePiece-style (Llama-2, Mistral, Gemma: U+2581 for spaces, byte fallback), giving the
+// tokenizers library's ids. The stages live in their own files: added_tokens, normalizer,
+// pre_tokenizer, bpe_model, post_processor, decoder.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -43,8 +44,15 @@ class Tokenizer {
   bool is_added(int32_t id) const;
   // The pre-tokenizer's Split regexes in order (GPT-2's pattern excluded), for naming it in GGUF.
   std::vector<std::string> split_patterns() const;
-  // Whether the post-processor adds special tokens (e.g. BOS) to a single sequence.
+  // Whether the post-processor adds special tokens (e.g. BOS) to a single sequence, and which
+  // go before and after it.
   bool adds_special_tokens() const;
+  std::vector<int32_t> special_prefix() const;
+  std::vector<int32_t> special_suffix() const;
+  bool byte_level() const;     // GPT-2's byte-to-character mapping (pre-tokenizer ByteLevel)
+  bool byte_fallback() const;  // unknown characters become <0xXX> tokens (SentencePiece-style)
+  int32_t unk_id() const;      // -1: none
+  const std::string& where() const;  // the file it was read from
 
  private:
   Tokenizer();
