@@ -17,6 +17,7 @@ packages=(
   nlohmann-json3-dev    # JSON headers, configs, tokenizer.json
   libpcre2-dev          # Unicode regex for the tokenizer's pre-tokenizer
   libutf8proc-dev       # Unicode normalization (NFC/NFKC) for tokenizers that ask for it
+  libsentencepiece-dev  # tokenizer.model files, read and run by the reference implementation
   libgtest-dev          # tests
   python3               # the hostile-input corpus and the kill test (standard library only)
   clang libclang-rt-14-dev  # libFuzzer + ASan/UBSan for the fuzz targets (tests/fuzz)

@@ -17,6 +17,11 @@ inline std::filesystem::path shared_dir() {
 
 inline std::filesystem::path model_dir(const std::string& name) { return shared_dir() / "models" / name; }
 
+#ifdef ANVIL_TEST_DATA_DIR
+// Small test data committed in the repo (tests/data), each with the command that made it.
+inline std::filesystem::path data_dir() { return ANVIL_TEST_DATA_DIR; }
+#endif
+
 // A fresh empty directory, removed when the object goes away.
 class TempDir {
  public:

@@ -74,3 +74,33 @@ TEST(Tokenizer, RealTokenizersGiveTheLibrarysIds) {
     EXPECT_EQ(exact, 200) << name;
   }
 }
+
+// tokenizer.model through libsentencepiece: two small models made by Debian's spm_train (BPE with
+// byte fallback and NFKC rules, Unigram without rules; tests/data/sentencepiece/make.sh) give
+// spm_encode's ids and spm_decode's text on every case, and BOS with special tokens.
+TEST(Tokenizer, SentencePieceModelsGiveSpmEncodesIds) {
+  const auto dir = test::data_dir() / "sentencepiece";
+  const auto cases = nlohmann::json::parse(test::read_bytes(dir / "cases.json"));
+  for (const char* name : {"tiny_bpe.model", "tiny_unigram.model"}) {
+    const auto tok = tokenizer::Tokenizer::load(dir / name);
+    ASSERT_NE(tok.sentencepiece(), nullptr);
+    ASSERT_GE(cases["models"][name].size(), 30u);
+    for (const auto& c : cases["models"][name]) {
+      const std::string text = c["text"];
+      SCOPED_TRACE(std::string(name) + ": " + text);
+      const auto ids = c["ids"].get<std::vector<int32_t>>();
+      EXPECT_EQ(tok.encode(text, false), ids);
+      auto with_bos = ids;
+      with_bos.insert(with_bos.begin(), 1);  // spm_train's default bos_id
+      EXPECT_EQ(tok.encode(text, true), with_bos);
+      EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>());
+    }
+    EXPECT_EQ(tok.token_to_id("<s>"), 1);
+    EXPECT_TRUE(tok.is_special(1));
+    EXPECT_EQ(tok.token_to_id("no-such-piece"), std::nullopt);
+  }
+  // Not a SentencePiece model: one named error.
+  test::TempDir tmp;
+  test::write_bytes(tmp / "tokenizer.model", "definitely not a protobuf");
+  EXPECT_THROW(tokenizer::Tokenizer::load(tmp.path()), Error);
+}

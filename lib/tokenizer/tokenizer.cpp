@@ -10,6 +10,7 @@
 #include "tokenizer/normalizer.h"
 #include "tokenizer/post_processor.h"
 #include "tokenizer/pre_tokenizer.h"
+#include "tokenizer/sentencepiece_model.h"
 #include "tokenizer/tokenizer_json.h"
 #include "tokenizer/utf8.h"
 #include "util/error.h"
@@ -41,6 +42,10 @@ struct Tokenizer::Impl {
   std::vector<std::string> id_to_token;
   std::vector<uint8_t> special_flags, added_flags;  // by id
   TokenTable added_ids;                             // added token content -> id
+  // tokenizer.model instead of tokenizer.json: libsentencepiece does the work, and the special
+  // tokens added are BOS / EOS as tokenizer_config.json's add_bos_token / add_eos_token say.
+  std::unique_ptr<SentencePieceModel> spm;
+  bool spm_add_bos = true, spm_add_eos = false;
 
   void parse(TokenizerJson& file);
   void parse_added_tokens(const json& list);
@@ -138,10 +143,41 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where
 }
 
 Tokenizer Tokenizer::load(const std::filesystem::path& path) {
-  auto file = std::filesystem::is_directory(path) ? path / "tokenizer.json" : path;
-  if (!std::filesystem::exists(file)) fail(file.string(), "not found");
-  return from_json(io::read_text_file(file), file.string());
+  if (std::filesystem::is_directory(path)) {
+    // tokenizer.json is what transformers' fast tokenizers read, so it wins when both exist.
+    if (io::exists_quietly(path / "tokenizer.json")) return load(path / "tokenizer.json");
+    if (io::exists_quietly(path / "tokenizer.model")) return load(path / "tokenizer.model");
+    fail(path.string(), "holds neither tokenizer.json nor tokenizer.model");
+  }
+  if (!std::filesystem::exists(path)) fail(path.string(), "not found");
+  if (path.extension() == ".model") return from_sentencepiece(path);
+  return from_json(io::read_text_file(path), path.string());
 }
+
+Tokenizer Tokenizer::from_sentencepiece(const std::filesystem::path& file) {
+  Tokenizer t;
+  Impl& m = *t.impl_;
+  m.where = file.string();
+  m.spm = SentencePieceModel::load(file);
+  // LlamaTokenizer's defaults; tokenizer_config.json beside the model may change them.
+  const auto config = file.parent_path() / "tokenizer_config.json";
+  if (io::exists_quietly(config)) {
+    const json c = util::parse_json(io::read_text_file(config), config.string());
+    const util::JsonFields f(c, config.string());
+    m.spm_add_bos = f.boolean_or("add_bos_token", true);
+    m.spm_add_eos = f.boolean_or("add_eos_token", false);
+  }
+  m.id_to_token.resize(static_cast<size_t>(m.spm->size()));
+  m.special_flags.assign(m.id_to_token.size(), 0);
+  m.added_flags.assign(m.id_to_token.size(), 0);
+  for (int32_t id = 0; id < m.spm->size(); ++id) {
+    m.id_to_token[static_cast<size_t>(id)] = m.spm->piece(id);
+    if (m.spm->is_control(id) || m.spm->is_unknown(id)) m.special_flags[static_cast<size_t>(id)] = 1;
+  }
+  return t;
+}
+
+const SentencePieceModel* Tokenizer::sentencepiece() const { return impl_->spm.get(); }
 
 void Tokenizer::check_fits_model(int64_t model_vocab, const std::string& model_where) const {
   if (vocab_size() > model_vocab)
@@ -161,6 +197,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
   const Impl& m = *impl_;
   size_t bad = 0;
   if (!valid_utf8(text, &bad)) fail("input text", "not valid UTF-8 at byte " + std::to_string(bad));
+  if (m.spm) {
+    std::vector<int32_t> ids = m.spm->encode(text);
+    if (add_special_tokens && m.spm_add_bos && m.spm->bos_id() >= 0) ids.insert(ids.begin(), m.spm->bos_id());
+    if (add_special_tokens && m.spm_add_eos && m.spm->eos_id() >= 0) ids.push_back(m.spm->eos_id());
+    return ids;
+  }
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 8);
   for (const Segment& s : m.raw_matcher.split(text)) {
@@ -172,6 +214,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_t
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
   const Impl& m = *impl_;
+  if (m.spm) return m.spm->decode(ids, skip_special_tokens);
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {
@@ -186,6 +229,10 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_to
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->id_to_token.size()); }
 
 std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  if (impl_->spm) {
+    const int32_t id = impl_->spm->piece_to_id(token);
+    return id < 0 ? std::nullopt : std::optional<int32_t>(id);
+  }
   if (const int32_t id = impl_->added_ids.find(token); id >= 0) return id;
   if (const int32_t id = impl_->model.vocab().find(token); id >= 0) return id;
   return std::nullopt;
@@ -200,12 +247,22 @@ bool Tokenizer::is_special(int32_t id) const { return id >= 0 && id < vocab_size
 bool Tokenizer::is_added(int32_t id) const { return id >= 0 && id < vocab_size() && impl_->added_flags[id]; }
 
 std::vector<std::string> Tokenizer::split_patterns() const { return impl_->pre_tokenizer.split_patterns(); }
-bool Tokenizer::adds_special_tokens() const { return impl_->post_processor.adds_special_tokens(); }
-std::vector<int32_t> Tokenizer::special_prefix() const { return impl_->post_processor.prefix(); }
-std::vector<int32_t> Tokenizer::special_suffix() const { return impl_->post_processor.suffix(); }
-bool Tokenizer::byte_level() const { return impl_->pre_tokenizer.byte_level(); }
-bool Tokenizer::byte_fallback() const { return impl_->model.byte_fallback(); }
-int32_t Tokenizer::unk_id() const { return impl_->model.unk_id(); }
+bool Tokenizer::adds_special_tokens() const { return !special_prefix().empty() || !special_suffix().empty(); }
+std::vector<int32_t> Tokenizer::special_prefix() const {
+  const Impl& m = *impl_;
+  if (!m.spm) return m.post_processor.prefix();
+  if (m.spm_add_bos && m.spm->bos_id() >= 0) return {m.spm->bos_id()};
+  return {};
+}
+std::vector<int32_t> Tokenizer::special_suffix() const {
+  const Impl& m = *impl_;
+  if (!m.spm) return m.post_processor.suffix();
+  if (m.spm_add_eos && m.spm->eos_id() >= 0) return {m.spm->eos_id()};
+  return {};
+}
+bool Tokenizer::byte_level() const { return !impl_->spm && impl_->pre_tokenizer.byte_level(); }
+bool Tokenizer::byte_fallback() const { return impl_->spm ? true : impl_->model.byte_fallback(); }
+int32_t Tokenizer::unk_id() const { return impl_->spm ? impl_->spm->unk_id() : impl_->model.unk_id(); }
 const std::string& Tokenizer::where() const { return impl_->where; }
 
 std::vector<std::string> Tokenizer::merges() const {

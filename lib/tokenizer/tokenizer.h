@@ -14,11 +14,17 @@
 
 namespace anvil::tokenizer {
 
+class SentencePieceModel;
+
 class Tokenizer {
  public:
-  // `path` is a tokenizer.json file or a directory containing one.
+  // `path` is a tokenizer.json, a tokenizer.model (SentencePiece), or a directory holding one
+  // (tokenizer.json preferred, as transformers' fast tokenizers do).
   static Tokenizer load(const std::filesystem::path& path);
   static Tokenizer from_json(const std::string& json_text, const std::string& where);
+  static Tokenizer from_sentencepiece(const std::filesystem::path& model_file);
+  // The SentencePiece model behind a tokenizer.model, else nullptr.
+  const SentencePieceModel* sentencepiece() const;
   ~Tokenizer();
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;
