@@ -1,11 +1,15 @@
-// Byte-level BPE against the tokenizers library: every case in refs/tokenizer_cases.json must
-// give identical ids (with and without BOS) and identical decoded text.
+// Tokenizers against the tokenizers library (refs/tokenizer_cases.json, the real tokenizers of
+// refs/tokenizer_real_cases.json) and SentencePiece's own tools: identical ids (with and without
+// special tokens) and identical decoded text, also through GGUF vocabularies.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/gguf.h"
 #include "test_support.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -103,4 +107,39 @@ TEST(Tokenizer, SentencePieceModelsGiveSpmEncodesIds) {
   test::TempDir tmp;
   test::write_bytes(tmp / "tokenizer.model", "definitely not a protobuf");
   EXPECT_THROW(tokenizer::Tokenizer::load(tmp.path()), Error);
+}
+
+// GGUF vocabularies both ways: each real tokenizer written into a GGUF (SentencePiece-style as
+// "llama" with pieces, scores and token types; byte-level as "gpt2" with the pre-tokenizer's
+// llama.cpp name) and read back tokenizes the 200 texts exactly as the tokenizers library did.
+TEST(Tokenizer, GgufVocabulariesKeepTheLibrarysIds) {
+  const auto real = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_real_cases.json"));
+  const std::map<std::string, std::pair<std::string, std::string>> expected{
+      {"mistral-7b", {"llama", ""}}, {"gemma-3", {"llama", ""}}, {"llama-3", {"gpt2", "llama-bpe"}}, {"qwen3", {"gpt2", "qwen2"}}};
+  for (const auto& [name, kind] : expected) {
+    SCOPED_TRACE(name);
+    const auto original = tokenizer::Tokenizer::load(test::shared_dir() / "tokenizers" / name);
+    test::TempDir dir;
+    auto meta = tokenizer::gguf_tokenizer_metadata(original, -1, -1, -1);
+    meta.insert(meta.begin(), {"general.architecture", io::GgufValue::str("llama")});
+    {
+      io::GgufWriter w(dir / "vocab.gguf", meta, {});
+      w.commit();
+    }
+    io::GgufFile gguf(dir / "vocab.gguf");
+    EXPECT_EQ(*gguf.find("tokenizer.ggml.model")->as_string(), kind.first);
+    if (!kind.second.empty()) EXPECT_EQ(*gguf.find("tokenizer.ggml.pre")->as_string(), kind.second);
+    const auto tok = tokenizer::Tokenizer::from_json(tokenizer::tokenizer_json_from_gguf(gguf), "vocab.gguf");
+    EXPECT_EQ(tok.vocab_size(), original.vocab_size());
+    int exact = 0;
+    for (const auto& c : real["tokenizers"][name]) {
+      const std::string text = c["text"];
+      const auto ids = tok.encode(text, false);
+      EXPECT_EQ(nlohmann::json(ids), c["ids"]) << text;
+      EXPECT_EQ(nlohmann::json(tok.encode(text, true)), c["ids_with_special"]) << text;
+      EXPECT_EQ(tok.decode(ids), c["decoded"].get<std::string>()) << text;
+      exact += nlohmann::json(ids) == c["ids"];
+    }
+    EXPECT_EQ(exact, 200);
+  }
 }

@@ -262,7 +262,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     tok.check_fits_model(c.vocab_size, (input / "config.json").string());
     for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
                                                         c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
-                                                        c.pad_token_id.value_or(-1), tok.adds_special_tokens()))
+                                                        c.pad_token_id.value_or(-1)))
       meta.push_back(std::move(kv));
     jobs = hf_jobs(*ckpt, c, *mix, ctx, options.importance);
     if (c.rope.type == "llama3") {

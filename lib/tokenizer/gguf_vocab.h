@@ -1,6 +1,8 @@
 #pragma once
-// Byte-level BPE vocabularies in GGUF (tokenizer.ggml.*) <-> tokenizer.json. The pre-tokenizer
-// is named, not stored, in GGUF: the names llama.cpp uses map to their Split regexes here.
+// Vocabularies in GGUF (tokenizer.ggml.*) <-> tokenizer.json, both kinds llama.cpp has:
+// "gpt2" (byte-level BPE: tokens and merges, the pre-tokenizer named in tokenizer.ggml.pre) and
+// "llama" (SentencePiece: pieces, scores, token types including the <0xXX> byte pieces, and the
+// add_bos/add_eos/add_space_prefix flags), written as llama.cpp's converter writes them.
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,13 +13,14 @@ namespace anvil::tokenizer {
 
 class Tokenizer;
 
-// A tokenizer.json equivalent to the GGUF's tokenizer.ggml.* metadata.
+// A tokenizer.json equivalent to the GGUF's tokenizer.ggml.* metadata: for "llama" vocabularies
+// the one transformers' converter makes from the same SentencePiece model.
 std::string tokenizer_json_from_gguf(const io::GgufFile& gguf);
 
-// tokenizer.ggml.* entries for writing `tok` into a GGUF (model gpt2, tokens, token types, merges,
-// pre-tokenizer name, special token ids).
+// tokenizer.ggml.* entries for writing `tok` into a GGUF. A tokenizer llama.cpp cannot represent
+// (a byte-level pre-tokenizer it has no name for, a BPE that is neither byte-level nor
+// SentencePiece-style) is an anvil::Error naming the tokenizer's file.
 std::vector<std::pair<std::string, io::GgufValue>> gguf_tokenizer_metadata(const Tokenizer& tok, int64_t bos_id,
-                                                                           int64_t eos_id, int64_t pad_id,
-                                                                           bool add_bos);
+                                                                           int64_t eos_id, int64_t pad_id);
 
 }  // namespace anvil::tokenizer

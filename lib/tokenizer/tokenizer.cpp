@@ -274,3 +274,7 @@ std::vector<std::string> Tokenizer::merges() const {
 }
 
 }  // namespace anvil::tokenizer
+
+namespace anvil::tokenizer {
+std::vector<std::pair<int32_t, int32_t>> Tokenizer::merge_ids() const { return impl_->model.merge_list(); }
+}  // namespace anvil::tokenizer

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace anvil::tokenizer {
@@ -47,6 +48,7 @@ class Tokenizer {
   // For GGUF export: the BPE merges as "a b" strings in rank order, and whether each token is
   // an added token.
   std::vector<std::string> merges() const;
+  std::vector<std::pair<int32_t, int32_t>> merge_ids() const;  // (left, right) ids in rank order
   bool is_added(int32_t id) const;
   // The pre-tokenizer's Split regexes in order (GPT-2's pattern excluded), for naming it in GGUF.
   std::vector<std::string> split_patterns() const;
