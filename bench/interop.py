@@ -4,11 +4,17 @@ environment that holds them. Each check makes an output with anvil from ../share
 hands it to the peer, and compares what both compute; one table row per check.
 
     python3 bench/interop.py --anvil build/tools/anvil --shared ../shared [--mergekit-yaml PATH] [--only SUBSTRING]
+                             [--llama-cpp TREE/build/bin]
 
 Perplexities are compared on the same text and windows as `anvil eval` (windows of 256 tokens,
 positions 1..255 scored); the peers compute in fp32 (a bf16 checkpoint is loaded as bf16 and then
 cast, so rotary frequencies are rounded as transformers rounds them). A relative difference under
 1e-4 is a pass: both sides sum the same fp32 products in different orders (measured ~1e-6).
+
+Tokenizer rows compare ids with the tokenizers library's refs/tokenizer_real_cases.json, llama.cpp's
+llama-tokenize and converter (convert_hf_to_gguf.py of the tree whose build/bin is --llama-cpp, run on
+tiny random models made here that carry the real tokenizers), sentencepiece, and transformers'
+apply_chat_template; transformers reads a bare tokenizer.model only with protobuf installed.
 """
 import argparse
 import json
@@ -26,7 +32,7 @@ WINDOW = 256
 def versions():
     from importlib.metadata import PackageNotFoundError, version
     out = {}
-    for name in ("torch", "transformers", "peft", "safetensors", "gguf", "compressed-tensors", "tokenizers"):
+    for name in ("torch", "transformers", "peft", "safetensors", "gguf", "compressed-tensors", "tokenizers", "sentencepiece"):
         try:
             out[name.replace("-", "_")] = version(name)
         except PackageNotFoundError:
@@ -290,12 +296,7 @@ def check_tokenizer_ids(r, name):
         for path, text in sample_texts(r):
             for special in (False, True):
                 args = ["tokenize", d, "--file", path, "--json"] + (["--special"] if special else [])
-                try:
-                    ours = json.loads(r.anvil_run(*args))["ids"]
-                except RuntimeError as e:
-                    if "byte_fallback" in str(e):
-                        return None, "anvil refuses SentencePiece-style BPE (byte_fallback) until issue #17"
-                    raise
+                ours = json.loads(r.anvil_run(*args))["ids"]
                 theirs = lib.encode(text, add_special_tokens=special).ids
                 if ours != theirs:
                     first = next(i for i in range(min(len(ours), len(theirs))) if ours[i] != theirs[i]) \
@@ -370,12 +371,355 @@ def check_llama_cpp_tokenizes(r, llama_cpp):
     n = 0
     for path, text in sample_texts(r):
         res = subprocess.run([llama_bin(llama_cpp, "tokenize"), "-m", gguf, "-f", path, "--ids", "--log-disable",
-                              "--no-bos"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                              "--no-bos", "--no-escape"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         ids = json.loads(res.stdout.strip().splitlines()[-1])
         if ids != lib.encode(text, add_special_tokens=False).ids:
             return False, "%s: llama.cpp's ids differ from the tokenizers library's" % os.path.basename(path)
         n += len(ids)
     return True, "llama-tokenize on anvil's GGUF = tokenizers library's ids on 3 texts (%d ids)" % n
+
+
+def tiny_llama(r, name, tokenizer_files, vocab=None, bos=None, eos=None):
+    """A random tiny LlamaForCausalLM (hidden 64, 2 layers, 4 heads, 2 KV heads, FFN 128, tied, float16)
+    made by transformers in the work dir, with the given tokenizer files (paths, or (path, name) pairs)
+    copied beside it. With a tokenizer.json among them, the vocabulary is its size (added tokens
+    included) and config.json's bos/eos_token_id are tokenizer_config.json's bos_token/eos_token, as
+    in the real models."""
+    import shutil
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    out = r.path(name)
+    if os.path.isdir(out):
+        return out
+    tokenizer_files = [f if isinstance(f, tuple) else (f, os.path.basename(f)) for f in tokenizer_files]
+    by_name = {n: f for f, n in tokenizer_files}
+    if "tokenizer.json" in by_name:
+        from tokenizers import Tokenizer
+        tok = Tokenizer.from_file(by_name["tokenizer.json"])
+        vocab = tok.get_vocab_size(with_added_tokens=True)
+        with open(by_name["tokenizer_config.json"], encoding="utf-8") as f:
+            tc = json.load(f)
+        def token_id(key):
+            t = tc.get(key)
+            t = t.get("content") if isinstance(t, dict) else t
+            return tok.token_to_id(t) if t else None
+        bos, eos = token_id("bos_token"), token_id("eos_token")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      intermediate_size=128, vocab_size=vocab, tie_word_embeddings=True, bos_token_id=bos,
+                      eos_token_id=eos, pad_token_id=None)
+    LlamaForCausalLM(cfg).to(torch.float16).save_pretrained(out)
+    for f, n in tokenizer_files:
+        shutil.copy(f, os.path.join(out, n))
+    return out
+
+
+def real_cases(r, name):
+    """The tokenizers library's cases for one of shared/tokenizers: the first 60 texts (package
+    descriptions, fortunes) and the hand-written edge cases at the end (spaces, tabs, scripts, emoji,
+    special-token look-alikes, the empty text)."""
+    with open(os.path.join(r.shared, "refs", "tokenizer_real_cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)["tokenizers"][name]
+    return cases[:60] + cases[180:]
+
+
+def first_difference(a, b):
+    return next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
+
+
+def show_difference(text, ours, theirs, who=("got", "expected")):
+    i = first_difference(ours, theirs)
+    return "text %r: from position %d, %s %s vs %s %s" % (text[:60], i, who[0], ours[max(0, i - 2):i + 4], who[1],
+                                                           theirs[max(0, i - 2):i + 4])
+
+
+def llama_tokenize(llama_cpp, gguf, text, path):
+    """llama-tokenize's ids of one text, read from a file verbatim (--no-escape: backslashes stay), no
+    BOS; llama-tokenize parses special tokens in the text by default, as the tokenizers library does."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    res = subprocess.run([llama_bin(llama_cpp, "tokenize"), "-m", gguf, "-f", path, "--ids", "--log-disable",
+                          "--no-bos", "--no-escape"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if res.returncode != 0:
+        raise RuntimeError("llama-tokenize failed: %s" % res.stderr.strip().splitlines()[-1:])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def with_metaspace_first(tokenizer_json, out):
+    """Mistral-7B's tokenizer.json with the non-legacy spelling of its dummy prefix (transformers'
+    legacy=False conversion, Mistral-7B-v0.3's file): no Prepend normalizer, a Metaspace pre-tokenizer
+    with prepend_scheme "first", which puts the prefix before the text's first piece only, and not
+    before a text that already begins with a space."""
+    with open(tokenizer_json, encoding="utf-8") as f:
+        j = json.load(f)
+    j["normalizer"] = None
+    j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    return out
+
+
+def check_llama_cpp_tokenizes_spm(r, llama_cpp, name, first=False):
+    def check():
+        if not llama_cpp:
+            return None, "not run: pass --llama-cpp DIR"
+        from tokenizers import Tokenizer
+        d = os.path.join(r.shared, "tokenizers", name)
+        files = [os.path.join(d, f) for f in ("tokenizer.json", "tokenizer_config.json")]
+        tag = name + ("-first" if first else "")
+        if first:
+            files[0] = with_metaspace_first(files[0], r.path("tokenizer-%s/tokenizer.json" % tag))
+        lib = Tokenizer.from_file(files[0])
+        model = tiny_llama(r, "spm-" + tag, files)
+        gguf = r.path("spm-%s.gguf" % tag)
+        r.anvil_run("convert", model, "-o", gguf, "--type", "f16")
+        cases = real_cases(r, name)
+        texts = [c["text"] for c in cases]
+        expected = [lib.encode(t, add_special_tokens=False).ids for t in texts] if first else [c["ids"] for c in cases]
+        theirs = [llama_tokenize(llama_cpp, gguf, t, r.path("spm-text.txt")) for t in texts]
+        ours = anvil_tokenize_texts(r, gguf, texts, "spm-" + tag)
+        specials = [t.content for t in lib.get_added_tokens_decoder().values() if t.special]
+        # llama.cpp's SPM tokenizer (llama-vocab.cpp, LLAMA_VOCAB_TYPE_SPM) puts a space before every raw
+        # text fragment that begins the text or follows a special token, whenever the GGUF's
+        # add_space_prefix is set, and the text may already begin with one; a GGUF "llama"
+        # vocabulary has no way to say "before the first piece only, and not twice".
+        explained = (lambda t: t.startswith(" ") or any(p in t for p in specials)) if first else (lambda t: False)
+        differ = [i for i in range(len(texts)) if theirs[i] != expected[i]]
+        odd = [i for i in differ if not explained(texts[i])]
+        readback = sum(a == b for a, b in zip(ours, theirs))
+        detail = "llama-tokenize on anvil's F16 GGUF: %d/%d texts identical; anvil reading that GGUF back = llama.cpp on %d/%d" % (
+            len(texts) - len(differ), len(texts), readback, len(texts))
+        if odd or readback != len(texts):
+            bad = [show_difference(texts[i], theirs[i], expected[i], ("llama.cpp", "tokenizers")) for i in odd]
+            bad += [show_difference(texts[i], ours[i], theirs[i], ("anvil", "llama.cpp"))
+                    for i in range(len(texts)) if ours[i] != theirs[i]]
+            return False, detail + "; " + "; ".join(bad[:3])
+        if differ:
+            examples = sorted({differ[0]} | set([i for i in differ if not texts[i].startswith(" ")][:1]))
+            shown = "; ".join(show_difference(texts[i], theirs[i], expected[i], ("llama.cpp", "tokenizers"))
+                              for i in examples)
+            return None, detail + (
+                ". The %d others begin with a space or hold %s: the GGUF can only say add_space_prefix, and "
+                "llama.cpp's SPM tokenizer then puts a space before the text and after every special token "
+                "(llama-vocab.cpp: is_prev_special), where this tokenizer.json's Metaspace(prepend_scheme "
+                "\"first\") adds \u2581 only at the start of the text, and not to a text beginning with a space; "
+                "e.g. %s" % (len(differ), "/".join(specials), shown))
+        return True, detail
+    return check
+
+
+def llama_cpp_converter(llama_cpp):
+    """convert_hf_to_gguf.py of the tree that --llama-cpp's bin/ (TREE/build/bin) was built in, or None."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(llama_cpp))), "convert_hf_to_gguf.py")
+    return script if os.path.isfile(script) else None
+
+
+def llama_cpp_convert(r, llama_cpp, model, out):
+    """llama.cpp's own converter (with its tree's gguf-py, which it puts first on its path), in this
+    environment's Python; returns the GGUF's tokenizer.ggml.model and .pre."""
+    script = llama_cpp_converter(llama_cpp)
+    res = subprocess.run([sys.executable, script, model, "--outfile", out, "--outtype", "f16"], cwd=os.path.dirname(script),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if res.returncode != 0:
+        raise RuntimeError("convert_hf_to_gguf.py failed: %s" % res.stdout.strip().splitlines()[-1:])
+    from gguf import GGUFReader
+    fields = GGUFReader(out).fields
+    return {k: fields[k].contents() for k in ("tokenizer.ggml.model", "tokenizer.ggml.pre") if k in fields}
+
+
+def anvil_tokenize_texts(r, model, texts, name, special=False):
+    """anvil tokenize MODEL --jsonl [--special]: the ids of each text."""
+    path = r.path(name + ".jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for t in texts:
+            f.write(json.dumps({"text": t}) + "\n")
+    out = r.anvil_run("tokenize", model, "--jsonl", path, *(["--special"] if special else []))
+    return [json.loads(line)["ids"] for line in out.splitlines()]
+
+
+def with_bos_post_processor(tokenizer_json, out, bos):
+    """Llama-3's tokenizer.json as Meta later published it: the same, with a post-processor that
+    prepends BOS (the fixture's first release adds none, so llama.cpp's converter hashes it as
+    Smaug-Llama-3's, "smaug-bpe"; with BOS it is "llama-bpe")."""
+    with open(tokenizer_json, encoding="utf-8") as f:
+        j = json.load(f)
+    name = next(t["content"] for t in j["added_tokens"] if t["id"] == bos)
+    j["post_processor"] = {"type": "Sequence", "processors": [
+        j["post_processor"],
+        {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": name, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [{"SpecialToken": {"id": name, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                  {"SpecialToken": {"id": name, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+         "special_tokens": {name: {"id": name, "ids": [bos], "tokens": [name]}}}]}
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    return out
+
+
+def check_anvil_reads_llama_cpp_bpe(r, llama_cpp, name, pre, bos=None):
+    def check():
+        if not llama_cpp or not llama_cpp_converter(llama_cpp):
+            return None, "not run: pass --llama-cpp TREE/build/bin (its converter, TREE/convert_hf_to_gguf.py, is used)"
+        from tokenizers import Tokenizer
+        d = os.path.join(r.shared, "tokenizers", name)
+        files = [os.path.join(d, f) for f in ("tokenizer.json", "tokenizer_config.json")]
+        tag = name + ("-bos" if bos is not None else "")
+        if bos is not None:
+            files[0] = with_bos_post_processor(files[0], r.path("tokenizer-" + tag + "/tokenizer.json"), bos)
+        lib = Tokenizer.from_file(files[0])
+        model = tiny_llama(r, "bpe-" + tag, files)
+        gguf = r.path("llama-cpp-%s.gguf" % tag)
+        meta = llama_cpp_convert(r, llama_cpp, model, gguf)
+        if meta.get("tokenizer.ggml.pre") != pre:
+            return False, "llama.cpp's converter wrote %s, not pre %s" % (meta, pre)
+        cases = real_cases(r, name)
+        texts = [c["text"] for c in cases]
+        bad = []
+        for special in (False, True):
+            ours = anvil_tokenize_texts(r, gguf, texts, "bpe-" + tag, special)
+            for t, a in zip(texts, ours):
+                theirs = lib.encode(t, add_special_tokens=special).ids
+                if a != theirs:
+                    bad.append(("with special tokens, " if special else "") +
+                               show_difference(t, a, theirs, ("anvil", "tokenizers")))
+        detail = "llama.cpp's converter: %s / pre %s; anvil tokenize on its GGUF: %d/%d texts x with/without special tokens identical" % (
+            meta.get("tokenizer.ggml.model"), pre, 2 * len(cases) - len(bad), 2 * len(cases))
+        if bos is not None:
+            detail += " (BOS %d added with them)" % bos
+        if bad:
+            return False, detail + "; " + "; ".join(bad[:3])
+        return True, detail
+    return check
+
+
+def check_anvil_reads_llama_cpp_spm(r, llama_cpp, repo):
+    """llama.cpp's converter on a tokenizer.model alone writes a "llama" vocabulary: pieces, scores and
+    types, but not the model's normalizer (tiny_bpe.model's nmt_nfkc rules and extra-whitespace
+    removal), and llama.cpp always puts a space before a text and after a special token. So anvil
+    on that GGUF must give llama-tokenize's ids on every text, and sentencepiece's and transformers'
+    on every text except those that, by these rules alone, they tokenize otherwise."""
+    if not llama_cpp or not llama_cpp_converter(llama_cpp):
+        return None, "not run: pass --llama-cpp TREE/build/bin (its converter, TREE/convert_hf_to_gguf.py, is used)"
+    import sentencepiece
+    sp_dir = os.path.join(repo, "tests", "data", "sentencepiece")
+    model = tiny_llama(r, "spm-tokenizer-model", [(os.path.join(sp_dir, "tiny_bpe.model"), "tokenizer.model")],
+                       vocab=600, bos=1, eos=2)
+    gguf = r.path("llama-cpp-spm.gguf")
+    meta = llama_cpp_convert(r, llama_cpp, model, gguf)
+    with open(os.path.join(sp_dir, "texts.txt"), encoding="utf-8") as f:
+        texts = f.read().split("\n")[:-1]
+    ours = anvil_tokenize_texts(r, gguf, texts, "spm-gguf")
+    sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(model, "tokenizer.model"))
+    specials = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i)]
+    has_special = lambda t: any(p in t for p in specials)  # noqa: E731
+    normalized = lambda t: t and sp.normalize(t) != ("\u2581" + t).replace(" ", "\u2581")  # noqa: E731
+    refs = [("llama-tokenize", [llama_tokenize(llama_cpp, gguf, t, r.path("spm-text.txt")) for t in texts],
+             lambda t: False, "")]
+    try:
+        import google.protobuf  # noqa: F401 - transformers reads tokenizer.model through it
+    except ImportError:
+        transformers_note = "; transformers not run: converting a tokenizer.model needs protobuf, not installed"
+    else:
+        from transformers import AutoTokenizer, LlamaTokenizer
+        transformers_note = ""
+        lt = LlamaTokenizer.from_pretrained(model)
+        auto = AutoTokenizer.from_pretrained(model)
+        refs.append(("transformers LlamaTokenizer(Fast) (legacy=%s, the default)" % lt.legacy,
+                     [lt.encode(t, add_special_tokens=False) for t in texts],
+                     lambda t: t.startswith(" ") or has_special(t),
+                     "begin with a space (Metaspace prepends no \u2581 to a text that begins with one) or hold "
+                     "%s (no \u2581 after a special token)" % "/".join(specials)))
+        refs.append(("AutoTokenizer's %s" % type(auto).__name__, [auto.encode(t, add_special_tokens=False) for t in texts],
+                     lambda t: normalized(t) or has_special(t),
+                     "changed by the model's normalizer, or hold special tokens (matched, with no \u2581 after them)"))
+    refs.append(("sentencepiece", [sp.encode(t) for t in texts], lambda t: normalized(t) or has_special(t),
+                 "changed by the model's normalizer (NFKC, whitespace), or hold %s (encoded as text)" % "/".join(specials)))
+    parts, unexplained = [], []
+    for who, ids, explains, why in refs:
+        differ = [i for i, t in enumerate(texts) if ours[i] != ids[i]]
+        odd = [i for i in differ if not explains(texts[i])]
+        unexplained += [who + ": " + show_difference(texts[i], ours[i], ids[i], ("anvil", who)) for i in odd]
+        parts.append("= %s on %d/%d%s" % (who, len(texts) - len(differ), len(texts),
+                                          " (the %d others: %s)" % (len(differ), why) if differ and not odd else ""))
+    direct = anvil_tokenize_texts(r, model, texts, "spm-dir")
+    same = sum(a == b for a, b in zip(direct, refs[-1][1]))
+    detail = "llama.cpp's converter: %s / pre %s; anvil tokenize on its GGUF %s%s; anvil on the tokenizer.model itself = sentencepiece on %d/%d" % (
+        meta.get("tokenizer.ggml.model"), meta.get("tokenizer.ggml.pre"), ", ".join(parts), transformers_note, same, len(texts))
+    if unexplained:
+        return False, detail + "; " + "; ".join(unexplained[:3])
+    return True, detail
+
+
+CHATS = [
+    ([{"role": "user", "content": "Hello! What is a Debian package?"}], True),
+    ([{"role": "user", "content": "Hello! What is a Debian package?"}], False),
+    ([{"role": "system", "content": "You are a terse assistant."},
+      {"role": "user", "content": "Name two  text editors.\n(One per line.)"}], True),
+    ([{"role": "system", "content": "You answer in German."},
+      {"role": "user", "content": "How do I say 'thank you'?"},
+      {"role": "assistant", "content": "Danke!"},
+      {"role": "user", "content": "And 'good night'?"}], True),
+    ([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
+      {"role": "user", "content": "And 3*3?"}, {"role": "assistant", "content": "9"}], False),
+    ([{"role": "system", "content": "Käse und Brötchen. \U0001F917"},
+      {"role": "user", "content": "  leading spaces\tand a tab"},
+      {"role": "assistant", "content": "Noted:\n\n- one\n- two"}], False),
+]
+
+
+def check_chat_template(r, name):
+    def check():
+        from jinja2 import TemplateError
+        from transformers import AutoTokenizer
+        d = os.path.join(r.shared, "tokenizers", name)
+        tok = AutoTokenizer.from_pretrained(d)
+        path = r.path("chats-%s.jsonl" % name)
+        with open(path, "w", encoding="utf-8") as f:
+            for messages, gen in CHATS:
+                f.write(json.dumps({"messages": messages, "add_generation_prompt": gen}) + "\n")
+        with open(os.path.join(d, "tokenizer_config.json"), encoding="utf-8") as f:
+            if "chat_template" not in json.load(f):
+                # No template: both must refuse rather than make one up.
+                try:
+                    tok.apply_chat_template(CHATS[0][0], tokenize=False)
+                    return False, "its tokenizer_config.json has no chat_template, yet transformers rendered one"
+                except ValueError:
+                    pass
+                try:
+                    r.anvil_run("tokenize", d, "--chat", path)
+                except RuntimeError as e:
+                    if "has no chat template" in str(e):
+                        return True, "no chat_template in its tokenizer_config.json: transformers and anvil both refuse"
+                    raise
+                return False, "its tokenizer_config.json has no chat_template, yet anvil rendered one"
+        ours = [json.loads(line) for line in r.anvil_run("tokenize", d, "--chat", path).splitlines()]
+        texts = ids = 0
+        for i, ((messages, gen), mine) in enumerate(zip(CHATS, ours)):
+            try:
+                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+                enc = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=gen)
+            except TemplateError as e:
+                if "error" in mine:
+                    continue
+                return False, "conversation %d: transformers' template raised %r, anvil rendered" % (i, str(e))
+            enc = list(enc["input_ids"] if hasattr(enc, "keys") else enc)
+            if "error" in mine:
+                return False, "conversation %d: anvil: %s; transformers rendered %r" % (i, mine["error"], text[:80])
+            if mine["text"] != text:
+                at = first_difference(mine["text"], text)
+                return False, "conversation %d: text differs from character %d: anvil %r vs transformers %r" % (
+                    i, at, mine["text"][max(0, at - 20):at + 30], text[max(0, at - 20):at + 30])
+            if mine["ids"] != enc:
+                return False, "conversation %d: same text, ids differ: %s" % (
+                    i, show_difference(text, mine["ids"], enc, ("anvil", "transformers")))
+            texts += 1
+            ids += len(enc)
+        return True, "%d/%d conversations (system, multi-turn, add_generation_prompt both ways): same text and ids (%d ids)" % (
+            texts, len(CHATS), ids)
+    return check
 
 
 def check_llama_quantize_input(r, llama_cpp):
@@ -441,10 +785,24 @@ def main():
                    lambda: check_llama_cpp_scores(r, lc)))
     checks.append(("llama.cpp tokenizes with anvil's GGUF vocabulary as the tokenizers library does", "llama.cpp",
                    lambda: check_llama_cpp_tokenizes(r, lc)))
+    for name, first, what in (("mistral-7b", False, "Mistral-7B's"), ("gemma-3", False, "Gemma-3's"),
+                              ("mistral-7b", True, "Mistral-7B's, non-legacy Metaspace spelling")):
+        checks.append(("llama.cpp tokenizes anvil's GGUF as the tokenizers library does: %s" % what.replace("'s", "'s SentencePiece-style BPE"),
+                       "llama.cpp", check_llama_cpp_tokenizes_spm(r, lc, name, first)))
+    for name, pre, bos, what in (("llama-3", "smaug-bpe", None, "Llama-3's first release (no BOS)"),
+                                 ("llama-3", "llama-bpe", 128000, "Llama-3's with a BOS post-processor"),
+                                 ("qwen3", "qwen2", None, "Qwen3's")):
+        checks.append(("anvil tokenizes llama.cpp's own GGUF as the tokenizers library does: %s byte-level BPE" % what,
+                       "llama.cpp", check_anvil_reads_llama_cpp_bpe(r, lc, name, pre, bos)))
+    checks.append(("anvil tokenizes llama.cpp's own GGUF of a SentencePiece tokenizer.model as llama.cpp, transformers "
+                   "and sentencepiece do", "llama.cpp, %s, sentencepiece %s" % (tf, v["sentencepiece"]), lambda: check_anvil_reads_llama_cpp_spm(r, lc, repo)))
     checks.append(("llama-quantize accepts anvil's F32/F16/BF16 GGUFs", "llama.cpp", lambda: check_llama_quantize_input(r, lc)))
     for name in sorted(os.listdir(os.path.join(shared, "tokenizers"))):
         checks.append(("anvil tokenize = tokenizers library: %s" % name, "tokenizers %s" % v["tokenizers"],
                        check_tokenizer_ids(r, name)))
+    for name in sorted(os.listdir(os.path.join(shared, "tokenizers"))):
+        checks.append(("transformers renders and tokenizes chat templates as anvil does: %s" % name, tf,
+                       check_chat_template(r, name)))
 
     print("peers: " + ", ".join("%s %s" % (k, v[k]) for k in v if v[k]))
     rows, failed = [], 0

@@ -14,7 +14,7 @@ peers=${ANVIL_PEERS_VENV:-$cache/peers-venv}
 mergekit=${ANVIL_MERGEKIT_VENV:-$cache/mergekit-venv}
 # The versions the README's table was measured with.
 pins=(torch==2.15.0 transformers==5.24.0 peft==0.21.2 safetensors==0.8.0 gguf==0.19.0 compressed-tensors==0.20.1
-      tokenizers==0.23.3 sentencepiece==0.2.3 numpy==2.4.6 accelerate==1.15.0)
+      tokenizers==0.23.3 sentencepiece==0.2.3 protobuf==7.36.2 numpy==2.4.6 accelerate==1.15.0)
 mergekit_pin=${ANVIL_MERGEKIT_PIN:-mergekit==0.1.5}
 
 [[ -x build/tools/anvil ]] || bash scripts/setup.sh

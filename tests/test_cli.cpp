@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <sys/wait.h>
 
 #include "test_support.h"
@@ -299,4 +300,111 @@ TEST(Cli, TokenizeGivesTheTokenizersLibrarysIds) {
   EXPECT_EQ(out["decoded"], out["tokens"][0].get<std::string>() + base["decoded"].get<std::string>()) << r.out;
   auto bad = run("tokenize " + models() + "/base");
   EXPECT_EQ(bad.status, 2) << bad.out;
+}
+
+// anvil tokenize takes a model directory, a tokenizer.json, a tokenizer.model or a GGUF; --jsonl
+// gives one line per record in order, --decode inverts, and --chat renders each conversation with
+// the model's own template: the tokenizers library's ids and Jinja2's renderings, error cases
+// as the template's own error.
+TEST(Cli, TokenizeReadsEveryKindOfInput) {
+  const auto real = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_real_cases.json"));
+  test::TempDir dir;
+  const auto gemma = test::shared_dir() / "tokenizers" / "gemma-3";
+  const auto& cases = real["tokenizers"]["gemma-3"];
+  std::string jsonl;
+  for (size_t i = 0; i < 6; ++i) jsonl += nlohmann::json{{"text", cases[i]["text"]}}.dump() + "\n";
+  test::write_bytes(dir / "texts.jsonl", jsonl);
+  for (const std::string path : {gemma.string(), (gemma / "tokenizer.json").string()}) {
+    auto r = run("tokenize " + path + " --jsonl " + (dir / "texts.jsonl").string());
+    ASSERT_EQ(r.status, 0) << r.out;
+    std::istringstream lines(r.out);
+    std::string line;
+    for (size_t i = 0; i < 6; ++i) {
+      ASSERT_TRUE(std::getline(lines, line));
+      const auto j = nlohmann::json::parse(line);
+      EXPECT_EQ(j["ids"], cases[i]["ids"]) << i;
+      EXPECT_EQ(j["tokens"].size(), j["ids"].size());
+    }
+    auto d = run("tokenize " + path + " --decode --text '" + cases[3]["ids"].dump() + "'");
+    EXPECT_EQ(d.out, cases[3]["decoded"].get<std::string>() + "\n");
+  }
+  // tokenizer.model (SentencePiece) and a GGUF's vocabulary.
+  const auto spm = nlohmann::json::parse(test::read_bytes(test::data_dir() / "sentencepiece" / "cases.json"));
+  const auto& sp_case = spm["models"]["tiny_bpe.model"][0];
+  auto s = run("tokenize " + (test::data_dir() / "sentencepiece" / "tiny_bpe.model").string() + " --text '" +
+               sp_case["text"].get<std::string>() + "' --json");
+  ASSERT_EQ(s.status, 0) << s.out;
+  EXPECT_EQ(nlohmann::json::parse(s.out)["ids"], sp_case["ids"]);
+  ASSERT_EQ(run("convert " + models() + "/base -o " + (dir / "base.gguf").string() + " --type f16").status, 0);
+  const auto base_case = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_cases.json"))[0];
+  auto g = run("tokenize " + (dir / "base.gguf").string() + " --text '" + base_case["text"].get<std::string>() +
+               "' --special --json");
+  ASSERT_EQ(g.status, 0) << g.out;
+  EXPECT_EQ(nlohmann::json::parse(g.out)["ids"], base_case["ids_with_bos"]);
+
+  // --chat with Gemma-3's and Llama-2's templates from the fixture (Jinja2's renderings).
+  const auto chats = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "chat_template_cases.json"));
+  for (const auto& t : chats["templates"]) {
+    if (t["name"] != "gemma-3" && t["name"] != "llama-2-chat") continue;
+    SCOPED_TRACE(t["name"].get<std::string>());
+    const auto model = dir / t["name"].get<std::string>();
+    std::filesystem::create_directories(model);
+    std::filesystem::copy_file(t["name"] == "gemma-3" ? gemma / "tokenizer.json"
+                                                      : test::shared_dir() / "tokenizers" / "mistral-7b" / "tokenizer.json",
+                               model / "tokenizer.json");
+    test::write_bytes(model / "tokenizer_config.json",
+                      nlohmann::json{{"chat_template", t["template"]}, {"bos_token", t["bos_token"]}, {"eos_token", t["eos_token"]}}.dump());
+    std::string conversations;
+    for (const auto& c : t["cases"])
+      conversations += nlohmann::json{{"messages", c["messages"]}, {"add_generation_prompt", c["add_generation_prompt"]}}.dump() + "\n";
+    test::write_bytes(dir / "chats.jsonl", conversations);
+    auto r = run("tokenize " + model.string() + " --chat " + (dir / "chats.jsonl").string());
+    ASSERT_EQ(r.status, 0) << r.out;
+    std::istringstream lines(r.out);
+    std::string line;
+    for (const auto& c : t["cases"]) {
+      ASSERT_TRUE(std::getline(lines, line));
+      const auto j = nlohmann::json::parse(line);
+      if (c.contains("error")) {
+        EXPECT_EQ(j["error"], c["error"]);
+        continue;
+      }
+      EXPECT_EQ(j["text"], c["rendered"]);
+      EXPECT_FALSE(j["ids"].empty());
+    }
+  }
+  // Bad input: one line, exit 2.
+  test::write_bytes(dir / "bad.jsonl", "{\"text\": 5}\n");
+  auto bad = run("tokenize " + gemma.string() + " --jsonl " + (dir / "bad.jsonl").string());
+  EXPECT_EQ(bad.status, 2) << bad.out;
+  EXPECT_NE(bad.out.find("bad.jsonl:1"), std::string::npos) << bad.out;
+}
+
+// anvil chat keeps the history and renders it with the model's template each turn: driven through
+// piped stdin, each reply is what plain greedy generation gives on the ChatML text of the
+// conversation so far (written out by hand here; base says no end-of-turn within 12 tokens).
+TEST(Cli, ChatKeepsTheHistoryAcrossTurns) {
+  test::TempDir dir;
+  const std::string base = models() + "/base";
+  const std::string q1 = "What does the package fortune-mod provide?", q2 = "Anything else?";
+  test::write_bytes(dir / "in.txt", q1 + "\n" + q2 + "\n");
+  const std::string out = (dir / "out.txt").string();
+  ASSERT_EQ(shell("(" + std::string(ANVIL_BINARY) + " chat " + base + " -n 12 --system 'Be terse.' < " +
+                  (dir / "in.txt").string() + " 2>/dev/null > " + out + ")").status, 0);
+  const std::string chat = test::read_bytes(out);
+  // generate prints the prompt, the continuation and a newline; the prompt travels in a file so
+  // that its trailing newline survives the shell.
+  auto plain = [&](const std::string& prompt) {
+    test::write_bytes(dir / "p.txt", prompt + "x");
+    EXPECT_EQ(shell("(p=\"$(cat " + (dir / "p.txt").string() + ")\"; " + std::string(ANVIL_BINARY) + " generate " + base +
+                    " --no-bos -n 12 -p \"${p%x}\" 2>/dev/null > " + out + ")").status, 0);
+    const std::string text = test::read_bytes(out);
+    EXPECT_EQ(text.compare(0, prompt.size(), prompt), 0) << text;
+    return text.substr(prompt.size(), text.size() - prompt.size() - 1);
+  };
+  const std::string turn1 = "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\n" + q1 +
+                            "<|im_end|>\n<|im_start|>assistant\n";
+  const std::string reply1 = plain(turn1);
+  const std::string reply2 = plain(turn1 + reply1 + "<|im_end|>\n<|im_start|>user\n" + q2 + "<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(chat, reply1 + "\n" + reply2 + "\n");
 }

@@ -178,7 +178,7 @@ TEST(TrainData, FormatsTrainOnlyWhatTheyShould) {
   const std::string base = "base_model: " + test::model_dir("base").string() + "\noutput_dir: x\nmax_steps: 1\n"
                            "shuffle: false\nsequence_len: 64\n";
   write_file(dir, "pc.yaml", base + "datasets: [{path: " + (dir / "pc.jsonl").string() + ", type: prompt_completion}]\n");
-  write_file(dir, "chat.yaml", base + "datasets: [{path: " + (dir / "chat.jsonl").string() + ", type: chat}]\n");
+  write_file(dir, "chat.yaml", base + "chat_template: chatml\ndatasets: [{path: " + (dir / "chat.jsonl").string() + ", type: chat}]\n");
   train::SpecialTokens special{1, 4};
 
   train::TrainingData pc(train::load_recipe(dir / "pc.yaml"), tok, special);
@@ -201,6 +201,67 @@ TEST(TrainData, FormatsTrainOnlyWhatTheyShould) {
   auto b = train::make_batch({e, c}, 4, at::kCPU);
   EXPECT_EQ(b.ids.size(1), static_cast<int64_t>(std::max(e.ids.size(), c.ids.size())));
   EXPECT_EQ((b.labels != -100).sum().item<int64_t>(), static_cast<int64_t>(completion.size() + 1 + trained_ids.size()));
+}
+
+// chat_template: model (the default): the base model's own template renders the conversation
+// and the loss covers exactly each assistant turn's content and end-of-turn token, on ChatML
+// (base's template), Llama-3's and Gemma-3's templates with their real tokenizers. The expected
+// masks are written out by hand from the templates.
+TEST(TrainData, ChatUsesTheModelsTemplateAndTrainsOnlyAssistantTurns) {
+  const auto cases = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "chat_template_cases.json"));
+  auto fixture_template = [&](const std::string& name) {
+    for (const auto& t : cases["templates"])
+      if (t["name"] == name) return t;
+    throw std::runtime_error("no template " + name);
+  };
+  const nlohmann::json messages = nlohmann::json::array({{{"role", "user"}, {"content", "hi"}},
+                                                         {{"role", "assistant"}, {"content", "hello there"}},
+                                                         {{"role", "user"}, {"content", "and you?"}},
+                                                         {{"role", "assistant"}, {"content", "fine, thanks"}}});
+  struct Case {
+    std::string name, tokenizer, full, trained;
+  };
+  const std::vector<Case> expected{
+      {"chatml", "", "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello there<|im_end|>\n<|im_start|>user\nand you?<|im_end|>\n<|im_start|>assistant\nfine, thanks<|im_end|>\n",
+       "hello there<|im_end|>fine, thanks<|im_end|>"},
+      {"llama-3", "llama-3", "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nhello there<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nand you?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nfine, thanks<|eot_id|>"
+       // This template always ends with a generation prompt, whatever add_generation_prompt says.
+       "<|start_header_id|>assistant<|end_header_id|>\n\n",
+       "hello there<|eot_id|>fine, thanks<|eot_id|>"},
+      {"gemma-3", "gemma-3", "<bos><start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\nhello there<end_of_turn>\n<start_of_turn>user\nand you?<end_of_turn>\n<start_of_turn>model\nfine, thanks<end_of_turn>\n",
+       "hello there<end_of_turn>fine, thanks<end_of_turn>"},
+  };
+  for (const auto& c : expected) {
+    SCOPED_TRACE(c.name);
+    test::TempDir dir;
+    std::filesystem::path model = test::model_dir("base");
+    if (!c.tokenizer.empty()) {
+      // A model directory with the real tokenizer and the fixture's template (config.json only
+      // for the recipe's check; the data never loads the weights).
+      model = dir / "model";
+      std::filesystem::create_directories(model);
+      const auto t = fixture_template(c.name);
+      std::filesystem::copy_file(test::shared_dir() / "tokenizers" / c.tokenizer / "tokenizer.json", model / "tokenizer.json");
+      test::write_bytes(model / "tokenizer_config.json",
+                 nlohmann::json{{"chat_template", t["template"]}, {"bos_token", t["bos_token"]}, {"eos_token", t["eos_token"]}}.dump());
+      std::filesystem::copy_file(test::model_dir("base") / "config.json", model / "config.json");
+    }
+    const auto tok = tokenizer::Tokenizer::load(model);
+    write_file(dir, "chat.jsonl", nlohmann::json{{"messages", messages}}.dump() + "\n");
+    write_file(dir, "r.yaml", "base_model: " + model.string() + "\noutput_dir: x\nmax_steps: 1\nshuffle: false\n"
+                              "sequence_len: 256\ndatasets: [{path: " + (dir / "chat.jsonl").string() + ", type: chat}]\n");
+    train::TrainingData data(train::load_recipe(dir / "r.yaml"), tok, {-1, 0});
+    const auto e = data.draw(0);
+    EXPECT_EQ(tok.decode(e.ids, false), c.full);
+    EXPECT_EQ(e.ids, tok.encode(c.full, false));
+    std::vector<int32_t> trained, context;
+    for (size_t t = 0; t < e.ids.size(); ++t) (e.trained[t] ? trained : context).push_back(e.ids[t]);
+    EXPECT_EQ(tok.decode(trained, false), c.trained);
+    // Every trained token is an assistant turn's, contiguous per turn: two runs.
+    int runs = 0;
+    for (size_t t = 0; t < e.trained.size(); ++t) runs += e.trained[t] && (t == 0 || !e.trained[t - 1]);
+    EXPECT_EQ(runs, 2);
+  }
 }
 
 TEST(TrainData, PackingFillsWholeRows) {

@@ -45,9 +45,28 @@ tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
     io::GgufFile gguf(model_path);
     return tokenizer::Tokenizer::from_json(tokenizer::tokenizer_json_from_gguf(gguf), model_path.string());
   }
-  if (!std::filesystem::is_directory(model_path))
-    fail(model_path.string(), "is neither a GGUF file (its magic is not GGUF) nor a model directory");
   return tokenizer::Tokenizer::load(model_path);
+}
+
+std::optional<chat::ModelChatTemplate> load_chat_template(const std::filesystem::path& model_path,
+                                                          const tokenizer::Tokenizer& tok) {
+  if (model::is_gguf_file(model_path)) {
+    io::GgufFile gguf(model_path);
+    const io::GgufValue* t = gguf.find("tokenizer.chat_template");
+    if (!t) return std::nullopt;
+    if (!t->as_string()) fail(model_path.string(), "tokenizer.chat_template must be a string");
+    chat::ModelChatTemplate out{*t->as_string(), model_path.string() + ": tokenizer.chat_template", "", ""};
+    auto token_of = [&](const char* key) -> std::string {
+      const io::GgufValue* v = gguf.find(key);
+      const auto id = v ? v->as_int() : std::nullopt;
+      return id ? tok.id_to_token(static_cast<int32_t>(*id)) : "";
+    };
+    out.bos_token = token_of("tokenizer.ggml.bos_token_id");
+    out.eos_token = token_of("tokenizer.ggml.eos_token_id");
+    return out;
+  }
+  const auto dir = std::filesystem::is_directory(model_path) ? model_path : model_path.parent_path();
+  return chat::find_chat_template(dir);
 }
 
 std::string human_bytes(double b) {

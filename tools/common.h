@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "chat/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -35,7 +36,13 @@ std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int
 
 std::filesystem::path existing_path(const std::string& path, const std::string& what);
 
+// A model directory, a tokenizer.json, a tokenizer.model or a .gguf.
 tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path);
+
+// The chat template of a model directory (chat_template.jinja / tokenizer_config.json) or a
+// GGUF (tokenizer.chat_template, BOS/EOS from its token ids); nullopt when it has none.
+std::optional<chat::ModelChatTemplate> load_chat_template(const std::filesystem::path& model_path,
+                                                          const tokenizer::Tokenizer& tok);
 
 std::string human_bytes(double bytes);
 std::string with_commas(int64_t n);

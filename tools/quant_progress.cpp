@@ -25,6 +25,7 @@ quant::GgufExportSummary export_gguf_with_progress(const std::filesystem::path& 
   };
   auto s = quant::export_gguf(input, output, opts);
   if (bar) bar->finish();
+  for (const auto& note : s.notes) std::fprintf(stderr, "note: %s\n", note.c_str());
   return s;
 }
 

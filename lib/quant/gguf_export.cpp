@@ -19,6 +19,7 @@
 #include "model/rotary_layout.h"
 #include "model/tensor_shapes.h"
 #include "quant/quant_mix.h"
+#include "chat/chat_template.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -242,6 +243,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   Metadata meta;
   std::vector<Job> jobs;
   MixContext ctx;
+  std::vector<std::string> notes;
   if (model::is_gguf_file(input)) {
     gguf_in = std::make_unique<io::GgufFile>(input);
     auto c = model::ModelConfig::from_gguf(*gguf_in);
@@ -260,10 +262,14 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string());
     auto tok = tokenizer::Tokenizer::load(input);
     tok.check_fits_model(c.vocab_size, (input / "config.json").string());
+    notes = tokenizer::gguf_vocabulary_caveats(tok);
     for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
                                                         c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
                                                         c.pad_token_id.value_or(-1)))
       meta.push_back(std::move(kv));
+    // The chat template travels with the vocabulary, as llama.cpp's converter writes it.
+    if (const auto chat_template = chat::find_chat_template(input))
+      meta.emplace_back("tokenizer.chat_template", io::GgufValue::str(chat_template->source));
     jobs = hf_jobs(*ckpt, c, *mix, ctx, options.importance);
     if (c.rope.type == "llama3") {
       // llama.cpp's converter stores llama3 scaling as per-frequency divisors.
@@ -283,6 +289,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   for (const auto& j : jobs) infos.push_back(j.info);
   io::GgufWriter writer(output, meta, infos);
   GgufExportSummary s;
+  s.notes = std::move(notes);
   std::atomic<int64_t> done{0};
   std::atomic<uint64_t> in_bytes{0}, out_bytes{0};
   std::mutex progress_mutex;
@@ -352,6 +359,26 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
   // tensors (the q/k permutation divides rows by the head count) and the vocabulary.
   model::check_gguf_shapes(gguf, c);
   const std::string tokenizer_json = tokenizer::tokenizer_json_from_gguf(gguf);
+  // tokenizer_config.json: the special tokens by name, the BOS/EOS flags and the chat template.
+  nlohmann::ordered_json tokenizer_config = nlohmann::ordered_json::object();
+  {
+    const auto tok = tokenizer::Tokenizer::from_json(tokenizer_json, gguf_path.string());
+    auto name = [&](const char* key, const char* field) {
+      if (const io::GgufValue* v = gguf.find(key); v && v->as_int() && *v->as_int() >= 0 && *v->as_int() < tok.vocab_size())
+        tokenizer_config[field] = tok.id_to_token(static_cast<int32_t>(*v->as_int()));
+    };
+    name("tokenizer.ggml.bos_token_id", "bos_token");
+    name("tokenizer.ggml.eos_token_id", "eos_token");
+    name("tokenizer.ggml.unknown_token_id", "unk_token");
+    name("tokenizer.ggml.padding_token_id", "pad_token");
+    tokenizer_config["add_bos_token"] = !tok.special_prefix().empty();
+    tokenizer_config["add_eos_token"] = !tok.special_suffix().empty();
+    if (const io::GgufValue* t = gguf.find("tokenizer.chat_template")) {
+      if (!t->as_string()) fail(gguf_path.string(), "tokenizer.chat_template must be a string");
+      chat::ChatTemplate::parse(*t->as_string(), gguf_path.string() + ": tokenizer.chat_template");  // refused now, not by transformers later
+      tokenizer_config["chat_template"] = *t->as_string();
+    }
+  }
   const auto tensors = model::gguf_hf_tensors(gguf);
   std::vector<io::TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back({t.name, st_dtype, t.shape});
@@ -392,6 +419,7 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
   }
   io::write_text_file(out.temp_path() / "config.json", cfg.dump(2) + "\n");
   io::write_text_file(out.temp_path() / "tokenizer.json", tokenizer_json);
+  io::write_text_file(out.temp_path() / "tokenizer_config.json", tokenizer_config.dump(2) + "\n");
   out.commit();
 }
 

@@ -39,6 +39,7 @@ struct GgufExportSummary {
   uint64_t tensor_bytes = 0;   // tensor data only
   int64_t parameters = 0;
   double seconds = 0;
+  std::vector<std::string> notes;  // what the file cannot say exactly, for the user
   double bits_per_weight() const { return parameters ? 8.0 * static_cast<double>(tensor_bytes) / parameters : 0; }
 };
 

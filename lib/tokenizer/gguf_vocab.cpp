@@ -234,6 +234,14 @@ std::string tokenizer_json_from_gguf(const io::GgufFile& f) {
   fail(where, "tokenizer.ggml.model: unsupported vocabulary type '" + *model + "' (supported: gpt2, llama)");
 }
 
+std::vector<std::string> gguf_vocabulary_caveats(const Tokenizer& tok) {
+  if (tok.byte_fallback() && !tok.byte_level() && tok.space_prefix_at_start_only())
+    return {tok.where() + ": Metaspace prepend_scheme \"first\" has no GGUF form: llama.cpp will also put a space "
+            "after special tokens and before a text that begins with one, so such texts tokenize differently there "
+            "(anvil reading the GGUF agrees with llama.cpp)"};
+  return {};
+}
+
 std::vector<std::pair<std::string, io::GgufValue>> gguf_tokenizer_metadata(const Tokenizer& tok, int64_t bos_id,
                                                                            int64_t eos_id, int64_t pad_id) {
   std::vector<io::GgufValue> tokens, types, scores, merges;

@@ -23,4 +23,9 @@ std::string tokenizer_json_from_gguf(const io::GgufFile& gguf);
 std::vector<std::pair<std::string, io::GgufValue>> gguf_tokenizer_metadata(const Tokenizer& tok, int64_t bos_id,
                                                                            int64_t eos_id, int64_t pad_id);
 
+// What a GGUF of `tok` cannot say exactly, in a sentence for the user (empty when nothing):
+// llama.cpp's "llama" vocabulary puts a space before the text and after every special token,
+// where a Metaspace prepend_scheme "first" tokenizer puts one before the text only.
+std::vector<std::string> gguf_vocabulary_caveats(const Tokenizer& tok);
+
 }  // namespace anvil::tokenizer

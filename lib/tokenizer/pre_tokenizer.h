@@ -42,6 +42,9 @@ class PreTokenizer {
   const std::vector<std::string>& split_patterns() const { return split_patterns_; }
   // Whether a Metaspace step is present, and its replacement character (UTF-8).
   bool metaspace() const { return !metaspace_replacement_.empty(); }
+  // A Metaspace step with prepend_scheme "first": U+2581 goes before the text only, not after
+  // added tokens.
+  bool metaspace_first() const { return metaspace_first_; }
 
  private:
   struct Step;
@@ -49,6 +52,7 @@ class PreTokenizer {
   bool byte_level_ = false;
   std::vector<std::string> split_patterns_;
   std::string metaspace_replacement_;
+  bool metaspace_first_ = false;
 };
 
 // How a Split treats what its pattern matches (the tokenizers library's SplitDelimiterBehavior).

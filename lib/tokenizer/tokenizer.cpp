@@ -277,4 +277,5 @@ std::vector<std::string> Tokenizer::merges() const {
 
 namespace anvil::tokenizer {
 std::vector<std::pair<int32_t, int32_t>> Tokenizer::merge_ids() const { return impl_->model.merge_list(); }
+bool Tokenizer::space_prefix_at_start_only() const { return !impl_->spm && impl_->pre_tokenizer.metaspace_first(); }
 }  // namespace anvil::tokenizer

@@ -61,6 +61,8 @@ class Tokenizer {
   bool byte_fallback() const;  // unknown characters become <0xXX> tokens (SentencePiece-style)
   int32_t unk_id() const;      // -1: none
   const std::string& where() const;  // the file it was read from
+  // Metaspace with prepend_scheme "first" (U+2581 before the text only, not after added tokens).
+  bool space_prefix_at_start_only() const;
 
  private:
   Tokenizer();

@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 
+#include "chat/chat_template.h"
+#include "chat/conversation.h"
 #include "io/atomic_file.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -51,7 +54,58 @@ Example chatml(const nlohmann::json& messages, const tokenizer::Tokenizer& tok, 
   return e;
 }
 
-Tokenized tokenize(const DataSource& src, const tokenizer::Tokenizer& tok, SpecialTokens special) {
+// The base model's own template, rendered as transformers renders it; the loss covers each
+// assistant turn: its content and the end-of-turn token after it (e.g. <|im_end|>, <|eot_id|>,
+// <end_of_turn>, </s>), found by rendering the conversation's prefixes as axolotl does. Token
+// boundaries come from tokenizing the text up to each edge: where the tokenizer merges across
+// the turn's start, the shared token counts as context.
+Example templated(const chat::ChatTemplate& tmpl, const chat::RenderOptions& options, const nlohmann::json& messages,
+                  const tokenizer::Tokenizer& tok, const std::string& where) {
+  if (!messages.is_array() || messages.empty()) fail(where, "\"messages\" must be a non-empty list");
+  for (const auto& m : messages) {
+    if (!m.is_object()) fail(where, "each message must be an object with \"role\" and \"content\"");
+    field(m, "role", where);
+    field(m, "content", where);
+  }
+  chat::RenderedConversation r;
+  try {
+    r = chat::render_with_turns(tmpl, messages, options);
+  } catch (const chat::TemplateRaised& e) {
+    fail(where, "the chat template refuses this conversation: " + e.problem());
+  }
+  Example e;
+  e.ids = tok.encode(r.text, false);  // the template writes BOS and the other specials itself
+  e.trained.assign(e.ids.size(), 0);
+  auto boundary = [&](size_t bytes) {
+    const auto prefix = tok.encode(std::string_view(r.text).substr(0, bytes), false);
+    size_t k = 0;
+    while (k < prefix.size() && k < e.ids.size() && prefix[k] == e.ids[k]) ++k;
+    return k;
+  };
+  for (const auto& turn : r.assistant_turns) {
+    const size_t begin = boundary(turn.begin);
+    size_t end = std::max(begin, boundary(turn.content_end));
+    // The tokenizer may have merged the content's last characters with what follows: that token
+    // is the content's too.
+    if (end < e.ids.size() && tok.encode(std::string_view(r.text).substr(0, turn.content_end), false).size() > end) ++end;
+    // Then the end-of-turn token: the first special or added token, past whitespace only.
+    size_t t = end;
+    while (t < e.ids.size() && !tok.is_special(e.ids[t]) && !tok.is_added(e.ids[t]) &&
+           tok.decode(std::span<const int32_t>(&e.ids[t], 1), false).find_first_not_of(" \t\r\n") == std::string::npos)
+      ++t;
+    if (t < e.ids.size() && (tok.is_special(e.ids[t]) || tok.is_added(e.ids[t]))) end = t + 1;
+    for (size_t k = begin; k < end; ++k) e.trained[k] = 1;
+  }
+  return e;
+}
+
+struct ChatRendering {
+  const chat::ChatTemplate* tmpl = nullptr;  // null: built-in ChatML
+  chat::RenderOptions options;
+};
+
+Tokenized tokenize(const DataSource& src, const tokenizer::Tokenizer& tok, SpecialTokens special,
+                   const ChatRendering& chat) {
   Tokenized out;
   const std::string file = src.path.string();
   if (src.type == "raw") {
@@ -75,7 +129,7 @@ Tokenized tokenize(const DataSource& src, const tokenizer::Tokenizer& tok, Speci
       append(e, tok.encode(field(j, "completion", where), false), true);
     } else {
       if (!j.contains("messages")) fail(where, "missing \"messages\"");
-      e = chatml(j["messages"], tok, where);
+      e = chat.tmpl ? templated(*chat.tmpl, chat.options, j["messages"], tok, where) : chatml(j["messages"], tok, where);
     }
     if (special.eos >= 0 && src.type != "chat") append(e, {special.eos}, e.trained.empty() || e.trained.back());
     out.examples.push_back(std::move(e));
@@ -124,9 +178,25 @@ uint64_t mix64(uint64_t x) {
 TrainingData::TrainingData(const Recipe& recipe, const tokenizer::Tokenizer& tok, SpecialTokens special)
     : seq_len_(recipe.sequence_len), seed_(recipe.seed), shuffle_(recipe.shuffle) {
   const int64_t L = seq_len_;
+  // Chat data with chat_template "model": the base model's template, parsed once.
+  std::optional<chat::ChatTemplate> tmpl;
+  ChatRendering chat;
+  const bool any_chat = std::any_of(recipe.datasets.begin(), recipe.datasets.end(), [](const DataSource& d) { return d.type == "chat"; }) ||
+                        (recipe.val_dataset && recipe.val_dataset->type == "chat");
+  if (any_chat && recipe.chat_template == "model") {
+    const auto found = chat::find_chat_template(recipe.base_model);
+    if (!found)
+      fail(recipe.file.string(), "chat_template: model, but " + recipe.base_model.string() +
+                                     " has no chat template (chat_template.jinja or tokenizer_config.json); say "
+                                     "chat_template: chatml to use ChatML");
+    tmpl.emplace(chat::ChatTemplate::parse(found->source, found->where));
+    chat.tmpl = &*tmpl;
+    chat.options.bos_token = found->bos_token;
+    chat.options.eos_token = found->eos_token;
+  }
   std::vector<Example> pooled;
   for (const auto& src : recipe.datasets) {
-    Tokenized t = tokenize(src, tok, special);
+    Tokenized t = tokenize(src, tok, special, chat);
     const std::string file = src.path.string();
     if (src.type == "raw") {
       Stream s{std::move(t.stream), src.sampling == "random"};
@@ -168,7 +238,7 @@ TrainingData::TrainingData(const Recipe& recipe, const tokenizer::Tokenizer& tok
   if (items_.empty()) fail(recipe.file.string(), "the datasets have no usable example");
 
   if (recipe.val_dataset) {
-    Tokenized t = tokenize(*recipe.val_dataset, tok, special);
+    Tokenized t = tokenize(*recipe.val_dataset, tok, special, chat);
     if (!t.stream.empty()) {
       Stream s{std::move(t.stream), false};
       for (size_t o = 0; o + L <= s.tokens.size(); o += L) validation_.push_back(window(s, o));

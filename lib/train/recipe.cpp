@@ -107,7 +107,7 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
   r.integer(root, "sequence_len", c.sequence_len, 2);
   r.read(root, "sample_packing", c.sample_packing);
   r.read(root, "shuffle", c.shuffle);
-  r.choice(root, "chat_template", c.chat_template, {"chatml"});
+  r.choice(root, "chat_template", c.chat_template, {"model", "chatml"});
 
   c.lora.where = yaml_file.string();
   if (const YAML::Node l = root["lora"]; l && !l.IsNull()) {

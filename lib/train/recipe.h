@@ -48,7 +48,8 @@ struct Recipe {
   int64_t sequence_len = 512;
   bool sample_packing = false;
   bool shuffle = true;
-  std::string chat_template = "chatml";
+  // How chat data is rendered: "model" (the base model's own chat template) or "chatml".
+  std::string chat_template = "model";
   LoraSpec lora;
   OptimizerSpec optimizer;
   double max_grad_norm = 1.0;  // 0 disables clipping

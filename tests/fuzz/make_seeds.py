@@ -341,6 +341,20 @@ def recipe_seeds():
                                   "num_epochs: 1.5\nlora:\n  target_modules: all-linear\n  rslora: true\n")
 
 
+def chat_template_seeds(shared):
+    """The six real templates of refs/chat_template_cases.json, and the base model's."""
+    cases = json.loads((shared / "refs/chat_template_cases.json").read_text())
+    for t in cases["templates"]:
+        put("chat_template", t["name"] + ".jinja", t["template"])
+    put("chat_template", "base.jinja", (shared / "models/base/chat_template.jinja").read_text())
+    put("chat_template", "features.jinja",
+        "{%- set ns = namespace(n=0) -%}{% macro m(x, y='d') %}[{{ x|upper }}{{ y }}]{% endmacro %}"
+        "{% for msg in messages if msg.role != 'tool' %}{% set ns.n = ns.n + 1 %}{{ m(msg['role']) }}"
+        "{{ msg.content|trim|tojson }}{{ msg.content[1:3] }}{{ loop.index }}{% if loop.last %}!{% elif loop.first %}^"
+        "{% else %}-{% endif %}{% endfor %}{{ ns.n ~ ' ' ~ (messages|length) }}{{ 'a,b'.split(',')|join('|') }}"
+        "{% if add_generation_prompt is defined and add_generation_prompt %}{{ bos_token + eos_token }}{% endif %}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.environ.get("ANVIL_SHARED") or str(REPO.parent / "shared"))
@@ -356,6 +370,7 @@ def main():
     gguf_seeds(shared)
     merge_seeds()
     recipe_seeds()
+    chat_template_seeds(shared)
     total = 0
     for d in sorted(CORPUS.iterdir()):
         sizes = [f.stat().st_size for f in d.iterdir()]
