@@ -45,6 +45,10 @@ tokenizer::Tokenizer load_tokenizer(const std::filesystem::path& model_path) {
     io::GgufFile gguf(model_path);
     return tokenizer::Tokenizer::from_json(tokenizer::tokenizer_json_from_gguf(gguf), model_path.string());
   }
+  const auto ext = model_path.extension();
+  if (!std::filesystem::is_directory(model_path) && ext != ".json" && ext != ".model")
+    fail(model_path.string(), "is neither a GGUF file (its magic is not GGUF), a tokenizer.json, a tokenizer.model nor a "
+                              "model directory");
   return tokenizer::Tokenizer::load(model_path);
 }
 
