@@ -14,6 +14,7 @@ packages=(
   libtbb-dev            # CPU parallelism across windows / tensors
   libcxxopts-dev        # command line
   libyaml-cpp-dev       # recipes and merge configs
+  libssl-dev            # SHA-256 of a command's inputs for its model card (libcrypto)
   nlohmann-json3-dev    # JSON headers, configs, tokenizer.json
   libpcre2-dev          # Unicode regex for the tokenizer's pre-tokenizer
   libutf8proc-dev       # Unicode normalization (NFC/NFKC) for tokenizers that ask for it

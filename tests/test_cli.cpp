@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <yaml-cpp/yaml.h>
 #include <sys/wait.h>
 
 #include "test_support.h"
@@ -407,4 +408,47 @@ TEST(Cli, ChatKeepsTheHistoryAcrossTurns) {
   const std::string reply1 = plain(turn1);
   const std::string reply2 = plain(turn1 + reply1 + "<|im_end|>\n<|im_start|>user\n" + q2 + "<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(chat, reply1 + "\n" + reply2 + "\n");
+}
+
+// anvil merge writes a model card: YAML front matter in the Hub's spellings (relation merge, the
+// inputs as base models), the config, the command, and each input file's SHA-256, which must be
+// what sha256sum computes; with --eval the measured perplexity table joins it.
+TEST(Cli, MergeWritesAModelCard) {
+  test::TempDir dir;
+  const std::string cfg = (dir / "ties.yaml").string();
+  test::write_bytes(cfg, "merge_method: ties\nbase_model: " + models() + "/base\nmodels:\n  - model: " + models() +
+                             "/ft-fortune\n    parameters: {weight: 0.7, density: 0.7}\n  - model: " + models() +
+                             "/ft-changelog\n    parameters: {weight: 0.7, density: 0.7}\ndtype: bfloat16\n");
+  const auto fortune = test::shared_dir() / "data" / "fortune.val.txt";
+  for (bool measured : {false, true}) {
+    const auto out = dir / (measured ? "measured" : "plain");
+    auto r = run("merge " + cfg + " -o " + out.string() + (measured ? " --eval " + fortune.string() : ""));
+    ASSERT_EQ(r.status, 0) << r.out;
+    const std::string card = test::read_bytes(out / "README.md");
+    ASSERT_EQ(card.rfind("---\n", 0), 0u) << card;
+    const size_t end = card.find("\n---\n", 4);
+    ASSERT_NE(end, std::string::npos);
+    const YAML::Node front = YAML::Load(card.substr(4, end - 4));
+    EXPECT_EQ(front["base_model_relation"].as<std::string>(), "merge");
+    EXPECT_EQ(front["library_name"].as<std::string>(), "transformers");
+    EXPECT_EQ(front["pipeline_tag"].as<std::string>(), "text-generation");
+    ASSERT_EQ(front["base_model"].size(), 3u);
+    EXPECT_EQ(front["base_model"][0].as<std::string>(), models() + "/base");
+    EXPECT_EQ(front["base_model"][1].as<std::string>(), models() + "/ft-fortune");
+    std::vector<std::string> tags;
+    for (const auto& t : front["tags"]) tags.push_back(t.as<std::string>());
+    for (const char* t : {"anvil", "merge", "mergekit", "ties"})
+      EXPECT_NE(std::find(tags.begin(), tags.end(), t), tags.end()) << t;
+    EXPECT_NE(card.find("TIES merge of ft-fortune and ft-changelog"), std::string::npos) << card;
+    EXPECT_NE(card.find("density: 0.7"), std::string::npos);  // the config itself
+    EXPECT_NE(card.find("anvil merge " + cfg), std::string::npos);
+    // Every input file's digest is sha256sum's.
+    for (const char* m : {"base", "ft-fortune"})
+      for (const char* f : {"config.json", "model-00001-of-00002.safetensors"}) {
+        const auto sum = shell("sha256sum " + models() + "/" + m + "/" + f).out.substr(0, 64);
+        EXPECT_NE(card.find("`" + sum + "`"), std::string::npos) << m << "/" << f;
+      }
+    EXPECT_EQ(card.find("## Measured") != std::string::npos, measured) << card;
+    if (measured) EXPECT_NE(card.find("| merged (ties) | fortune.val.txt |"), std::string::npos) << card;
+  }
 }

@@ -12,15 +12,17 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "merge/merge.h"
+#include "model_cards.h"
 #include "progress.h"
 #include "tokenizer/tokenizer.h"
 
 namespace anvil::cli {
 namespace {
 
-// One table: a row per model, a column per data file (perplexity).
+// One table: a row per model, a column per data file (perplexity); the rows also go to the card.
 void print_eval_table(const std::vector<std::pair<std::string, std::filesystem::path>>& models,
-                      const std::vector<std::string>& files, const model::LoadOptions& load) {
+                      const std::vector<std::string>& files, const model::LoadOptions& load,
+                      std::vector<io::CardMeasurement>* rows) {
   std::printf("\n%-28s", "perplexity");
   for (const auto& f : files) std::printf(" %16s", std::filesystem::path(f).filename().string().c_str());
   std::printf("\n");
@@ -31,11 +33,13 @@ void print_eval_table(const std::vector<std::pair<std::string, std::filesystem::
     auto m = load_model(dir, load);
     std::printf("%-28s", label.c_str());
     std::fflush(stdout);
-    for (const auto& t : tokens) {
+    for (size_t i = 0; i < tokens.size(); ++i) {
       eval::PerplexityOptions opts;
       opts.threads = at::get_num_threads();
-      std::printf(" %16.3f", eval::evaluate_perplexity(*m, t, opts).perplexity);
+      const double ppl = eval::evaluate_perplexity(*m, tokens[i], opts).perplexity;
+      std::printf(" %16.3f", ppl);
       std::fflush(stdout);
+      rows->push_back({label, std::filesystem::path(files[i]).filename().string(), ppl, {}, {}});
     }
     std::printf("\n");
   }
@@ -92,6 +96,40 @@ int run_merge(int argc, char** argv) {
     bar->update_bytes(done, bytes);
   };
   const std::filesystem::path out = args["output"].as<std::string>();
+
+  // The card: the inputs as the config names them, hashed while the merge reads them.
+  CardBuilder card(argc, argv);
+  std::vector<std::string> models;
+  if (config.base_model) card.add_input("base", *config.base_model);
+  for (const auto& s : config.slices)
+    for (const auto& src : s.sources) {
+      card.add_input("model", src.path);
+      const std::string name = src.path.filename().string();
+      if (std::find(models.begin(), models.end(), name) == models.end() &&
+          (!config.base_model || src.path != std::filesystem::path(*config.base_model)))
+        models.push_back(name);
+    }
+  card.start_hashing();
+  {
+    io::ModelCard& c = card.card();
+    std::string list;
+    for (size_t i = 0; i < models.size(); ++i)
+      list += (i == 0 ? "" : i + 1 == models.size() ? " and " : ", ") + models[i];
+    c.title = method_display_name(config.merge_method) + " merge of " + list;
+    c.summary = c.title + (config.base_model ? " over base " + std::filesystem::path(*config.base_model).filename().string() : "") +
+                ", as the mergekit config below says (" + std::to_string(config.slices.size()) + " slice" +
+                (config.slices.size() == 1 ? "" : "s") + "), merged tensor by tensor by anvil.";
+    c.config = io::read_text_file(config.source);
+    c.config_language = "yaml";
+    c.front.base_model_relation = "merge";
+    c.front.library_name = "transformers";
+    io::inherit_from_inputs(c, {"anvil", "merge", "mergekit", config.merge_method});
+  }
+  opts.before_commit = [&](const std::filesystem::path& dir, uint64_t bytes) {
+    io::ModelCard& c = card.finish();
+    c.output_bytes = bytes;
+    write_card(dir, c);
+  };
   auto summary = merge::run_merge(config, out, opts);
   if (bar) bar->finish();
   std::printf("merged %lld tensors (%lld layers, %s, %s in %zu shard%s) with %s into %s in %.2f s\n",
@@ -114,7 +152,9 @@ int run_merge(int argc, char** argv) {
       for (const auto& s : config.slices)
         for (const auto& src : s.sources) add(src.path.filename().string(), src.path);
     }
-    print_eval_table(rows, eval_files, load);
+    print_eval_table(rows, eval_files, load, &card.card().measurements);
+    // The measured table joins the card (README.md is replaced atomically).
+    write_card(out, card.card());
   }
   return 0;
 }

@@ -105,6 +105,12 @@ int run_tokenize(int argc, char** argv) {
       const util::JsonFields f(j, where);
       const json* messages = f.find("messages");
       if (!messages || !messages->is_array()) f.error("messages", "must be a list of {\"role\", \"content\"} objects");
+      for (size_t i = 0; i < messages->size(); ++i) {
+        const json& m = (*messages)[i];
+        const std::string key = "messages[" + std::to_string(i) + "]";
+        if (!m.is_object()) fail(where, key + " must be an object with \"role\" and \"content\", not " + util::json_brief(m));
+        if (!m.contains("role") || !m["role"].is_string()) fail(where, key + ".role must be a string");
+      }
       chat::RenderOptions ro;
       ro.add_generation_prompt = f.boolean_or("add_generation_prompt", false);
       ro.bos_token = found->bos_token;
@@ -117,6 +123,9 @@ int run_tokenize(int argc, char** argv) {
         out = {{"text", text}, {"ids", tok.encode(text, false)}};
       } catch (const chat::TemplateRaised& e) {
         out = {{"error", e.problem()}};
+      } catch (const Error& e) {
+        // The template failed on this conversation (not by its own raise_exception): name both.
+        fail(where, "the chat template failed on this conversation: " + e.where() + ": " + e.problem());
       }
       std::printf("%s\n", dump(out).c_str());
     });

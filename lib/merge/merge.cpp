@@ -413,6 +413,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   }
   writer.commit();
   write_model_files(cfg, base, *tokenizer_model, layers, out_dtype, out.temp_path());
+  if (options.before_commit) options.before_commit(out.temp_path(), bytes.load());
   out.commit();
 
   MergeSummary s;

@@ -22,6 +22,9 @@ struct MergeOptions {
   // bounds memory per worker to a few chunks instead of whole tensors.
   int64_t chunk_elements = 2 << 20;
   std::function<void(int64_t tensors_done, int64_t tensors_total, uint64_t bytes_done)> progress;
+  // Called with the output's temporary directory when everything else is written, just before it
+  // becomes the output: what it writes there (the model card) lands atomically with the model.
+  std::function<void(const std::filesystem::path& temp_dir, uint64_t bytes_written)> before_commit;
 };
 
 struct MergeSummary {

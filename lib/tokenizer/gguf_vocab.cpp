@@ -3,6 +3,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "tokenizer/gguf_pre_tokenizers.h"
 #include "tokenizer/sentencepiece_model.h"
@@ -29,6 +31,11 @@ const io::GgufValue& need(const io::GgufFile& f, const char* key) {
   return *v;
 }
 
+bool is_byte_piece(const std::string& t) {
+  static const std::regex byte_piece("<0x[0-9A-Fa-f]{2}>");
+  return t.size() == 6 && std::regex_match(t, byte_piece);
+}
+
 struct GgufVocab {
   std::vector<std::string> tokens;
   std::vector<int64_t> types;
@@ -52,6 +59,18 @@ GgufVocab read_vocab(const io::GgufFile& f, bool need_scores) {
       const auto t = types->values[i].as_int();
       if (!t || *t < 0 || *t > kByte) fail(where, "tokenizer.ggml.token_type[" + std::to_string(i) + "] is not a token type (0-6)");
       v.types[i] = *t;
+    }
+  }
+  // Each token once (a repeated one would leave an id no text maps to), and a byte type only on
+  // a <0xXX> piece (llama.cpp reads such a piece as its byte).
+  {
+    std::unordered_map<std::string_view, size_t> first;
+    first.reserve(v.tokens.size());
+    for (size_t i = 0; i < v.tokens.size(); ++i) {
+      if (auto [it, fresh] = first.emplace(v.tokens[i], i); !fresh)
+        fail(where, "tokenizer.ggml.tokens[" + std::to_string(i) + "] repeats token " + std::to_string(it->second));
+      if (v.types[i] == kByte && !is_byte_piece(v.tokens[i]))
+        fail(where, "tokenizer.ggml.tokens[" + std::to_string(i) + "] has token_type 6 (byte) but is not a <0xXX> piece");
     }
   }
   v.scores.assign(v.tokens.size(), 0.0f);
@@ -162,8 +181,21 @@ std::string byte_level_json(const io::GgufFile& f, const GgufVocab& v) {
   }
   j["post_processor"] = before.empty() && after.empty() ? ordered_json(nullptr) : template_processing(before, after);
   j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  // The merges are checked here, against the GGUF's own keys, so that an error names them.
+  std::unordered_set<std::string_view> known(v.tokens.begin(), v.tokens.end());
   ordered_json merge_list = ordered_json::array();
-  for (const auto& m : merges->values) merge_list.push_back(*m.as_string());
+  std::string joined;
+  for (size_t i = 0; i < merges->values.size(); ++i) {
+    const std::string& m = *merges->values[i].as_string();
+    const size_t space = m.find(' ', 1);
+    const std::string key = "tokenizer.ggml.merges[" + std::to_string(i) + "]";
+    if (space == std::string::npos) fail(where, key + ": '" + m + "' is not two tokens");
+    joined.assign(m, 0, space).append(m, space + 1);
+    if (!known.count(std::string_view(m).substr(0, space)) || !known.count(std::string_view(m).substr(space + 1)) ||
+        !known.count(joined))
+      fail(where, key + ": '" + m + "' uses tokens missing from tokenizer.ggml.tokens");
+    merge_list.push_back(m);
+  }
   j["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"byte_fallback", false},
                 {"ignore_merges", false}, {"vocab", vocab_object(v.tokens)}, {"merges", merge_list}};
   return dump(j, where);
@@ -216,11 +248,6 @@ std::string sentencepiece_json(const io::GgufFile& f, const GgufVocab& v) {
                 {"vocab", vocab_object(v.tokens)},
                 {"merges", merge_list}};
   return dump(j, where);
-}
-
-bool is_byte_piece(const std::string& t) {
-  static const std::regex byte_piece("<0x[0-9A-Fa-f]{2}>");
-  return t.size() == 6 && std::regex_match(t, byte_piece);
 }
 
 }  // namespace

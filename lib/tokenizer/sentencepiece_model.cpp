@@ -100,8 +100,12 @@ std::unique_ptr<SentencePieceModel> SentencePieceModel::load(const std::filesyst
   // Read through anvil's checked reader (regular file, size) and hand libsentencepiece the bytes.
   const std::string bytes = io::read_text_file(file);
   char error[512];
-  if (s.load(bytes.data(), bytes.size(), &m->impl_->model, error, sizeof error) != 0)
-    fail(m->where_, std::string("not a SentencePiece model (") + error + ")");
+  if (s.load(bytes.data(), bytes.size(), &m->impl_->model, error, sizeof error) != 0) {
+    // libsentencepiece's messages name its own source lines; the user needs what is wrong.
+    const std::string why = std::string(error).find("ParseFromArray") != std::string::npos ? "its protobuf does not parse"
+                                                                                             : std::string(error);
+    fail(m->where_, "not a SentencePiece model (" + why + ")");
+  }
   if (m->size() <= 0) fail(m->where_, "SentencePiece model has no pieces");
   return m;
 }

@@ -143,6 +143,8 @@ Tokenizer Tokenizer::from_json(const std::string& text, const std::string& where
 }
 
 Tokenizer Tokenizer::load(const std::filesystem::path& path) {
+  if (std::filesystem::is_directory(path) && (path.extension() == ".json" || path.extension() == ".model"))
+    fail(path.string(), "is a directory, not a tokenizer file");
   if (std::filesystem::is_directory(path)) {
     // tokenizer.json is what transformers' fast tokenizers read, so it wins when both exist.
     if (io::exists_quietly(path / "tokenizer.json")) return load(path / "tokenizer.json");

@@ -166,7 +166,7 @@ class Corpus:
 
     def model_copy(self, rel, fixture, edits):
         """A copy of models/FIXTURE in REL: files named in EDITS get new bytes (or a function of the
-        old text/bytes); the others are symlinks to the read-only fixture."""
+        old text/bytes, or are left out when DELETE); the others are symlinks to the read-only fixture."""
         d = self.path(rel)
         src = os.path.join(self.models, fixture)
         os.makedirs(d, exist_ok=True)
@@ -174,6 +174,8 @@ class Corpus:
             if f not in edits:
                 os.symlink(os.path.join(src, f), os.path.join(d, f))
         for f, e in edits.items():
+            if e is DELETE:  # the copy lacks this file
+                continue
             if callable(e):
                 old = os.path.join(src, f)
                 e = e(open(old, "rb").read() if f.endswith(".safetensors") else open(old).read())
@@ -284,13 +286,14 @@ class Case:
     rc: tuple = (2,)
     build: object = None  # callable(corpus) run before the case (builders are idempotent)
     out: str = "{O}"  # the directory that must be left empty (train: the output_dir's parent)
+    stdin: str = None  # a file (format string) fed on stdin; otherwise /dev/null
 
 
 CASES = []
 
 
-def case(name, args, *expect, rc=(2,), build=None, out="{O}"):
-    CASES.append(Case(name, args, tuple(expect), rc, build, out))
+def case(name, args, *expect, rc=(2,), build=None, out="{O}", stdin=None):
+    CASES.append(Case(name, args, tuple(expect), rc, build, out, stdin))
 
 
 def once(rel, make):
@@ -718,12 +721,413 @@ for fn, key in ((step_string, "step"), (step_negative, "step"), (log_loss_string
                r"trainer_state\.json", key, build=resume_checkpoint(fn), out="resume-" + n)
 
 
+# --- tokenizers and chat templates (issue #17) -----------------------------------------------
+# SentencePiece-style tokenizer.json (Mistral-7B's: Prepend/Replace normalizers, BPE with byte
+# fallback and unk_token, Replace/ByteFallback/Fuse/Strip decoders), tokenizer.model files read by
+# libsentencepiece, GGUF "llama" and "gpt2" vocabularies, chat templates and the commands that use
+# them (tokenize, chat, generate --chat, convert, train with chat data).
+SPM_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "sentencepiece", "tiny_bpe.model")
+TOKENIZE = "tokenize {f} --text hello"
+
+
+def spm_json(rel, edit):
+    """REL as Mistral-7B's tokenizer.json with EDIT applied to its text."""
+    def make(c):
+        text = open(os.path.join(c.shared, "tokenizers", "mistral-7b", "tokenizer.json"), encoding="utf-8").read()
+        c.write(rel, edit(text))
+    return once(rel, make)
+
+
+def jset(**kv):
+    """json_edit setting keys; a double underscore descends (model__dropout -> model.dropout)."""
+    def fn(j):
+        for k, v in kv.items():
+            *parents, last = k.split("__")
+            o = j
+            for p in parents:
+                o = o[p]
+            o[last] = v
+    return json_edit(fn)
+
+
+def metaspace(**kw):
+    return dict({"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True}, **kw)
+
+
+def split_pt(**kw):
+    return dict({"type": "Split", "pattern": {"String": " "}, "behavior": "Isolated", "invert": False}, **kw)
+
+
+def vocab_id(token, v):
+    return json_edit(lambda j: j["model"]["vocab"].__setitem__(token, v))
+
+
+def merge_at(i, v, lists=False):
+    """Merge I replaced by V (the merges first turned into [left, right] lists when LISTS)."""
+    def fn(j):
+        if lists:
+            j["model"]["merges"] = [m.split(" ") for m in j["model"]["merges"]]
+        j["model"]["merges"][i] = v
+    return json_edit(fn)
+
+
+def spm_added(content):
+    return json_edit(lambda j: j["added_tokens"].append(
+        {"id": 32000, "content": content, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True}))
+
+
+def pp_unknown_special(j):
+    j["post_processor"]["single"][0] = {"SpecialToken": {"id": "<nope>", "type_id": 0}}
+
+
+def unk_missing(j):
+    j["model"].update(unk_token="<nope>", byte_fallback=False)
+
+
+def no_pre_tokenizer_key(j):
+    j["pre_tokenizer"] = {"type": "Split", "behavior": "Isolated", "invert": False}
+
+
+SPMJ = [  # name, edit of Mistral-7B's tokenizer.json, expected key, text to encode
+    ("normalizer_unknown", jset(normalizer={"type": "NoSuchNormalizer"}), "normalizer|NoSuchNormalizer", "hello"),
+    ("normalizer_seq_not_list", jset(normalizer={"type": "Sequence", "normalizers": 7}), "normalizers?", "hello"),
+    ("replace_regex_bad", jset(normalizer={"type": "Replace", "pattern": {"Regex": "[z-a]"}, "content": "x"}),
+     r"normalizer|Regex|pattern|\[z-a\]", "hello"),
+    ("pre_tokenizer_unknown", jset(pre_tokenizer={"type": "Whitespacey"}), "pre_tokenizer|Whitespacey", "hello"),
+    ("split_behavior_unknown", jset(pre_tokenizer=split_pt(behavior="Sideways")), "behavior|Sideways", "hello"),
+    ("split_pattern_missing", json_edit(no_pre_tokenizer_key), "pattern", "hello"),
+    ("split_pattern_glob", jset(pre_tokenizer=split_pt(pattern={"Glob": "*"})), "pattern|Glob", "hello"),
+    ("split_regex_unclosed", jset(pre_tokenizer=split_pt(pattern={"Regex": "(a|b"})), r"Regex|pattern|\(a\|b", "hello"),
+    ("metaspace_two_chars", jset(pre_tokenizer=metaspace(replacement="__")), "replacement", "hello"),
+    ("metaspace_empty", jset(pre_tokenizer=metaspace(replacement="")), "replacement", "hello"),
+    ("metaspace_scheme_unknown", jset(pre_tokenizer=metaspace(prepend_scheme="sometimes")), "prepend_scheme|sometimes",
+     "hello"),
+    ("metaspace_no_prefix_always", jset(pre_tokenizer=metaspace(add_prefix_space=False)), "add_prefix_space|prepend_scheme",
+     "hello"),
+    ("pre_sequence_missing", jset(pre_tokenizer={"type": "Sequence"}), "pretokenizers|Sequence", "hello"),
+    ("decoder_unknown", jset(decoder={"type": "Unscramble"}), "decoder|Unscramble", "hello"),
+    ("strip_two_chars", jset(decoder={"type": "Strip", "content": "  ", "start": 1, "stop": 0}), "content|Strip", "hello"),
+    ("decoder_replace_no_pattern", jset(decoder={"type": "Replace", "content": " "}), "pattern|Replace", "hello"),
+    ("post_processor_unknown", jset(post_processor={"type": "Scramble"}), "post_processor|Scramble", "hello"),
+    ("post_processor_special_missing", json_edit(pp_unknown_special), "<nope>|special_tokens", "hello"),
+    ("model_wordpiece", jset(model__type="WordPiece"), "type|WordPiece", "hello"),
+    ("dropout_half", jset(model__dropout=0.5), "dropout", "hello"),
+    ("continuing_subword_prefix", jset(model__continuing_subword_prefix="##"), "continuing_subword_prefix", "hello"),
+    ("end_of_word_suffix", jset(model__end_of_word_suffix="</w>"), "end_of_word_suffix", "hello"),
+    ("vocab_id_string", vocab_id("\u2581t", "x"), "vocab|\u2581t", "hello"),
+    ("vocab_id_negative", vocab_id("\u2581t", -3), "vocab|\u2581t", "hello"),
+    ("vocab_id_1e12", vocab_id("\u2581t", 10**12), "vocab|\u2581t", "hello"),
+    ("vocab_id_float", vocab_id("\u2581t", 3.5), "vocab|\u2581t", "hello"),
+    ("merge_three_tokens", merge_at(0, "\u2581 t x"), r"merges|\[0\]", "hello"),
+    ("merge_one_token", merge_at(5, "\u2581t"), r"merges|\[5\]", "hello"),
+    ("merge_token_missing", merge_at(7, "\u2581t zqzqzq"), "merges|zqzqzq", "hello"),
+    ("merge_result_missing", merge_at(9, "ll \u2581t"), "merges|ll\u2581t", "hello"),
+    ("merge_object", merge_at(3, {"a": "b"}), r"merges|\[3\]", "hello"),
+    ("merge_list_three", merge_at(2, ["\u2581", "t", "x"], lists=True), r"merges|\[2\]", "hello"),
+    ("added_content_empty", spm_added(""), "added_tokens|content", "hello"),
+    # json.dumps writes the lone surrogate as the escape \ud800: not a UTF-8 string.
+    ("added_content_surrogate", spm_added("\ud800"), "added_tokens|content|JSON|surrogate|UTF", "hello"),
+    # byte_fallback false and an unk_token the vocabulary lacks: the text needs it for U+A66E.
+    ("unk_not_in_vocab", json_edit(unk_missing), "unk_token|<nope>", "a\ua66eb"),
+]
+case("control.tokenize.mistral_json", "tokenize {S}/tokenizers/mistral-7b/tokenizer.json --text h\u00e9llo --json", rc=(0,))
+for n, edit, key, text in SPMJ:
+    f = "{T}/tokj/" + n + "/tokenizer.json"
+    case(f"tokenizer_json.{n}.tokenize", "tokenize " + f + " --text " + text, f"tokj/{n}/tokenizer\\.json", key,
+         build=spm_json("tokj/" + n + "/tokenizer.json", edit))
+
+
+# Byte-level tokenizer.json (tiny-llama's) through convert to GGUF: a Split regex PCRE2 refuses,
+# and a valid one llama.cpp has no name for (GGUF's tokenizer.ggml.pre is never a guess).
+def bl_regex(new):
+    def fn(j):
+        j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = new
+    return json_edit(fn)
+
+
+for n, edit, key in (("split_regex_bad", bl_regex("(?<=a+)b[\\p{Nope}"), "Regex|pattern|pre_tokenizer"),
+                     ("split_regex_unnamed", bl_regex("\\p{L}+|\\p{N}|\\s+|."), "pre_tokenizer|Regex|pattern|llama\\.cpp")):
+    case(f"tokenizer_json.{n}.convert", on(TO_GGUF, "{T}/tokb/" + n), f"tokb/{n}/tokenizer\\.json", key,
+         build=model_dir("tokb/" + n, "tiny-llama", tokenizer__json=edit))
+
+
+# tokenizer.model: libsentencepiece's protobuf, garbage and real ones cut mid-field (a cut at a
+# field boundary would be a smaller valid model).
+def spm_cut(n):
+    return lambda c: open(SPM_MODEL, "rb").read()[:n]
+
+
+SPMM = [  # name, bytes, expected key
+    ("garbage", b"definitely not a protobuf\n" * 8, "SentencePiece|protobuf|model"),
+    ("empty", b"", "SentencePiece|empty|unk|model"),
+    ("cut_7", spm_cut(7), "SentencePiece|truncat|parse"),         # inside the first piece
+    ("cut_4000", spm_cut(4000), "SentencePiece|truncat|parse"),   # inside the pieces
+    ("cut_8600", spm_cut(8600), "SentencePiece|truncat|parse"),   # inside trainer_spec
+    ("cut_last_byte", spm_cut(-1), "SentencePiece|truncat|parse"),  # inside the normalizer's charsmap
+]
+case("control.tokenize.spm_model", "tokenize {T}/spmm/ok/tokenizer.model --text hello --json", rc=(0,),
+     build=raw_file("spmm/ok/tokenizer.model", lambda c: open(SPM_MODEL, "rb").read()))
+for n, data, key in SPMM:
+    case(f"tokenizer_model.{n}.tokenize", "tokenize {T}/spmm/" + n + "/tokenizer.model --text hello",
+         f"spmm/{n}/tokenizer\\.model", key, build=raw_file("spmm/" + n + "/tokenizer.model", data))
+case("tokenizer_model.directory.tokenize", "tokenize {T}/spmm/dir/tokenizer.model --text hello", "spmm/dir/tokenizer\\.model",
+     "director|tokenizer\\.model", build=lambda c: os.makedirs(c.path("spmm/dir/tokenizer.model/x"), exist_ok=True))
+# A model directory whose only tokenizer is a cut tokenizer.model, or a directory of that name.
+b = all_of(model_dir("spmd/cut", "tiny-llama", tokenizer__json=DELETE), raw_file("spmd/cut/tokenizer.model", spm_cut(4000)))
+case("tokenizer_model.cut_4000.generate", "generate {T}/spmd/cut --prompt hi -n 2", "spmd/cut/tokenizer\\.model",
+     "SentencePiece|truncat|parse", build=b)
+b = model_dir("spmd/dir", "tiny-llama", tokenizer__json=DELETE)
+case("tokenizer_model.directory_in_model.generate", "generate {T}/spmd/dir --prompt hi -n 2", "spmd/dir",
+     "director|tokenizer", build=all_of(b, lambda c: os.makedirs(c.path("spmd/dir/tokenizer.model"), exist_ok=True)))
+
+
+# GGUF vocabularies. "llama": tiny-llama with tiny_bpe.model as its tokenizer, converted by anvil
+# (Env.spm_gguf); "gpt2": base-Q4_0.gguf's own.
+def gv_file(rel, *mutations):
+    def b(c):
+        g = c.spm_gguf()
+        for m in mutations:
+            m(g)
+        c.write(rel, g.to_bytes())
+    return once(rel, b)
+
+
+def gguf_array(key, fn):
+    """Mutation of the array KEY: FN gets a copy of its items and returns the new items (and may
+    return (element type, items) to change the element type)."""
+    def m(g):
+        et, items = g.get(key)
+        r = fn(list(items))
+        g.set(key, GT["arr"], r if isinstance(r, tuple) else (et, r))
+    return m
+
+
+def gguf_drop(key):
+    def m(g):
+        g.kv = [kv for kv in g.kv if kv[0] != key]
+    return m
+
+
+def item(i, v):
+    def fn(items):
+        items[i] = v
+        return items
+    return fn
+
+
+GV = [  # name, mutation of the "llama" vocabulary GGUF, expected key, commands
+    ("scores_short", gguf_array("tokenizer.ggml.scores", lambda it: it[:-1]), "tokenizer\\.ggml\\.scores",
+     ("tokenize", "convert")),
+    ("score_nan", gguf_array("tokenizer.ggml.scores", item(100, float("nan"))), "tokenizer\\.ggml\\.scores", ("tokenize",)),
+    ("scores_missing", gguf_drop("tokenizer.ggml.scores"), "tokenizer\\.ggml\\.scores", ("tokenize",)),
+    ("token_type_9", gguf_array("tokenizer.ggml.token_type", item(50, 9)), "tokenizer\\.ggml\\.token_type",
+     ("tokenize",)),
+    ("token_type_short", gguf_array("tokenizer.ggml.token_type", lambda it: it[:10]), "tokenizer\\.ggml\\.token_type",
+     ("tokenize",)),
+    ("tokens_not_strings", gguf_array("tokenizer.ggml.tokens", lambda it: (GT["u32"], list(range(len(it))))),
+     "tokenizer\\.ggml\\.tokens", ("tokenize",)),
+    # token_type 6 (byte) on a piece that is not <0xXX>: llama.cpp cannot read it as a byte.
+    ("byte_piece_bad", gguf_array("tokenizer.ggml.tokens", item(3, "<0xZZ>")), "tokenizer\\.ggml\\.tokens|<0xZZ>|token_type",
+     ("tokenize",)),
+    ("unknown_token_id_past", gguf_meta("tokenizer.ggml.unknown_token_id", "u32", 600), "unknown_token_id",
+     ("tokenize",)),
+    ("bos_token_id_past", gguf_meta("tokenizer.ggml.bos_token_id", "u32", 10**6), "bos_token_id", ("tokenize",)),
+    ("add_bos_string", gguf_meta("tokenizer.ggml.add_bos_token", "str", "yes"), "add_bos_token", ("tokenize",)),
+    ("model_t5", gguf_meta("tokenizer.ggml.model", "str", "t5"), "tokenizer\\.ggml\\.model|t5", ("tokenize", "convert")),
+]
+case("control.tokenize.llama_gguf", "tokenize {T}/gv/ok.gguf --text hello --json", rc=(0,), build=gv_file("gv/ok.gguf"))
+case("control.convert.llama_gguf_to_hf", on(TO_HF, "{T}/gv/ok.gguf"), rc=(0,), build=gv_file("gv/ok.gguf"))
+for n, m, key, cmds in GV:
+    f = "{T}/gv/" + n + ".gguf"
+    for cmd in cmds:
+        case(f"gguf_vocab.{n}.{cmd}", on({"tokenize": TOKENIZE, "convert": TO_HF}[cmd], f), f"gv/{n}\\.gguf", key,
+             build=gv_file("gv/" + n + ".gguf", m))
+for n, m, key, cmds in (("pre_unknown", gguf_meta("tokenizer.ggml.pre", "str", "no-such-pre"),
+                         "tokenizer\\.ggml\\.pre|no-such-pre", ("tokenize", "convert")),
+                        ("merge_one_token", gguf_array("tokenizer.ggml.merges", item(3, "abc")), "tokenizer\\.ggml\\.merges",
+                         ("tokenize",))):
+    for cmd in cmds:
+        case(f"gguf_vocab.{n}.{cmd}", on({"tokenize": TOKENIZE, "convert": TO_HF}[cmd], "{T}/gv/" + n + ".gguf"),
+             f"gv/{n}\\.gguf", key, build=gguf_file("gv/" + n + ".gguf", m))
+
+# --- chat templates ----------------------------------------------------------------------------
+CONV_OK = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"}]}\n'
+LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}"
+RECURSE = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"
+DOUBLING = ("{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"
+            "{{ ns.s | length }}")
+CHAT_CMDS = {"tokenize": "tokenize {f} --chat {T}/in/conv.jsonl", "chat": "chat {f} -n 2",
+             "generate": "generate {f} --chat -p hi -n 2"}
+conv_ok = raw_file("in/conv.jsonl", CONV_OK)
+CT = [  # name, chat_template.jinja, expected key, commands
+    ("unclosed_if", "{% if messages %}x", r"line 1, column \d+", ("tokenize", "chat", "generate")),
+    ("plus_nothing", "{{ 1 + }}", r"line 1, column \d+", ("tokenize",)),
+    ("line_3", "a\nb\n{{ messages[ }}", r"line 3, column \d+", ("tokenize",)),
+    ("loop_forever", LOOP, r"line 1, column \d+", ("tokenize", "chat", "generate")),
+    ("recursion", RECURSE, r"line 1, column \d+", ("tokenize",)),
+    ("string_doubling", DOUBLING, r"line 1, column \d+", ("tokenize",)),
+    ("unknown_method", "{{ messages.frobnicate() }}", r"line 1, column \d+", ("tokenize",)),
+]
+case("control.tokenize.chat", "tokenize {M}/tiny-llama --chat {T}/in/conv.jsonl", rc=(0,), build=conv_ok)
+for n, src, key, cmds in CT:
+    d = "{T}/ct/" + n
+    for cmd in cmds:
+        case(f"chat_template.{n}.{cmd}", on(CHAT_CMDS[cmd], d), f"ct/{n}/chat_template\\.jinja", key,
+             build=all_of(conv_ok, model_dir("ct/" + n, "tiny-llama", chat_template__jinja=src)))
+# raise_exception: tokenize --chat prints {"error": ...} for the line (exit 0); chat and generate
+# --chat end with the template's message as the one line.
+b = all_of(conv_ok, raw_file("in/hello.txt", "hello\n"),
+           model_dir("ct/raise", "tiny-llama", chat_template__jinja="{{ raise_exception('no chatting today') }}"))
+case("chat_template.raise.tokenize", on(CHAT_CMDS["tokenize"], "{T}/ct/raise"), rc=(0,), build=b)
+case("chat_template.raise.chat", on(CHAT_CMDS["chat"], "{T}/ct/raise"), "ct/raise", "no chatting today", build=b,
+     stdin="{T}/in/hello.txt")
+case("chat_template.raise.generate", on(CHAT_CMDS["generate"], "{T}/ct/raise"), "ct/raise", "no chatting today", build=b)
+case("control.chat.tiny-llama", "chat {M}/tiny-llama -n 2", rc=(0,), build=b, stdin="{T}/in/hello.txt")
+
+# No template: tiny-llama and base without chat_template.jinja (their tokenizer_config.json has none).
+b = all_of(conv_ok, model_dir("ct/none", "tiny-llama", chat_template__jinja=DELETE))
+for cmd in ("chat", "generate"):
+    case(f"chat_template.none.{cmd}", on(CHAT_CMDS[cmd], "{T}/ct/none"), "ct/none", "chat template|chat_template", build=b)
+case("chat_template.none_base.chat", "chat {T}/ct/base_none -n 2", "ct/base_none", "chat template|chat_template",
+     build=model_dir("ct/base_none", "base", chat_template__jinja=DELETE))
+
+# tokenizer_config.json's chat_template (no chat_template.jinja beside it).
+CFGT = [  # name, chat_template value, expected key, commands
+    ("number", 5, "chat_template", ("tokenize", "convert")),
+    ("no_default", [{"name": "tool_use", "template": "{{ 'x' }}"}], "default|tool_use", ("tokenize",)),
+    ("entry_string", ["{{ 'x' }}"], r"chat_template\[0\]", ("tokenize",)),
+    ("template_number", [{"name": "default", "template": 7}], r"chat_template\[0\]|template", ("tokenize",)),
+    ("syntax", "{{ 1 + }}", r"line 1, column \d+", ("tokenize", "generate")),
+]
+for n, v, key, cmds in CFGT:
+    d = "{T}/ctc/" + n
+    b = all_of(conv_ok, model_dir("ctc/" + n, "tiny-llama", chat_template__jinja=DELETE,
+                                  tokenizer_config__json=setk("chat_template", v)))
+    for cmd in cmds:
+        case(f"chat_template.config_{n}.{cmd}", on(dict(CHAT_CMDS, convert=TO_GGUF)[cmd], d),
+             f"ctc/{n}/tokenizer_config\\.json", key, build=b)
+
+# GGUF tokenizer.chat_template (base-Q4_0.gguf): not a string, or a syntax error; convert to a
+# Hugging Face directory must fail before the directory exists.
+for n, t, v, key, cmds in (("chat_template_u32", "u32", 5, "tokenizer\\.chat_template", ("tokenize", "convert")),
+                           ("chat_template_syntax", "str", "{% if messages %}{{ 1 + }}", r"line 1, column \d+",
+                            ("tokenize", "convert", "generate"))):
+    f = "{T}/gct/" + n + ".gguf"
+    b = all_of(conv_ok, gguf_file("gct/" + n + ".gguf", gguf_meta("tokenizer.chat_template", t, v)))
+    for cmd in cmds:
+        case(f"gguf.{n}.{cmd}", on(dict(CHAT_CMDS, convert=TO_HF)[cmd], f), f"gct/{n}\\.gguf", key, build=b)
+
+# --- tokenize --jsonl / --chat input files: the bad line is line 2 ----------------------------
+INP = [  # name, line 2, options, expected key
+    ("jsonl_not_json", '{"text": "unterminated', "--jsonl", "JSON"),
+    ("jsonl_not_object", '["hello"]', "--jsonl", "object"),
+    ("jsonl_text_number", '{"text": 5}', "--jsonl", "text"),
+    ("decode_ids_strings", '{"ids": ["1", "2"]}', "--jsonl --decode", "ids"),
+    ("decode_ids_negative", '{"ids": [5, -1]}', "--jsonl --decode", "ids"),
+    ("decode_ids_huge", '{"ids": [10000000000000]}', "--jsonl --decode", "ids"),
+    ("chat_no_messages", '{"add_generation_prompt": true}', "--chat", "messages"),
+    ("chat_messages_string", '{"messages": "hi"}', "--chat", "messages"),
+    ("chat_generation_prompt_string", '{"messages": [], "add_generation_prompt": "yes"}', "--chat", "add_generation_prompt"),
+]
+FIRST = {"--jsonl": '{"text": "hello"}', "--chat": CONV_OK.strip()}
+for n, line2, opts, key in INP:
+    first = '{"ids": [1, 2]}' if "--decode" in opts else FIRST[opts.split()[0]]
+    case(f"tokenize.{n}", "tokenize {M}/tiny-llama " + opts.replace("--jsonl", "--jsonl {T}/in/" + n + ".jsonl")
+         .replace("--chat", "--chat {T}/in/" + n + ".jsonl"), f"in/{n}\\.jsonl:2", key,
+         build=raw_file("in/" + n + ".jsonl", first + "\n" + line2 + "\n"))
+# Ids the vocabulary lacks (tiny-llama has 4096): an error naming the line, or skipped as the
+# tokenizers library skips them; never a crash.
+case("tokenize.decode_ids_beyond_vocab", "tokenize {M}/tiny-llama --jsonl {T}/in/beyond.jsonl --decode", "in/beyond\\.jsonl",
+     "ids|4096|99999", rc=(0, 2), build=raw_file("in/beyond.jsonl", '{"ids": [1, 99999, 2147483647]}\n'))
+case("tokenize.decode_text_negative", "tokenize {M}/tiny-llama --decode --text 1,-1", "--text", "-")
+case("tokenize.decode_file_huge", "tokenize {M}/tiny-llama --decode --file {T}/in/huge_ids.txt", "in/huge_ids\\.txt",
+     "4294967296", build=raw_file("in/huge_ids.txt", "1 2 4294967296\n"))
+# Messages the conversation file gets wrong (not an object, no role): the line is the hostile
+# input and must be named, as train names it, not (only) the model's template.
+for n, line2 in (("chat_message_string", '{"messages": ["hi"]}'),
+                 ("chat_message_no_role", '{"messages": [{"content": "hi"}]}')):
+    case(f"tokenize.{n}", "tokenize {M}/tiny-llama --chat {T}/in/" + n + ".jsonl", f"in/{n}\\.jsonl:2", "messages|role",
+         build=raw_file("in/" + n + ".jsonl", CONV_OK + line2 + "\n"))
+
+
+# --- train with chat data ----------------------------------------------------------------------
+def chat_recipe(name, data, base=None):
+    def make(c):
+        b = c.path(base) if base else c.models + "/tiny-llama"
+        return (f"base_model: {b}\noutput_dir: {c.path('train-out', name, 'run')}\n"
+                f"datasets: [{{path: {c.path(data)}, type: chat}}]\nsequence_len: 64\nmicro_batch_size: 1\n"
+                f"max_steps: 1\nthreads: 1\nlora: {{r: 4, target_modules: [q_proj]}}\n")
+    return raw_file(f"train/{name}.yaml", make)
+
+
+def gemma3_model(c):
+    """tiny-llama with Gemma-3's chat template (from refs/chat_template_cases.json)."""
+    model_dir("ct/gemma3", "tiny-llama", chat_template__jinja=DELETE)(c)
+    cases = json.load(open(os.path.join(c.shared, "refs", "chat_template_cases.json"), encoding="utf-8"))
+    c.write("ct/gemma3/chat_template.jinja", next(t["template"] for t in cases["templates"] if t["name"] == "gemma-3"))
+
+
+TWO_USERS = '{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}]}\n'
+b = all_of(raw_file("train/chat_ok.jsonl", CONV_OK * 4),
+           raw_file("train/chat_roles.jsonl", CONV_OK + TWO_USERS + CONV_OK),
+           raw_file("train/chat_messages_string.jsonl", CONV_OK + '{"messages": "hi"}\n'),
+           raw_file("train/chat_bad_line.jsonl", CONV_OK + "{not json\n"))
+case("control.train.chat", "train {T}/train/chat_ok.yaml", rc=(0,),
+     build=all_of(b, chat_recipe("chat_ok", "train/chat_ok.jsonl"),
+                  lambda c: os.makedirs(c.path("train-out", "chat_ok"), exist_ok=True)),
+     out="{T}/train-out/chat_ok")
+# Gemma-3's template raises "Conversation roles must alternate ..." on two user turns in a row.
+train_case("train.chat_roles_alternate", "train {T}/train/chat_roles.yaml", "chat_roles\\.jsonl:2", "alternate",
+           build=all_of(b, gemma3_model, chat_recipe("chat_roles", "train/chat_roles.jsonl", "ct/gemma3")), out="chat_roles")
+train_case("train.chat_no_template", "train {T}/train/chat_none.yaml", "chat_none\\.yaml|ct/none", "chat_template|chat template",
+           build=all_of(b, model_dir("ct/none", "tiny-llama", chat_template__jinja=DELETE),
+                        chat_recipe("chat_none", "train/chat_ok.jsonl", "ct/none")), out="chat_none")
+train_case("train.chat_template_syntax", "train {T}/train/chat_syntax.yaml", "ct/plus_nothing/chat_template\\.jinja",
+           r"line 1, column \d+", build=all_of(b, model_dir("ct/plus_nothing", "tiny-llama", chat_template__jinja="{{ 1 + }}"),
+                                                chat_recipe("chat_syntax", "train/chat_ok.jsonl", "ct/plus_nothing")),
+           out="chat_syntax")
+train_case("train.chat_template_loop", "train {T}/train/chat_loop.yaml", "ct/loop_forever/chat_template\\.jinja",
+           r"line 1, column \d+", build=all_of(b, model_dir("ct/loop_forever", "tiny-llama", chat_template__jinja=LOOP),
+                                                chat_recipe("chat_loop", "train/chat_ok.jsonl", "ct/loop_forever")),
+           out="chat_loop")
+train_case("train.chat_messages_string", "train {T}/train/chat_messages_string.yaml", "chat_messages_string\\.jsonl:2",
+           "messages", build=all_of(b, chat_recipe("chat_messages_string", "train/chat_messages_string.jsonl")),
+           out="chat_messages_string")
+train_case("train.chat_bad_line", "train {T}/train/chat_bad_line.yaml", "chat_bad_line\\.jsonl:2", "JSON",
+           build=all_of(b, chat_recipe("chat_bad_line", "train/chat_bad_line.jsonl")), out="chat_bad_line")
+# A template whose generation prompt is not a prefix of the conversation: the assistant turns
+# cannot be found.
+NOT_PREFIX = ("{% if add_generation_prompt %}GEN{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n"
+              "{{ m.content }}<|im_end|>\n{% endfor %}")
+train_case("train.chat_template_not_prefix", "train {T}/train/chat_not_prefix.yaml",
+           "ct/not_prefix/chat_template\\.jinja|chat_ok\\.jsonl", "assistant|prefix|generation",
+           build=all_of(b, model_dir("ct/not_prefix", "tiny-llama", chat_template__jinja=NOT_PREFIX),
+                        chat_recipe("chat_not_prefix", "train/chat_ok.jsonl", "ct/not_prefix")), out="chat_not_prefix")
+
+
 # ---------------------------------------------------------------------------------------------
 # Runner
 
 class Env(Corpus):
     anvil = None
     _ckpt = None
+    _spm = None
+
+    def spm_gguf(self):
+        """A GGUF with a "llama" vocabulary: tiny-llama with tests/data/sentencepiece/tiny_bpe.model
+        as its only tokenizer, converted to F32 by anvil (built once); parsed, a copy per call."""
+        if self._spm is None:
+            d = self.model_copy("spm-model", "tiny-llama", {"tokenizer.json": DELETE, "chat_template.jinja": DELETE})
+            shutil.copy(SPM_MODEL, os.path.join(d, "tokenizer.model"))
+            out = self.path("spm-model.gguf")
+            r = run(self.anvil, ["convert", d, "-o", out, "--type", "f32"], self.root)
+            if r[0] != 0 or not os.path.isfile(out):
+                raise RuntimeError("setup: anvil convert of tiny-llama with tiny_bpe.model failed (rc %s): %s"
+                                   % (r[0], r[2][:150]))
+            self._spm = Gguf(out)
+            assert self._spm.get("tokenizer.ggml.model") == "llama", self._spm.get("tokenizer.ggml.model")
+        return copy.deepcopy(self._spm)
 
     def train_data(self):
         p = self.path("train_data.txt")
@@ -745,12 +1149,13 @@ class Env(Corpus):
         return self._ckpt
 
 
-def run(anvil, argv, cwd):
+def run(anvil, argv, cwd, stdin=None):
     env = dict(os.environ, ANVIL_NO_PROGRESS="1")
     t0 = time.monotonic()
     try:
-        p = subprocess.run([anvil] + argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=TIMEOUT_S, start_new_session=True)
+        with open(stdin or os.devnull, "rb") as inp:
+            p = subprocess.run([anvil] + argv, cwd=cwd, env=env, stdin=inp, capture_output=True,
+                               timeout=TIMEOUT_S, start_new_session=True)
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"), \
             time.monotonic() - t0
     except subprocess.TimeoutExpired as e:
@@ -814,7 +1219,7 @@ def main():
             except Exception as e:  # noqa: BLE001 - a broken corpus builder is a failing case too
                 rc, stderr, secs, why = "setup", str(e), 0.0, f"setup failed: {e}"
             else:
-                rc, _, stderr, secs = run(anvil, cmd.split(), root)
+                rc, _, stderr, secs = run(anvil, cmd.split(), root, c.stdin.format(**fmt) if c.stdin else None)
                 why = check(c, rc, stderr, out_dir, (root, shared))
             first = (stderr.splitlines() or [""])[0][:150]
             if why:

@@ -1,0 +1,38 @@
+#pragma once
+// The model cards the commands write (lib/io/model_card.h renders them): what each command
+// knows of its inputs, its method and its measurements, in the Hub's terms.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/file_digests.h"
+#include "io/model_card.h"
+
+namespace anvil::cli {
+
+// A card begun when the command starts: the inputs are named and their files are hashed in the
+// background while the command works.
+class CardBuilder {
+ public:
+  CardBuilder(int argc, char** argv);
+  // Adds an input (a model directory, a GGUF, an adapter) under `role`; duplicates are skipped.
+  void add_input(const std::string& role, const std::filesystem::path& path);
+  // Starts hashing the inputs' files; call once, after the last add_input.
+  void start_hashing();
+  // The card with the digests filled in (waits for them).
+  io::ModelCard& finish();
+  io::ModelCard& card() { return card_; }
+
+ private:
+  io::ModelCard card_;
+  std::vector<std::unique_ptr<io::FileDigests>> digests_;
+};
+
+// "TIES", "SLERP", ...: a merge method as people write it.
+std::string method_display_name(const std::string& method);
+
+// Writes `card` as `dir`/README.md (atomically).
+void write_card(const std::filesystem::path& dir, const io::ModelCard& card);
+
+}  // namespace anvil::cli
