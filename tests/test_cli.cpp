@@ -413,7 +413,7 @@ TEST(Cli, ChatKeepsTheHistoryAcrossTurns) {
 // anvil merge writes a model card: YAML front matter in the Hub's spellings (relation merge, the
 // inputs as base models), the config, the command, and each input file's SHA-256, which must be
 // what sha256sum computes; with --eval the measured perplexity table joins it.
-TEST(Cli, MergeWritesAModelCard) {
+TEST(Cli, MergeWritesAModelCardAndInspectShowsProvenance) {
   test::TempDir dir;
   const std::string cfg = (dir / "ties.yaml").string();
   test::write_bytes(cfg, "merge_method: ties\nbase_model: " + models() + "/base\nmodels:\n  - model: " + models() +
@@ -450,5 +450,20 @@ TEST(Cli, MergeWritesAModelCard) {
       }
     EXPECT_EQ(card.find("## Measured") != std::string::npos, measured) << card;
     if (measured) EXPECT_NE(card.find("| merged (ties) | fortune.val.txt |"), std::string::npos) << card;
+    // inspect shows the card's front matter and its measured table.
+    auto i = run("inspect " + out.string() + " --json --no-tensors");
+    ASSERT_EQ(i.status, 0) << i.out;
+    const auto p = nlohmann::json::parse(i.out)["provenance"];
+    EXPECT_EQ(p["base_model_relation"], "merge");
+    EXPECT_EQ(p["base_model"].size(), 3u);
+    EXPECT_EQ(p.contains("measured"), measured) << i.out;
   }
+  // A GGUF's general.* keys.
+  ASSERT_EQ(run("quantize " + models() + "/base -o " + (dir / "q.gguf").string() + " --type Q4_K_M").status, 0);
+  auto g = run("inspect " + (dir / "q.gguf").string() + " --json --no-tensors");
+  ASSERT_EQ(g.status, 0) << g.out;
+  const auto p = nlohmann::json::parse(g.out)["provenance"];
+  EXPECT_EQ(p["general.quantized_by"], "anvil");
+  EXPECT_EQ(p["general.size_label"], "8.4M");
+  EXPECT_EQ(p["tags"], nlohmann::json::parse(R"(["anvil", "Q4_K_M"])"));
 }

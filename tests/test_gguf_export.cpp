@@ -301,3 +301,63 @@ TEST(GgufExport, EmptyAndScalarTensorsAreRefusedByNameNotCrashedOn) {
     }
   }
 }
+
+// Provenance in GGUF (issue #13): llama.cpp's general.* keys with gguf-py's types, the size label
+// as gguf-py's size_label() gives it (values printed by gguf-py 0.19's utility.size_label), the
+// source card's license and base models (a Hub id split as llama.cpp's converter splits it), and
+// the keys llama.cpp's own files share keep their types.
+TEST(GgufExport, WritesLlamaCppsProvenanceKeys) {
+  EXPECT_EQ(quant::gguf_size_label(8'400'000, 0, 0), "8.4M");
+  EXPECT_EQ(quant::gguf_size_label(8'388'608, 0, 0), "8.4M");
+  EXPECT_EQ(quant::gguf_size_label(1'235'814'400, 0, 0), "1.2B");
+  EXPECT_EQ(quant::gguf_size_label(999'000, 0, 0), "999K");
+  EXPECT_EQ(quant::gguf_size_label(7'241'732'096, 0, 0), "7.2B");
+  EXPECT_EQ(quant::gguf_size_label(46'702'792'704, 0, 0), "47B");
+  EXPECT_EQ(quant::gguf_size_label(1'000'000'000, 6'000'000'000, 8), "8x7.0B");
+
+  test::TempDir dir;
+  // base with a card naming its license and base model.
+  const auto src = dir / "base";
+  std::filesystem::create_directories(src);
+  for (const auto& e : std::filesystem::directory_iterator(test::model_dir("base")))
+    std::filesystem::create_symlink(e.path(), src / e.path().filename());
+  test::write_bytes(src / "README.md", "---\nlicense: apache-2.0\nbase_model: meta-llama/Llama-3.2-1B\ntags:\n- debian\n---\n# base\n");
+  quant::GgufExportOptions opts;
+  opts.type = "Q4_K_M";
+  quant::export_gguf(src, dir / "q.gguf", opts);
+  io::GgufFile g(dir / "q.gguf");
+  auto str = [&](const char* k) {
+    const io::GgufValue* v = g.find(k);
+    EXPECT_NE(v, nullptr) << k;
+    EXPECT_TRUE(v && v->type == io::GgufType::STRING) << k;
+    return v && v->as_string() ? *v->as_string() : std::string();
+  };
+  EXPECT_EQ(str("general.name"), "base");
+  EXPECT_EQ(str("general.basename"), "base");
+  EXPECT_EQ(str("general.size_label"), "8.4M");
+  EXPECT_EQ(str("general.license"), "apache-2.0");
+  EXPECT_EQ(str("general.quantized_by"), "anvil");
+  ASSERT_NE(g.find("general.base_model.count"), nullptr);
+  EXPECT_EQ(g.find("general.base_model.count")->type, io::GgufType::UINT32);
+  EXPECT_EQ(g.find("general.base_model.count")->as_int(), 1);
+  EXPECT_EQ(str("general.base_model.0.name"), "Llama-3.2-1B");
+  EXPECT_EQ(str("general.base_model.0.organization"), "meta-llama");
+  EXPECT_EQ(str("general.base_model.0.repo_url"), "https://huggingface.co/meta-llama/Llama-3.2-1B");
+  const io::GgufArray* tags = g.find("general.tags")->as_array();
+  ASSERT_NE(tags, nullptr);
+  EXPECT_EQ(tags->type, io::GgufType::STRING);
+  std::vector<std::string> t;
+  for (const auto& v : tags->values) t.push_back(*v.as_string());
+  EXPECT_EQ(t, (std::vector<std::string>{"anvil", "debian", "Q4_K_M"}));
+  // The keys a llama.cpp-written file of the same type has, with the same types.
+  io::GgufFile theirs(test::shared_dir() / "refs" / "gguf" / "base-Q4_K_M.gguf");
+  for (const auto& [k, v] : theirs.metadata())
+    if (k.rfind("general.", 0) == 0) {
+      ASSERT_NE(g.find(k), nullptr) << k;
+      EXPECT_EQ(g.find(k)->type, v.type) << k;
+    }
+  // F16 is not a quantization: no quantized_by.
+  opts.type = "F16";
+  quant::export_gguf(src, dir / "f.gguf", opts);
+  EXPECT_EQ(io::GgufFile(dir / "f.gguf").find("general.quantized_by"), nullptr);
+}

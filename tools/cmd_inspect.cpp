@@ -9,6 +9,7 @@
 #include "common.h"
 #include "io/checkpoint.h"
 #include "io/gguf.h"
+#include "io/model_card.h"
 #include "model/gguf_model.h"
 #include "model/config.h"
 
@@ -22,6 +23,71 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }
 
 // GGUF: the metadata that describes the model (not the vocabulary arrays) and the tensor table.
+// Provenance a GGUF states (llama.cpp's general.* keys and llama-quantize's imatrix keys).
+nlohmann::ordered_json gguf_provenance(const io::GgufFile& f) {
+  nlohmann::ordered_json p = nlohmann::ordered_json::object();
+  for (const char* key : {"general.name", "general.basename", "general.size_label", "general.license", "general.quantized_by",
+                          "quantize.imatrix.dataset", "quantize.imatrix.entries_count", "quantize.imatrix.chunks_count"}) {
+    const io::GgufValue* v = f.find(key);
+    if (!v) continue;
+    if (v->as_string()) p[key] = *v->as_string();
+    else if (v->as_int()) p[key] = *v->as_int();
+  }
+  if (const io::GgufValue* n = f.find("general.base_model.count"); n && n->as_int()) {
+    nlohmann::ordered_json bases = nlohmann::ordered_json::array();
+    for (int64_t i = 0; i < std::min<int64_t>(*n->as_int(), 64); ++i) {
+      const io::GgufValue* name = f.find("general.base_model." + std::to_string(i) + ".name");
+      const io::GgufValue* org = f.find("general.base_model." + std::to_string(i) + ".organization");
+      std::string id = name && name->as_string() ? *name->as_string() : "?";
+      if (org && org->as_string()) id = *org->as_string() + "/" + id;
+      bases.push_back(id);
+    }
+    p["base_models"] = bases;
+  }
+  if (const io::GgufValue* t = f.find("general.tags"); t && t->as_array()) {
+    nlohmann::ordered_json tags = nlohmann::ordered_json::array();
+    for (const auto& v : t->as_array()->values)
+      if (v.as_string()) tags.push_back(*v.as_string());
+    p["tags"] = tags;
+  }
+  return p;
+}
+
+// A model directory's card: its front matter and its measured table.
+nlohmann::ordered_json card_provenance(const std::filesystem::path& path) {
+  nlohmann::ordered_json p = nlohmann::ordered_json::object();
+  const auto front = io::read_card_front(path);
+  if (!front) return p;
+  if (!front->base_model.empty()) p["base_model"] = front->base_model;
+  if (!front->base_model_relation.empty()) p["base_model_relation"] = front->base_model_relation;
+  if (!front->library_name.empty()) p["library_name"] = front->library_name;
+  if (front->license) p["license"] = *front->license;
+  if (!front->datasets.empty()) p["datasets"] = front->datasets;
+  if (!front->tags.empty()) p["tags"] = front->tags;
+  const auto measured = io::read_card_measured(path);
+  if (!measured.empty()) p["measured"] = measured;
+  return p;
+}
+
+void print_provenance(const nlohmann::ordered_json& p) {
+  if (p.empty()) return;
+  std::cout << "provenance:\n";
+  for (auto it = p.begin(); it != p.end(); ++it) {
+    if (it.key() == "measured") {
+      std::cout << "  measured:\n";
+      for (const auto& line : it.value()) std::cout << "    " << line.get<std::string>() << "\n";
+      continue;
+    }
+    std::string value;
+    if (it.value().is_array()) {
+      for (const auto& v : it.value()) value += (value.empty() ? "" : ", ") + (v.is_string() ? v.get<std::string>() : v.dump());
+    } else {
+      value = it.value().is_string() ? it.value().get<std::string>() : it.value().dump();
+    }
+    std::printf("  %-28s %s\n", it.key().c_str(), value.c_str());
+  }
+}
+
 int inspect_gguf(const std::filesystem::path& path, const cxxopts::ParseResult& args) {
   io::GgufFile f(path);
   const std::string filter = args.count("filter") ? args["filter"].as<std::string>() : "";
@@ -47,6 +113,7 @@ int inspect_gguf(const std::filesystem::path& path, const cxxopts::ParseResult& 
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
     for (const auto& [k, v] : f.metadata()) meta[k] = value_text(v);
     out["metadata"] = meta;
+    out["provenance"] = gguf_provenance(f);
     if (!args.count("no-tensors")) {
       out["tensors"] = nlohmann::ordered_json::array();
       for (const auto& t : f.tensors())
@@ -63,7 +130,9 @@ int inspect_gguf(const std::filesystem::path& path, const cxxopts::ParseResult& 
     std::cout << (first ? "" : ", ") << d << " (" << n << " tensors)";
     first = false;
   }
-  std::cout << "\nsize on disk: " << human_bytes(static_cast<double>(std::filesystem::file_size(path))) << "\nmetadata:\n";
+  std::cout << "\nsize on disk: " << human_bytes(static_cast<double>(std::filesystem::file_size(path))) << "\n";
+  print_provenance(gguf_provenance(f));
+  std::cout << "metadata:\n";
   for (const auto& [k, v] : f.metadata()) std::printf("  %-40s %s\n", k.c_str(), value_text(v).c_str());
   if (args.count("no-tensors")) return 0;
   std::cout << "tensors:\n";
@@ -128,6 +197,7 @@ int run_inspect(int argc, char** argv) {
     out["dtypes"] = dtype_counts;
     out["size_on_disk"] = disk;
     out["shards"] = ckpt.shards().size();
+    if (std::filesystem::is_directory(path)) out["provenance"] = card_provenance(path);
     for (const auto* t : shown)
       tensors.push_back({{"name", t->name()}, {"dtype", io::dtype_name(t->spec.dtype)}, {"shape", t->spec.shape},
                          {"bytes", t->bytes.size()}, {"file", t->file.filename().string()}});
@@ -156,6 +226,7 @@ int run_inspect(int argc, char** argv) {
   }
   std::cout << "\nsize on disk: " << human_bytes(static_cast<double>(disk)) << " in " << ckpt.shards().size()
             << (ckpt.shards().size() == 1 ? " file" : " shards") << "\n";
+  if (std::filesystem::is_directory(path)) print_provenance(card_provenance(path));
   if (args.count("no-tensors")) return 0;
   std::cout << "tensors:      " << shown.size() << (filter.empty() ? "" : " matching '" + filter + "'") << "\n";
   size_t width = 4;

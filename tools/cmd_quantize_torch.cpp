@@ -137,7 +137,8 @@ int quantize_with_torch(const cxxopts::ParseResult& args) {
   if (passes == 2) calibration = second_pass(input, output, type, threads, calibration, text, damp);
   const auto importance = quant::importance_matrix(calibration);
   return run_gguf_export(input, output, type, threads, &importance,
-                         method == "gptq" ? quant::gptq_tensor_encoder(calibration, damp) : quant::TensorEncoder{});
+                         method == "gptq" ? quant::gptq_tensor_encoder(calibration, damp) : quant::TensorEncoder{},
+                         text.names, text.window > 0 ? calibration.tokens / text.window : 0);
 }
 
 }  // namespace anvil::cli

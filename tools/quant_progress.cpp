@@ -12,8 +12,11 @@ namespace anvil::cli {
 quant::GgufExportSummary export_gguf_with_progress(const std::filesystem::path& input,
                                                   const std::filesystem::path& output, const std::string& type,
                                                   int threads, const std::map<std::string, std::vector<float>>* importance,
-                                                  const quant::TensorEncoder& encoder) {
+                                                  const quant::TensorEncoder& encoder, const std::string& imatrix_dataset,
+                                                  int64_t imatrix_chunks) {
   quant::GgufExportOptions opts;
+  opts.imatrix_dataset = imatrix_dataset;
+  opts.imatrix_chunks = imatrix_chunks;
   opts.importance = importance;
   opts.encoder = encoder;
   opts.type = type;
@@ -31,8 +34,8 @@ quant::GgufExportSummary export_gguf_with_progress(const std::filesystem::path& 
 
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
                     int threads, const std::map<std::string, std::vector<float>>* importance,
-                    const quant::TensorEncoder& encoder) {
-  const auto s = export_gguf_with_progress(input, output, type, threads, importance, encoder);
+                    const quant::TensorEncoder& encoder, const std::string& imatrix_dataset, int64_t imatrix_chunks) {
+  const auto s = export_gguf_with_progress(input, output, type, threads, importance, encoder, imatrix_dataset, imatrix_chunks);
   std::printf("wrote %s: %s, %lld tensors, %s, %.2f bits/weight, from %s in %.3f s (%.0f MB/s of input)\n",
               output.string().c_str(), type.c_str(), static_cast<long long>(s.tensors),
               human_bytes(static_cast<double>(s.output_bytes)).c_str(), s.bits_per_weight(),

@@ -13,10 +13,12 @@ namespace anvil::cli {
 quant::GgufExportSummary export_gguf_with_progress(const std::filesystem::path& input,
                                                   const std::filesystem::path& output, const std::string& type,
                                                   int threads, const std::map<std::string, std::vector<float>>* importance,
-                                                  const quant::TensorEncoder& encoder);
+                                                  const quant::TensorEncoder& encoder, const std::string& imatrix_dataset = "",
+                                                  int64_t imatrix_chunks = 0);
 
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
                     int threads, const std::map<std::string, std::vector<float>>* importance = nullptr,
-                    const quant::TensorEncoder& encoder = {});
+                    const quant::TensorEncoder& encoder = {}, const std::string& imatrix_dataset = "",
+                    int64_t imatrix_chunks = 0);
 
 }  // namespace anvil::cli

@@ -144,6 +144,25 @@ std::optional<CardFront> read_card_front(const std::filesystem::path& model_path
   return f;
 }
 
+std::vector<std::string> read_card_measured(const std::filesystem::path& model_path) {
+  std::vector<std::string> out;
+  const auto file = model_path / "README.md";
+  if (!is_directory_quietly(model_path) || !exists_quietly(file)) return out;
+  const std::string text = read_text_file(file);
+  size_t at = text.find("\n## Measured\n");
+  if (at == std::string::npos) return out;
+  at = text.find('\n', at + 1) + 1;
+  while (at < text.size()) {
+    const size_t end = text.find('\n', at);
+    const std::string line = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (line.rfind("#", 0) == 0) break;
+    if (line.rfind("|", 0) == 0) out.push_back(line);
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return out;
+}
+
 std::string card_name_of(const std::filesystem::path& model_path) {
   // The Hub's cards carry no id of their own; the path is what the user gave.
   return model_path.lexically_normal().string();

@@ -58,6 +58,8 @@ std::string render_model_card(const ModelCard& card);
 // The front matter of `path`'s card (README.md in a model directory), or nullopt when there is
 // none. A card whose front matter is not YAML is an anvil::Error naming it.
 std::optional<CardFront> read_card_front(const std::filesystem::path& model_path);
+// The table under the card's "## Measured" heading, its lines as written (empty when none).
+std::vector<std::string> read_card_measured(const std::filesystem::path& model_path);
 // The name a card gives a model: its card's `model_name`/`model_id` key or, failing that, the
 // path as given.
 std::string card_name_of(const std::filesystem::path& model_path);

@@ -20,6 +20,7 @@
 #include "model/tensor_shapes.h"
 #include "quant/quant_mix.h"
 #include "chat/chat_template.h"
+#include "io/model_card.h"
 #include "tokenizer/gguf_vocab.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
@@ -64,6 +65,76 @@ const QuantType& source_type(const io::TensorView& v) {
 
 int64_t row_count(const Job& j) {
   return j.info.dims[0] ? static_cast<int64_t>(j.info.numel() / j.info.dims[0]) : 0;
+}
+
+// gguf-py's model_weight_count_rounded_notation: at least two significant digits.
+std::string rounded_count(int64_t n) {
+  double scaled;
+  const char* suffix;
+  if (n > 1e12) scaled = n * 1e-12, suffix = "T";
+  else if (n > 1e9) scaled = n * 1e-9, suffix = "B";
+  else if (n > 1e6) scaled = n * 1e-6, suffix = "M";
+  else scaled = n * 1e-3, suffix = "K";
+  // Python's round() is round-half-even; the digit count of the rounded integer part decides.
+  const std::string whole = std::to_string(static_cast<long long>(std::nearbyint(scaled)));
+  const size_t leading_zeros = whole.find_first_not_of('0') == std::string::npos ? whole.size() : whole.find_first_not_of('0');
+  const int digits = static_cast<int>(whole.size() - leading_zeros);
+  const int fix = std::max(2 - digits, 0);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f%s", fix, scaled, suffix);
+  return buf;
+}
+
+// Provenance for GGUF readers (llama.cpp's general.* keys): the source's own card gives the
+// license, base models and tags; anvil adds itself as the quantizer.
+void provenance_metadata(Metadata& m, const fs::path& input, const std::string& type, int64_t params, int64_t expert_params,
+                         int64_t experts, const GgufExportOptions& options) {
+  auto set = [&](const std::string& key, io::GgufValue v) {
+    for (auto& kv : m)
+      if (kv.first == key) {
+        kv.second = std::move(v);
+        return;
+      }
+    m.emplace_back(key, std::move(v));
+  };
+  const std::string name = fs::absolute(input).lexically_normal().filename().string();
+  if (!model::is_gguf_file(input)) set("general.basename", io::GgufValue::str(name));
+  set("general.size_label", io::GgufValue::str(gguf_size_label(params, expert_params, experts)));
+  std::string upper = type;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const bool quantized = upper != "F32" && upper != "F16" && upper != "BF16";
+  if (quantized) set("general.quantized_by", io::GgufValue::str("anvil"));
+  std::vector<io::GgufValue> tags{io::GgufValue::str("anvil")};
+  if (const auto card = io::read_card_front(input)) {
+    if (card->license) set("general.license", io::GgufValue::str(*card->license));
+    if (!card->base_model.empty()) {
+      set("general.base_model.count", io::GgufValue::u32(static_cast<uint32_t>(card->base_model.size())));
+      for (size_t i = 0; i < card->base_model.size(); ++i) {
+        const std::string& id = card->base_model[i];
+        const std::string key = "general.base_model." + std::to_string(i) + ".";
+        const size_t slash = id.find('/');
+        // A Hub id "org/name": llama.cpp's converter splits it and links the repository.
+        if (slash != std::string::npos && slash > 0 && id.find('/', slash + 1) == std::string::npos && id[0] != '.') {
+          set(key + "name", io::GgufValue::str(id.substr(slash + 1)));
+          set(key + "organization", io::GgufValue::str(id.substr(0, slash)));
+          set(key + "repo_url", io::GgufValue::str("https://huggingface.co/" + id));
+        } else {
+          set(key + "name", io::GgufValue::str(id));
+        }
+      }
+    }
+    for (const auto& t : card->tags)
+      if (t != "anvil") tags.push_back(io::GgufValue::str(t));
+  }
+  if (quantized) tags.push_back(io::GgufValue::str(upper));
+  set("general.tags", io::GgufValue::array(io::GgufType::STRING, std::move(tags)));
+  if (options.importance && !options.importance->empty()) {
+    // As llama-quantize records an importance matrix (tools/quantize/quantize.cpp).
+    set("quantize.imatrix.dataset", io::GgufValue::str(options.imatrix_dataset));
+    set("quantize.imatrix.entries_count", io::GgufValue::i32(static_cast<int32_t>(options.importance->size())));
+    if (options.imatrix_chunks > 0)
+      set("quantize.imatrix.chunks_count", io::GgufValue::i32(static_cast<int32_t>(options.imatrix_chunks)));
+  }
 }
 
 Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
@@ -282,6 +353,17 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
       jobs.insert(jobs.begin(), std::move(j));
     }
   }
+  {
+    int64_t params = 0, expert_params = 0;
+    for (const auto& j : jobs) {
+      const auto n = static_cast<int64_t>(j.info.numel());
+      params += n;
+      if (j.info.name.find("_exps.") != std::string::npos) expert_params += n;
+    }
+    const int64_t experts = ctx.n_expert;
+    provenance_metadata(meta, input, options.type, experts > 0 ? params - expert_params : params,
+                        experts > 0 ? expert_params / experts : 0, experts, options);
+  }
   meta.emplace_back("general.quantization_version", io::GgufValue::u32(2));
   meta.emplace_back("general.file_type", io::GgufValue::u32(mix->file_type));
 
@@ -423,4 +505,11 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
   out.commit();
 }
 
+}  // namespace anvil::quant
+
+namespace anvil::quant {
+std::string gguf_size_label(int64_t params, int64_t expert_params, int64_t experts) {
+  if (experts > 0) return std::to_string(experts) + "x" + rounded_count(params + expert_params);
+  return rounded_count(params);
+}
 }  // namespace anvil::quant

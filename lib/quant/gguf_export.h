@@ -30,7 +30,14 @@ struct GgufExportOptions {
   // calibrate()): k-quant types then weight each element's error by it, as llama.cpp's --imatrix.
   const std::map<std::string, std::vector<float>>* importance = nullptr;
   TensorEncoder encoder;  // HF inputs only
+  // With an importance matrix: what llama-quantize records of it (quantize.imatrix.*).
+  std::string imatrix_dataset;  // the calibration files
+  int64_t imatrix_chunks = 0;   // windows
 };
+
+// llama.cpp's general.size_label for a model of `params` parameters ("8.4M", "1.2B"; with experts
+// "8x7.2B", each expert's share added to the shared parameters), as gguf-py's size_label().
+std::string gguf_size_label(int64_t params, int64_t expert_params, int64_t experts);
 
 struct GgufExportSummary {
   int64_t tensors = 0;
