@@ -201,8 +201,15 @@ TEST(Cli, QuantizeCalibratesOnSeveralFiles) {
   ASSERT_EQ(two.status, 0) << two.out;
   EXPECT_NE(two.out.find("calibration pass 2: 2,048 tokens"), std::string::npos) << two.out;
   EXPECT_TRUE(std::filesystem::exists(dir / "two.gguf"));
-  for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // no draft left behind
-    EXPECT_TRUE(e.path().filename() == "c.gguf" || e.path().filename() == "two.gguf") << e.path();
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {  // no draft left behind, the cards beside
+    const std::string name = e.path().filename().string();
+    EXPECT_TRUE(name == "c.gguf" || name == "two.gguf" || name == "c.gguf.md" || name == "two.gguf.md") << e.path();
+  }
+  // The card says what calibrated it, and the GGUF carries llama-quantize's imatrix keys.
+  EXPECT_NE(test::read_bytes(out + ".md").find("calibrated on " + data + "fortune.val.txt"), std::string::npos);
+  const auto p = nlohmann::json::parse(run("inspect " + out + " --json --no-tensors").out)["provenance"];
+  EXPECT_EQ(p["quantize.imatrix.chunks_count"], 2048 / 256) << p;  // windows of --calib-window 256
+  EXPECT_GT(p["quantize.imatrix.entries_count"].get<int>(), 50) << p;
   auto three = run("quantize " + models() + "/base -o " + (dir / "three.gguf").string() +
                    " --type Q4_K_M --calib-passes 3 --calib " + data + "fortune.val.txt");
   EXPECT_EQ(three.status, 2) << three.out;

@@ -1,4 +1,5 @@
 #include "dispatch.h"
+#include "model_cards.h"
 
 #include <malloc.h>
 
@@ -64,6 +65,7 @@ int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeE
     std::string prog = "anvil " + std::string(c.name);
     argv[1] = prog.data();
     try {
+      record_invocation(argc - 1, argv + 1);
       return c.run(argc - 1, argv + 1);
     } catch (const UsageError& e) {
       std::cerr << prog << ": " << printable(e.what()) << " (see " << prog << " --help)\n";

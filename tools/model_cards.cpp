@@ -1,17 +1,36 @@
 #include "model_cards.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "io/atomic_file.h"
 #include "version.h"
 
 namespace anvil::cli {
 
-CardBuilder::CardBuilder(int argc, char** argv) {
+namespace {
+std::string& invocation_storage() {
+  static std::string s = "anvil";
+  return s;
+}
+std::string invocation_of(int argc, char** argv) {
   // argv[0] is "anvil CMD" (or "anvil-torch CMD", which runs in its place): as the user typed it.
   std::string program = argc > 0 ? argv[0] : "anvil";
   if (program.rfind("anvil-torch ", 0) == 0) program.replace(0, 11, "anvil");
-  card_.command = program + (argc > 1 ? " " + io::command_line(argc - 1, argv + 1) : "");
+  return program + (argc > 1 ? " " + io::command_line(argc - 1, argv + 1) : "");
+}
+}  // namespace
+
+void record_invocation(int argc, char** argv) { invocation_storage() = invocation_of(argc, argv); }
+const std::string& invocation() { return invocation_storage(); }
+
+CardBuilder::CardBuilder() {
+  card_.command = invocation();
+  card_.version = ANVIL_VERSION;
+}
+
+CardBuilder::CardBuilder(int argc, char** argv) {
+  card_.command = invocation_of(argc, argv);
   card_.version = ANVIL_VERSION;
 }
 
@@ -42,6 +61,29 @@ io::ModelCard& CardBuilder::finish() {
 
 void write_card(const std::filesystem::path& dir, const io::ModelCard& card) {
   io::write_text_file(dir / "README.md", io::render_model_card(card));
+}
+
+}  // namespace anvil::cli
+
+namespace anvil::cli {
+
+void write_gguf_card(CardBuilder& b, const std::filesystem::path& input, const std::filesystem::path& output,
+                     const std::string& type, uint64_t output_bytes, double bits_per_weight, const std::string& calibration) {
+  io::ModelCard& c = b.finish();
+  std::string upper = type;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  const bool quantized = upper != "F32" && upper != "F16" && upper != "BF16";
+  const std::string source = std::filesystem::absolute(input).lexically_normal().filename().string();
+  c.title = source + " " + upper + " GGUF";
+  c.summary = quantized ? source + " quantized to " + upper + " with llama.cpp's types and per-tensor rules" +
+                              (calibration.empty() ? "" : ", calibrated on " + calibration) + "."
+                        : source + " converted to GGUF (" + upper + ").";
+  c.front.base_model_relation = quantized ? "quantized" : "";
+  c.front.library_name = "gguf";
+  io::inherit_from_inputs(c, {"anvil", "gguf", upper});
+  c.output_bytes = output_bytes;
+  c.bits_per_weight = bits_per_weight;
+  io::write_text_file(output.string() + ".md", io::render_model_card(c));
 }
 
 }  // namespace anvil::cli

@@ -13,8 +13,13 @@ namespace anvil::cli {
 
 // A card begun when the command starts: the inputs are named and their files are hashed in the
 // background while the command works.
+// The command line as the user typed it ("anvil CMD ARGS", shell-quoted), recorded by dispatch.
+void record_invocation(int argc, char** argv);
+const std::string& invocation();
+
 class CardBuilder {
  public:
+  CardBuilder();
   CardBuilder(int argc, char** argv);
   // Adds an input (a model directory, a GGUF, an adapter) under `role`; duplicates are skipped.
   void add_input(const std::string& role, const std::filesystem::path& path);
@@ -34,5 +39,10 @@ std::string method_display_name(const std::string& method);
 
 // Writes `card` as `dir`/README.md (atomically).
 void write_card(const std::filesystem::path& dir, const io::ModelCard& card);
+
+// The card of a GGUF written from `input` (convert, quantize): OUT.gguf.md beside it.
+// `card` was begun (and its input hashed) before the GGUF was written.
+void write_gguf_card(CardBuilder& card, const std::filesystem::path& input, const std::filesystem::path& output,
+                     const std::string& type, uint64_t output_bytes, double bits_per_weight, const std::string& calibration);
 
 }  // namespace anvil::cli
