@@ -266,8 +266,19 @@ TEST(Cli, TrainWritesAnAdapterThatEvalApplies) {
   auto r = run("train " + (dir / "r.yaml").string() + " --set optimizer.lr=1e-3");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("trainable parameters"), std::string::npos) << r.out;
-  for (const char* f : {"adapter_config.json", "adapter_model.safetensors", "log.jsonl", "loss.svg"})
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors", "log.jsonl", "loss.svg", "README.md"})
     EXPECT_TRUE(std::filesystem::exists(dir / "out" / f)) << f;
+  // Its card: an adapter of base (PEFT), trained on the data file, whose digest is sha256sum's.
+  const std::string card = test::read_bytes(dir / "out" / "README.md");
+  const YAML::Node front = YAML::Load(card.substr(4, card.find("\n---\n", 4) - 4));
+  EXPECT_EQ(front["base_model_relation"].as<std::string>(), "adapter");
+  EXPECT_EQ(front["library_name"].as<std::string>(), "peft");
+  ASSERT_EQ(front["base_model"].size(), 1u);
+  EXPECT_EQ(front["base_model"][0].as<std::string>(), models() + "/base");
+  EXPECT_EQ(front["datasets"][0].as<std::string>(), shared + "/data/fortune.train.txt");
+  EXPECT_NE(card.find("`" + shell("sha256sum " + shared + "/data/fortune.train.txt").out.substr(0, 64) + "`"), std::string::npos)
+      << card;
+  EXPECT_NE(card.find("lora: {r: 4"), std::string::npos) << card;  // the recipe itself
   auto e = run("eval " + models() + "/base --adapter " + (dir / "out").string() + " --data " + shared +
                "/data/fortune.val.txt --json");
   ASSERT_EQ(e.status, 0) << e.out;

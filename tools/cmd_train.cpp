@@ -6,8 +6,10 @@
 
 #include "commands.h"
 #include "common.h"
+#include "io/atomic_file.h"
 #include "io/temp_cleanup.h"
 #include "progress.h"
+#include "model_cards.h"
 #include "train/recipe.h"
 #include "train/trainer.h"
 
@@ -68,6 +70,13 @@ int run_train(int argc, char** argv) {
     }
   };
 
+  // The card: the base model and the data, hashed while the trainer loads and tokenizes them.
+  CardBuilder card(argc, argv);
+  card.add_input("base", recipe.base_model);
+  for (const auto& d : recipe.datasets) card.add_input("data", d.path);
+  if (recipe.val_dataset) card.add_input("validation", recipe.val_dataset->path);
+  card.start_hashing();
+
   train::Trainer trainer(recipe, hooks);
   std::printf("LoRA r=%lld alpha=%g on %s: %s trainable parameters\n", static_cast<long long>(recipe.lora.r),
               recipe.lora.alpha, recipe.base_model.string().c_str(), with_commas(trainer.trainable_parameters()).c_str());
@@ -87,6 +96,35 @@ int run_train(int argc, char** argv) {
   }
   if (result.initial_val_loss && result.final_val_loss)
     std::printf("val perplexity %.2f -> %.2f\n", std::exp(*result.initial_val_loss), std::exp(*result.final_val_loss));
+  {
+    io::ModelCard& c = card.finish();
+    // Only the base model is a base model; the data files are the card's datasets.
+    c.title = "LoRA adapter for " + recipe.base_model.filename().string();
+    std::string data;
+    for (const auto& d : recipe.datasets) data += (data.empty() ? "" : ", ") + d.path.filename().string() + " (" + d.type + ")";
+    char what[256];
+    std::snprintf(what, sizeof what, "LoRA r=%lld, alpha %g, on %s, trained for %lld steps", static_cast<long long>(recipe.lora.r),
+                  recipe.lora.alpha, recipe.base_model.filename().string().c_str(), static_cast<long long>(result.steps_done));
+    c.summary = std::string(what) + " on " + data + " with the recipe below; a PEFT adapter (adapter_config.json, "
+                "adapter_model.safetensors).";
+    c.config = io::read_text_file(recipe.file);
+    c.config_language = "yaml";
+    c.front.base_model_relation = "adapter";
+    c.front.library_name = "peft";
+    for (const auto& d : recipe.datasets) c.front.datasets.push_back(io::card_name_of(d.path));
+    std::vector<io::CardInput> bases;
+    for (const auto& in : c.inputs)
+      if (in.role == "base") bases.push_back(in);
+    std::vector<io::CardInput> all = c.inputs;
+    c.inputs = bases;
+    io::inherit_from_inputs(c, {"anvil", "lora", "peft"});
+    c.inputs = all;
+    if (result.initial_val_loss) c.measurements.push_back({recipe.base_model.filename().string() + " (before)", "validation", std::exp(*result.initial_val_loss), {}, {}});
+    if (result.final_val_loss) c.measurements.push_back({"with this adapter", "validation", std::exp(*result.final_val_loss), {}, {}});
+    std::error_code ec;
+    c.output_bytes = std::filesystem::file_size(recipe.output_dir / "adapter_model.safetensors", ec);
+    write_card(recipe.output_dir, c);
+  }
   std::printf("adapter: %s (adapter_config.json, adapter_model.safetensors); log: log.jsonl, loss.svg\n",
               recipe.output_dir.string().c_str());
   return 0;
