@@ -249,6 +249,19 @@ TEST(Cli, AdapterForEvalAndMergeAdapterForConvert) {
   double b = nlohmann::json::parse(merged.out)["results"][0]["perplexity"];
   // Same model up to the rotary rounding of a bf16 vs f32 config (perplexity moves in the 5th digit).
   EXPECT_NEAR(a, b, 1e-3 * a);
+  // Its card: a fine-tune of base, made from base and the adapter (both listed and hashed).
+  const auto p = nlohmann::json::parse(run("inspect " + (dir / "m").string() + " --json --no-tensors").out)["provenance"];
+  EXPECT_EQ(p["base_model_relation"], "finetune") << p;
+  EXPECT_EQ(p["base_model"], nlohmann::json::parse("[\"" + models() + "/base\", \"" + models() + "/lora-random\"]")) << p;
+  EXPECT_NE(test::read_bytes(dir / "m" / "README.md")
+                .find("`" + shell("sha256sum " + models() + "/lora-random/adapter_model.safetensors").out.substr(0, 64) + "`"),
+            std::string::npos);
+  // GGUF -> HF: a format conversion (no relation), of the GGUF.
+  ASSERT_EQ(run("convert " + (test::shared_dir() / "refs" / "gguf" / "base-Q8_0.gguf").string() + " -o " + (dir / "h").string())
+                .status, 0);
+  const auto h = nlohmann::json::parse(run("inspect " + (dir / "h").string() + " --json --no-tensors").out)["provenance"];
+  EXPECT_FALSE(h.contains("base_model_relation")) << h;
+  EXPECT_EQ(h["base_model"][0], (test::shared_dir() / "refs" / "gguf" / "base-Q8_0.gguf").string()) << h;
   auto bad = run("eval " + models() + "/base --adapter " + models() + "/tiny-llama --data " + (dir / "f.txt").string());
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.out.find("adapter_config.json"), std::string::npos) << bad.out;
@@ -484,4 +497,15 @@ TEST(Cli, MergeWritesAModelCardAndInspectShowsProvenance) {
   EXPECT_EQ(p["general.quantized_by"], "anvil");
   EXPECT_EQ(p["general.size_label"], "8.4M");
   EXPECT_EQ(p["tags"], nlohmann::json::parse(R"(["anvil", "Q4_K_M"])"));
+}
+
+// INT4/INT8 safetensors outputs carry a card too: quantized from their source.
+TEST(Cli, IntegerQuantizationWritesACard) {
+  test::TempDir dir;
+  auto r = run("quantize " + models() + "/tiny-llama -o " + (dir / "q").string() + " --format compressed-tensors --bits 8");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto p = nlohmann::json::parse(run("inspect " + (dir / "q").string() + " --json --no-tensors").out)["provenance"];
+  EXPECT_EQ(p["base_model_relation"], "quantized") << p;
+  EXPECT_EQ(p["base_model"][0], models() + "/tiny-llama") << p;
+  EXPECT_EQ(p["tags"], nlohmann::json::parse(R"(["anvil", "compressed-tensors", "int8"])")) << p;
 }

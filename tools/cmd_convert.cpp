@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "model_cards.h"
 #include "model/gguf_tensors.h"
 #include "quant/gguf_export.h"
 #include "quant_progress.h"
@@ -42,7 +43,15 @@ int run_convert(int argc, char** argv) {
     return convert_merging_adapter(args);
   }
   if (model::is_gguf_file(input)) {
+    CardBuilder card;
+    card.add_input("source", input);
+    card.start_hashing();
     quant::export_hf_from_gguf(input, output, out_dtype.empty() ? "f32" : out_dtype);
+    const std::string name = input.filename().string();
+    write_directory_card(card, output, {name + " as a Hugging Face model",
+                                        name + " converted from GGUF to a Hugging Face directory (" +
+                                            (out_dtype.empty() ? "f32" : out_dtype) + ", dequantized where quantized).",
+                                        "", "transformers", {"anvil"}});
     std::printf("wrote %s (Hugging Face, %s)\n", output.string().c_str(), out_dtype.empty() ? "f32" : out_dtype.c_str());
     return 0;
   }

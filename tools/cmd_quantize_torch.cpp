@@ -12,6 +12,7 @@
 #include "model_options.h"
 #include "progress.h"
 #include "quant/calibration.h"
+#include "model_cards.h"
 #include "quant/int_export.h"
 #include "quant/kquant_gptq.h"
 #include "quant_progress.h"
@@ -97,8 +98,21 @@ int run_int_export(const std::filesystem::path& input, const std::string& output
     if (!bar) bar = std::make_unique<Progress>(args.count("calib") ? "gptq" : "quantize", total, "tensors");
     bar->update_bytes(done, bytes);
   };
+  CardBuilder card;
+  card.add_input("source", input);
+  card.start_hashing();
   auto s = quant::export_int_safetensors(input, output, opts);
   if (bar) bar->finish();
+  {
+    const std::string fmt = format == quant::IntFormat::Gptq ? "gptq" : "compressed-tensors";
+    const std::string grouping = opts.spec.group_size > 0 ? "groups of " + std::to_string(opts.spec.group_size) : "per channel";
+    write_directory_card(card, output, {input.filename().string() + " INT" + std::to_string(opts.spec.bits) + " (" + fmt + ")",
+                                        input.filename().string() + " quantized to INT" + std::to_string(opts.spec.bits) +
+                                            ", " + grouping + ", in the " + fmt + " layout" +
+                                            (args.count("calib") ? ", GPTQ-calibrated" : ", round to nearest") + ".",
+                                        "quantized", "transformers",
+                                        {"anvil", fmt, "int" + std::to_string(opts.spec.bits)}});
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("wrote %s: %s INT%d %s, %lld weights quantized, %lld tensors copied, %s, in %.2f s\n", output.c_str(),
               format == quant::IntFormat::Gptq ? "GPTQ" : "compressed-tensors", opts.spec.bits,

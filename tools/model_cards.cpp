@@ -67,6 +67,18 @@ void write_card(const std::filesystem::path& dir, const io::ModelCard& card) {
 
 namespace anvil::cli {
 
+void write_directory_card(CardBuilder& b, const std::filesystem::path& dir, const DirectoryCard& what) {
+  io::ModelCard& c = b.finish();
+  c.title = what.title;
+  c.summary = what.summary;
+  c.front.base_model_relation = what.relation;
+  c.front.library_name = what.library;
+  io::inherit_from_inputs(c, what.tags);
+  c.output_bytes = 0;
+  for (const auto& f : io::model_files(dir)) c.output_bytes += std::filesystem::file_size(f);
+  write_card(dir, c);
+}
+
 void write_gguf_card(CardBuilder& b, const std::filesystem::path& input, const std::filesystem::path& output,
                      const std::string& type, uint64_t output_bytes, double bits_per_weight, const std::string& calibration) {
   io::ModelCard& c = b.finish();

@@ -41,6 +41,14 @@ std::string method_display_name(const std::string& method);
 void write_card(const std::filesystem::path& dir, const io::ModelCard& card);
 
 // The card of a GGUF written from `input` (convert, quantize): OUT.gguf.md beside it.
+// A card for a model directory written by a lib function that committed it: README.md is added
+// to the finished directory (atomically). The output's size is the directory's.
+struct DirectoryCard {
+  std::string title, summary, relation, library = "transformers";
+  std::vector<std::string> tags;
+};
+void write_directory_card(CardBuilder& card, const std::filesystem::path& dir, const DirectoryCard& what);
+
 // `card` was begun (and its input hashed) before the GGUF was written.
 void write_gguf_card(CardBuilder& card, const std::filesystem::path& input, const std::filesystem::path& output,
                      const std::string& type, uint64_t output_bytes, double bits_per_weight, const std::string& calibration);
