@@ -509,3 +509,23 @@ TEST(Cli, IntegerQuantizationWritesACard) {
   EXPECT_EQ(p["base_model"][0], models() + "/tiny-llama") << p;
   EXPECT_EQ(p["tags"], nlohmann::json::parse(R"(["anvil", "compressed-tensors", "int8"])")) << p;
 }
+
+// quantize --eval scores the result against its source and puts the table in the card: the same
+// numbers anvil eval --compare gives for the file.
+TEST(Cli, QuantizeEvalPutsTheMeasuredTableInTheCard) {
+  test::TempDir dir;
+  test::write_bytes(dir / "f.txt", test::read_bytes(test::shared_dir() / "data" / "fortune.val.txt").substr(0, 12000));
+  const std::string out = (dir / "q.gguf").string();
+  auto r = run("quantize " + models() + "/base -o " + out + " --type Q4_K_M --eval " + (dir / "f.txt").string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto e = run("eval " + out + " --compare " + models() + "/base --data " + (dir / "f.txt").string() + " --json");
+  ASSERT_EQ(e.status, 0) << e.out;
+  const auto row = nlohmann::json::parse(e.out)["results"][0];
+  char expected[160];
+  std::snprintf(expected, sizeof expected, "| this file | f.txt | %.4f | %.5f | %.2f%% |", row["perplexity"].get<double>(),
+                row["mean_kl"].get<double>(), 100 * row["top1_agreement"].get<double>());
+  const std::string card = test::read_bytes(out + ".md");
+  EXPECT_NE(card.find(expected), std::string::npos) << expected << "\n" << card;
+  std::snprintf(expected, sizeof expected, "| source (base) | f.txt | %.4f |", row["reference_perplexity"].get<double>());
+  EXPECT_NE(card.find(expected), std::string::npos) << expected << "\n" << card;
+}

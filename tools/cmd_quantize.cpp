@@ -36,6 +36,8 @@ int run_quantize(int argc, char** argv) {
        "(importance-weighted scales only, as llama.cpp)", cxxopts::value<std::string>()->default_value("gptq"))
       ("calib-passes", "GGUF with --calib gptq: 2 measures the Hessians again on the model pass 1 quantized, so "
        "each layer is fitted to the inputs it will see (twice the time)", cxxopts::value<int>()->default_value("1"))
+      ("eval", "GGUF: after quantizing, score the result against its source on these text files (perplexity, KL "
+               "divergence, top-1 agreement) and put the table in its card", cxxopts::value<std::vector<std::string>>())
       ("damp", "GPTQ dampening, a fraction of the Hessian's mean diagonal", cxxopts::value<double>()->default_value("0.01"))
       ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
       ("h,help", "show this help");
@@ -50,7 +52,9 @@ int run_quantize(int argc, char** argv) {
     if (!args.count("type")) throw UsageError("missing --type (one of " + types + ")");
     const std::string type = args["type"].as<std::string>();
     if (!quant::find_quant_mix(type)) throw UsageError("unknown --type '" + type + "' (one of " + types + ")");
-    if (!args.count("calib"))
+    if (args.count("eval"))
+      for (const auto& f : args["eval"].as<std::vector<std::string>>()) existing_path(f, "eval data file");
+    if (!args.count("calib") && !args.count("eval"))
       return run_gguf_export(args["input"].as<std::string>(), args["output"].as<std::string>(), type, threads);
   }
   return quantize_with_torch(args);

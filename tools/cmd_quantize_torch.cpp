@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "common.h"
+#include "eval/perplexity.h"
 #include "io/atomic_file.h"
 #include "io/gguf.h"
 #include "model/gguf_model.h"
@@ -122,6 +123,35 @@ int run_int_export(const std::filesystem::path& input, const std::string& output
   return 0;
 }
 
+// quantize --eval: the written GGUF against its source, window by window (the protocol of eval).
+MeasureOutput measure_against_source(const std::filesystem::path& input, const cxxopts::ParseResult& args) {
+  if (!args.count("eval")) return {};
+  const auto files = args["eval"].as<std::vector<std::string>>();
+  return [input, files](const std::filesystem::path& output) {
+    model::LoadOptions load;
+    const auto tok = load_tokenizer(input);
+    const auto source = load_model(input, load);
+    const auto quantized = load_model(output, load);
+    std::vector<io::CardMeasurement> rows;
+    std::printf("\n%-24s %12s %12s %10s %8s\n", "data", "source ppl", "ppl", "mean KL", "top-1");
+    for (const auto& f : files) {
+      eval::PerplexityOptions opts;
+      opts.threads = at::get_num_threads();
+      const auto tokens = tok.encode_file(f, false);
+      if (static_cast<int64_t>(tokens.size()) < opts.window)
+        fail(f, "has " + std::to_string(tokens.size()) + " tokens, fewer than one window of " + std::to_string(opts.window));
+      const auto r = eval::evaluate_perplexity(*quantized, tokens, opts, source.get());
+      const std::string name = std::filesystem::path(f).filename().string();
+      std::printf("%-24s %12.4f %12.4f %10.6f %7.2f%%\n", name.c_str(), *r.reference_perplexity, r.perplexity, *r.mean_kl,
+                  100 * *r.top1_agreement);
+      std::fflush(stdout);
+      rows.push_back({"source (" + input.filename().string() + ")", name, *r.reference_perplexity, {}, {}});
+      rows.push_back({"this file", name, r.perplexity, r.mean_kl, r.top1_agreement});
+    }
+    return rows;
+  };
+}
+
 }  // namespace
 
 int quantize_with_torch(const cxxopts::ParseResult& args) {
@@ -138,6 +168,9 @@ int quantize_with_torch(const cxxopts::ParseResult& args) {
     set_blas_threads(threads);
     return run_int_export(input, args["output"].as<std::string>(), *f, args);
   }
+  if (!args.count("calib"))  // --eval without calibration
+    return run_gguf_export(input, args["output"].as<std::string>(), args["type"].as<std::string>(), threads, nullptr, {}, "",
+                           0, measure_against_source(input, args));
   const std::string method = args["calib-method"].as<std::string>();
   if (method != "gptq" && method != "imatrix") throw UsageError("--calib-method must be gptq or imatrix");
   const int passes = args["calib-passes"].as<int>();
@@ -152,7 +185,8 @@ int quantize_with_torch(const cxxopts::ParseResult& args) {
   const auto importance = quant::importance_matrix(calibration);
   return run_gguf_export(input, output, type, threads, &importance,
                          method == "gptq" ? quant::gptq_tensor_encoder(calibration, damp) : quant::TensorEncoder{},
-                         text.names, text.window > 0 ? calibration.tokens / text.window : 0);
+                         text.names, text.window > 0 ? calibration.tokens / text.window : 0,
+                         measure_against_source(input, args));
 }
 
 }  // namespace anvil::cli

@@ -35,19 +35,22 @@ quant::GgufExportSummary export_gguf_with_progress(const std::filesystem::path& 
 
 int run_gguf_export(const std::filesystem::path& input, const std::filesystem::path& output, const std::string& type,
                     int threads, const std::map<std::string, std::vector<float>>* importance,
-                    const quant::TensorEncoder& encoder, const std::string& imatrix_dataset, int64_t imatrix_chunks) {
+                    const quant::TensorEncoder& encoder, const std::string& imatrix_dataset, int64_t imatrix_chunks,
+                    const MeasureOutput& measure) {
   // The card beside the file, once the file is complete (a GGUF holds its provenance keys itself);
   // its input is hashed while the export reads it.
   CardBuilder card;
   card.add_input("source", input);
   card.start_hashing();
   const auto s = export_gguf_with_progress(input, output, type, threads, importance, encoder, imatrix_dataset, imatrix_chunks);
-  write_gguf_card(card, input, output, type, s.output_bytes, s.bits_per_weight(), imatrix_dataset);
   std::printf("wrote %s: %s, %lld tensors, %s, %.2f bits/weight, from %s in %.3f s (%.0f MB/s of input)\n",
               output.string().c_str(), type.c_str(), static_cast<long long>(s.tensors),
               human_bytes(static_cast<double>(s.output_bytes)).c_str(), s.bits_per_weight(),
               human_bytes(static_cast<double>(s.input_bytes)).c_str(), s.seconds,
               s.seconds > 0 ? s.input_bytes / s.seconds / 1e6 : 0.0);
+  std::fflush(stdout);
+  if (measure) card.card().measurements = measure(output);
+  write_gguf_card(card, input, output, type, s.output_bytes, s.bits_per_weight(), imatrix_dataset);
   return 0;
 }
 

@@ -107,7 +107,15 @@ std::string render_model_card(const ModelCard& c) {
     std::snprintf(buf, sizeof buf, ", %.2f bits per weight", *c.bits_per_weight);
     out += buf;
   }
-  out += ".\n\n## Inputs\n\n| input | file | size | SHA-256 |\n|---|---|---:|---|\n";
+  out += ".\n\n## Inputs\n\n";
+  // The inputs' own lineage, from their cards: the tree continues past them.
+  for (const auto& in : c.inputs)
+    if (in.card && !in.card->base_model.empty()) {
+      std::string from;
+      for (const auto& b : in.card->base_model) from += (from.empty() ? "" : ", ") + b;
+      out += "- " + in.name + " was made from " + from + (in.card->base_model_relation.empty() ? "" : " (" + in.card->base_model_relation + ")") + "\n";
+    }
+  out += "\n| input | file | size | SHA-256 |\n|---|---|---:|---|\n";
   for (const auto& in : c.inputs)
     for (const auto& f : in.files)
       out += "| " + in.role + ": " + in.name + " | " + f.path.filename().string() + " | " + human(f.bytes) + " | `" + f.sha256 + "` |\n";
