@@ -274,8 +274,8 @@ TEST(Cli, TrainWritesAnAdapterThatEvalApplies) {
   const std::string shared = test::shared_dir().string();
   std::ofstream(dir / "r.yaml") << "base_model: " << models() << "/base\noutput_dir: " << (dir / "out").string()
                                 << "\ndatasets: [{path: " << shared << "/data/fortune.train.txt, type: raw}]\n"
-                                << "sequence_len: 32\nmicro_batch_size: 4\nmax_steps: 3\nthreads: 1\n"
-                                << "lora: {r: 4, target_modules: [q_proj, v_proj]}\n";
+                                << "sequence_len: 32\nmicro_batch_size: 4\nmax_steps: 3\nthreads: 1\nval_split: 0.01\n"
+                                << "val_max_examples: 8\nlora: {r: 4, target_modules: [q_proj, v_proj]}\n";
   auto r = run("train " + (dir / "r.yaml").string() + " --set optimizer.lr=1e-3");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("trainable parameters"), std::string::npos) << r.out;
@@ -292,6 +292,9 @@ TEST(Cli, TrainWritesAnAdapterThatEvalApplies) {
   EXPECT_NE(card.find("`" + shell("sha256sum " + shared + "/data/fortune.train.txt").out.substr(0, 64) + "`"), std::string::npos)
       << card;
   EXPECT_NE(card.find("lora: {r: 4"), std::string::npos) << card;  // the recipe itself
+  // Validation was asked for (val_split): its perplexity before and after is the measured table.
+  EXPECT_NE(card.find("| base (before) | validation |"), std::string::npos) << card;
+  EXPECT_NE(card.find("| with this adapter | validation |"), std::string::npos) << card;
   auto e = run("eval " + models() + "/base --adapter " + (dir / "out").string() + " --data " + shared +
                "/data/fortune.val.txt --json");
   ASSERT_EQ(e.status, 0) << e.out;
@@ -373,6 +376,12 @@ TEST(Cli, TokenizeReadsEveryKindOfInput) {
                "' --special --json");
   ASSERT_EQ(g.status, 0) << g.out;
   EXPECT_EQ(nlohmann::json::parse(g.out)["ids"], base_case["ids_with_bos"]);
+  // A format conversion's card beside the GGUF: library gguf, no relation (nothing was changed).
+  const std::string gcard = test::read_bytes(dir / "base.gguf.md");
+  const YAML::Node gfront = YAML::Load(gcard.substr(4, gcard.find("\n---\n", 4) - 4));
+  EXPECT_EQ(gfront["library_name"].as<std::string>(), "gguf");
+  EXPECT_FALSE(gfront["base_model_relation"]) << gcard;
+  EXPECT_EQ(gfront["base_model"][0].as<std::string>(), models() + "/base");
 
   // --chat with Gemma-3's and Llama-2's templates from the fixture (Jinja2's renderings).
   const auto chats = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "chat_template_cases.json"));

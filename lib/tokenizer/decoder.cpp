@@ -6,7 +6,7 @@
 #include "tokenizer/byte_level.h"
 #include "tokenizer/normalizer.h"
 #include "tokenizer/pre_tokenizer.h"
-#include "tokenizer/regex.h"
+#include "tokenizer/replacement.h"
 #include "util/error.h"
 #include "util/json_reader.h"
 
@@ -14,8 +14,8 @@ namespace anvil::tokenizer {
 
 struct Decoder::Step {
   enum Kind { ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip } kind;
-  std::string pattern, content;  // Replace (a literal pattern); Metaspace: content = replacement
-  std::optional<Regex> regex;    // Replace with a Regex pattern
+  std::string content;                     // Metaspace: the replacement character
+  std::optional<Replacement> replacement;  // Replace
   PrependScheme prepend = PrependScheme::Always;
   std::string strip;             // Strip: the character
   size_t start = 0, stop = 0;
@@ -72,21 +72,7 @@ Decoder Decoder::parse(const json& spec, const std::string& where) {
       step->prepend = parse_prepend_scheme(f);
     } else if (type == "Replace") {
       step->kind = Step::Replace;
-      const json* pattern = f.find("pattern");
-      if (!pattern || !pattern->is_object()) f.error("pattern", "must be {\"String\": ...} or {\"Regex\": ...}");
-      const util::JsonFields p(*pattern, where, context + "pattern.");
-      if (p.has("String")) {
-        step->pattern = p.string_or("String", "");
-      } else if (p.has("Regex")) {
-        try {
-          step->regex.emplace(p.string_or("Regex", ""));
-        } catch (const Error& e) {
-          fail(where, context + "pattern.Regex: " + e.problem());
-        }
-      } else {
-        f.error("pattern", "must be {\"String\": ...} or {\"Regex\": ...}");
-      }
-      step->content = f.string_or("content", "");
+      step->replacement.emplace(Replacement::parse(f, where, context));
     } else if (type == "ByteFallback") {
       step->kind = Step::ByteFallback;
     } else if (type == "Fuse") {
@@ -135,21 +121,7 @@ std::string Decoder::decode(std::vector<std::string> tokens) const {
         }
         break;
       case Step::Replace:
-        for (auto& t : tokens) {
-          if (!s->regex) {
-            t = replace_all(t, s->pattern, s->content);
-            continue;
-          }
-          std::string out;
-          size_t cursor = 0;
-          for (auto [b, e] : s->regex->find_all(t)) {
-            out.append(t, cursor, b - cursor);
-            out.append(s->content);
-            cursor = e;
-          }
-          out.append(t, cursor);
-          t.swap(out);
-        }
+        for (auto& t : tokens) t = s->replacement->apply(t);
         break;
       case Step::ByteFallback: {
         std::vector<std::string> out;

@@ -7,7 +7,7 @@
 #include <optional>
 
 #include "tokenizer/byte_level.h"
-#include "tokenizer/regex.h"
+#include "tokenizer/replacement.h"
 #include "util/error.h"
 #include "util/json_reader.h"
 
@@ -29,9 +29,8 @@ std::string replace_all(std::string_view text, std::string_view from, std::strin
 struct Normalizer::Step {
   enum Kind { Unicode, Prepend, Replace, Strip, ByteLevel } kind;
   int utf8proc_options = 0;     // Unicode
-  std::string text;             // Prepend: the prefix; Replace: the literal pattern
-  std::optional<Regex> regex;   // Replace with a Regex pattern
-  std::string content;          // Replace: the substitute
+  std::string text;                        // Prepend: the prefix
+  std::optional<Replacement> replacement;  // Replace
   bool left = false, right = false;  // Strip
 };
 
@@ -70,21 +69,7 @@ Normalizer Normalizer::parse(const json& spec, const std::string& where) {
       step->text = f.string_or("prepend", "");
     } else if (type == "Replace") {
       step->kind = Step::Replace;
-      const json* pattern = f.find("pattern");
-      if (!pattern || !pattern->is_object()) f.error("pattern", "must be {\"String\": ...} or {\"Regex\": ...}");
-      const util::JsonFields p(*pattern, where, context + "pattern.");
-      if (p.has("String")) {
-        step->text = p.string_or("String", "");
-      } else if (p.has("Regex")) {
-        try {
-          step->regex.emplace(p.string_or("Regex", ""));
-        } catch (const Error& e) {
-          fail(where, context + "pattern.Regex: " + e.problem());
-        }
-      } else {
-        f.error("pattern", "must be {\"String\": ...} or {\"Regex\": ...}");
-      }
-      step->content = f.string_or("content", "");
+      step->replacement.emplace(Replacement::parse(f, where, context));
     } else if (type == "Strip") {
       step->kind = Step::Strip;
       step->left = f.boolean_or("strip_left", false);
@@ -127,19 +112,7 @@ std::string Normalizer::apply(std::string_view input) const {
         if (!text.empty()) text.insert(0, s->text);  // the library prepends to non-empty text only
         break;
       case Step::Replace:
-        if (!s->regex) {
-          text = replace_all(text, s->text, s->content);
-        } else {
-          std::string out;
-          size_t cursor = 0;
-          for (auto [b, e] : s->regex->find_all(text)) {
-            out.append(text, cursor, b - cursor);
-            out.append(s->content);
-            cursor = e;
-          }
-          out.append(text, cursor);
-          text.swap(out);
-        }
+        text = s->replacement->apply(text);
         break;
       case Step::Strip: {
         size_t b = 0, e = text.size();
