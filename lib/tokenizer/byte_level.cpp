@@ -51,18 +51,5 @@ std::optional<std::string> token_symbols_to_bytes(std::string_view token) {
   return out;
 }
 
-std::string symbols_to_bytes(std::string_view symbols) {
-  const auto& from = tables().from_code_point;
-  std::string out;
-  out.reserve(symbols.size());
-  size_t pos = 0;
-  while (pos < symbols.size()) {
-    size_t start = pos;
-    int32_t cp = next_code_point(symbols, pos);
-    if (cp >= 0 && cp < 512 && from[cp] >= 0) out += static_cast<char>(from[cp]);
-    else out.append(symbols.substr(start, pos - start));
-  }
-  return out;
-}
 
 }  // namespace anvil::tokenizer

@@ -16,7 +16,6 @@ const std::array<std::string, 256>& byte_to_unicode();
 // Maps each byte of `bytes` to its stand-in character.
 std::string bytes_to_symbols(std::string_view bytes);
 // Inverse: code points from the table become their byte; any other code point is kept as UTF-8.
-std::string symbols_to_bytes(std::string_view symbols);
 // One token as the library's ByteLevel decoder reads it: its bytes when every character is in
 // the table, nullopt otherwise (the token then stands for itself).
 std::optional<std::string> token_symbols_to_bytes(std::string_view token);

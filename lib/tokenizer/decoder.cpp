@@ -65,7 +65,6 @@ Decoder Decoder::parse(const json& spec, const std::string& where) {
       return;
     } else if (type == "ByteLevel") {
       step->kind = Step::ByteLevel;
-      d.byte_level_ = true;
     } else if (type == "Metaspace") {
       step->kind = Step::Metaspace;
       step->content = f.string_or("replacement", "\xE2\x96\x81");

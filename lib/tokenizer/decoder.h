@@ -19,13 +19,10 @@ class Decoder {
   Decoder& operator=(Decoder&&) noexcept;
 
   std::string decode(std::vector<std::string> tokens) const;
-  bool byte_level() const { return byte_level_; }
-  bool empty() const { return steps_.empty(); }
 
  private:
   struct Step;
   std::vector<std::unique_ptr<Step>> steps_;
-  bool byte_level_ = false;
 };
 
 }  // namespace anvil::tokenizer

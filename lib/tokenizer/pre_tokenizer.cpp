@@ -187,7 +187,6 @@ PreTokenizer PreTokenizer::parse(const json& spec, const std::string& where) {
       step->replacement = one_character(f, "replacement", "\xE2\x96\x81");
       step->prepend = parse_prepend_scheme(f);
       step->split_on_replacement = f.boolean_or("split", true);
-      p.metaspace_replacement_ = step->replacement;
       p.metaspace_first_ = step->prepend == PrependScheme::First;
     } else if (type == "Digits") {
       step->kind = Step::Split;

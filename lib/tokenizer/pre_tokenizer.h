@@ -40,8 +40,6 @@ class PreTokenizer {
   bool byte_level() const { return byte_level_; }
   // The Split regexes in order (GPT-2's ByteLevel pattern excluded), for naming it in GGUF.
   const std::vector<std::string>& split_patterns() const { return split_patterns_; }
-  // Whether a Metaspace step is present, and its replacement character (UTF-8).
-  bool metaspace() const { return !metaspace_replacement_.empty(); }
   // A Metaspace step with prepend_scheme "first": U+2581 goes before the text only, not after
   // added tokens.
   bool metaspace_first() const { return metaspace_first_; }
@@ -51,7 +49,6 @@ class PreTokenizer {
   std::vector<std::unique_ptr<Step>> steps_;
   bool byte_level_ = false;
   std::vector<std::string> split_patterns_;
-  std::string metaspace_replacement_;
   bool metaspace_first_ = false;
 };
 

@@ -169,7 +169,6 @@ bool SentencePieceModel::is_unused(int32_t id) const { return shim().flags(impl_
 int32_t SentencePieceModel::bos_id() const { return shim().special_id(impl_->model, 0); }
 int32_t SentencePieceModel::eos_id() const { return shim().special_id(impl_->model, 1); }
 int32_t SentencePieceModel::unk_id() const { return shim().special_id(impl_->model, 2); }
-int32_t SentencePieceModel::pad_id() const { return shim().special_id(impl_->model, 3); }
 bool SentencePieceModel::adds_dummy_prefix() const { return shim().adds_dummy_prefix(impl_->model) != 0; }
 
 }  // namespace anvil::tokenizer

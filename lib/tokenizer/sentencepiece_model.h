@@ -32,7 +32,6 @@ class SentencePieceModel {
   int32_t bos_id() const;  // -1: none
   int32_t eos_id() const;
   int32_t unk_id() const;
-  int32_t pad_id() const;
   // Whether encoding prepends U+2581 (the model's add_dummy_prefix), seen from its output.
   bool adds_dummy_prefix() const;
   const std::string& where() const { return where_; }
