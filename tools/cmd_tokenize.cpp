@@ -3,7 +3,6 @@
 // counts, tokenizer mismatches), and conversations rendered with the model's chat template.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -41,22 +40,6 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& where
   }
   flush();
   return ids;
-}
-
-// One JSON object per line of `file`; `each` gets it and the line's "FILE:LINE" for errors.
-template <typename F>
-void for_each_json_line(const std::filesystem::path& file, F&& each) {
-  if (std::filesystem::is_directory(file)) fail(file.string(), "is a directory, not a JSON-lines file");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail(file.string(), "cannot be read");
-  std::string line;
-  for (int64_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = file.string() + ":" + std::to_string(number);
-    const json j = util::parse_json(line, where);
-    if (!j.is_object()) fail(where, "each line must be a JSON object");
-    each(j, where);
-  }
 }
 
 }  // namespace
@@ -101,7 +84,7 @@ int run_tokenize(int argc, char** argv) {
     if (!found) fail(path.string(), "has no chat template (chat_template.jinja, tokenizer_config.json's chat_template or "
                                     "GGUF tokenizer.chat_template)");
     const auto tmpl = chat::ChatTemplate::parse(found->source, found->where);
-    for_each_json_line(file, [&](const json& j, const std::string& where) {
+    util::for_each_json_line(file, [&](const json& j, const std::string& where) {
       const util::JsonFields f(j, where);
       const json* messages = f.find("messages");
       if (!messages || !messages->is_array()) f.error("messages", "must be a list of {\"role\", \"content\"} objects");
@@ -140,7 +123,7 @@ int run_tokenize(int argc, char** argv) {
       if (std::filesystem::is_directory(file)) fail(file.string(), "is a directory, not a text file");
       texts.push_back(io::read_text_file(file));
     } else {
-      for_each_json_line(existing_path(args["jsonl"].as<std::string>(), "JSON-lines file"),
+      util::for_each_json_line(existing_path(args["jsonl"].as<std::string>(), "JSON-lines file"),
                          [&](const json& j, const std::string& where) {
                            const util::JsonFields f(j, where);
                            const json* text = f.find("text");
@@ -168,7 +151,7 @@ int run_tokenize(int argc, char** argv) {
   if (args.count("jsonl")) {
     const auto file = existing_path(args["jsonl"].as<std::string>(), "JSON-lines file");
     std::string buffer;
-    for_each_json_line(file, [&](const json& j, const std::string& where) {
+    util::for_each_json_line(file, [&](const json& j, const std::string& where) {
       const util::JsonFields f(j, where);
       if (decode) {
         const json* ids = f.find("ids");

@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <fstream>
 #include <optional>
 
 #include "chat/chat_template.h"
@@ -107,19 +106,11 @@ struct ChatRendering {
 Tokenized tokenize(const DataSource& src, const tokenizer::Tokenizer& tok, SpecialTokens special,
                    const ChatRendering& chat) {
   Tokenized out;
-  const std::string file = src.path.string();
   if (src.type == "raw") {
     out.stream = tok.encode_file(src.path, false);
     return out;
   }
-  std::ifstream in(src.path);
-  if (!in) fail(file, "cannot be read");
-  std::string line;
-  for (int64_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = file + ":" + std::to_string(number);
-    nlohmann::json j = util::parse_json(line, where);
-    if (!j.is_object()) fail(where, "not a JSON object");
+  util::for_each_json_line(src.path, [&](const nlohmann::json& j, const std::string& where) {
     Example e;
     if (src.type == "text") {
       append(e, tok.encode(field(j, "text", where), true), true);
@@ -133,7 +124,7 @@ Tokenized tokenize(const DataSource& src, const tokenizer::Tokenizer& tok, Speci
     }
     if (special.eos >= 0 && src.type != "chat") append(e, {special.eos}, e.trained.empty() || e.trained.back());
     out.examples.push_back(std::move(e));
-  }
+  });
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "util/json_reader.h"
 
 #include <cmath>
+#include <fstream>
 #include <sstream>
 
 #include "util/error.h"
@@ -42,6 +43,22 @@ nlohmann::json parse_json(std::string_view text, const std::string& where, int m
 }
 nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& where, int max_depth) {
   return parse_checked<nlohmann::ordered_json>(text, where, max_depth);
+}
+
+void for_each_json_line(const std::filesystem::path& file,
+                        const std::function<void(const nlohmann::json& object, const std::string& where)>& each) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) fail(file.string(), "is a directory, not a JSON-lines file");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) fail(file.string(), "cannot be read");
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = file.string() + ":" + std::to_string(number);
+    const nlohmann::json j = parse_json(line, where);
+    if (!j.is_object()) fail(where, "not a JSON object");
+    each(j, where);
+  }
 }
 
 std::string json_brief(const nlohmann::json& value) {

@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -46,6 +48,12 @@ class JsonFields {
   const nlohmann::json& j_;
   std::string where_, context_;
 };
+
+// Each non-blank line of a JSON-lines file, parsed, with its "FILE:LINE" for messages. A
+// directory, an unreadable file, or a line that is not JSON or not a JSON object is an
+// anvil::Error naming the file (and the line).
+void for_each_json_line(const std::filesystem::path& file,
+                        const std::function<void(const nlohmann::json& object, const std::string& where)>& each);
 
 // A short rendering of a JSON value for messages ("\"64\"", "true", "[...]").
 std::string json_brief(const nlohmann::json& value);
