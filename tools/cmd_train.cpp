@@ -112,13 +112,7 @@ int run_train(int argc, char** argv) {
     c.front.base_model_relation = "adapter";
     c.front.library_name = "peft";
     for (const auto& d : recipe.datasets) c.front.datasets.push_back(io::card_name_of(d.path));
-    std::vector<io::CardInput> bases;
-    for (const auto& in : c.inputs)
-      if (in.role == "base") bases.push_back(in);
-    std::vector<io::CardInput> all = c.inputs;
-    c.inputs = bases;
     io::inherit_from_inputs(c, {"anvil", "lora", "peft"});
-    c.inputs = all;
     if (result.initial_val_loss) c.measurements.push_back({recipe.base_model.filename().string() + " (before)", "validation", std::exp(*result.initial_val_loss), {}, {}});
     if (result.final_val_loss) c.measurements.push_back({"with this adapter", "validation", std::exp(*result.final_val_loss), {}, {}});
     std::error_code ec;

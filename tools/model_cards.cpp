@@ -1,9 +1,9 @@
 #include "model_cards.h"
 
 #include <algorithm>
-#include <cctype>
 
 #include "io/atomic_file.h"
+#include "quant/quant_mix.h"
 #include "version.h"
 
 namespace anvil::cli {
@@ -82,9 +82,10 @@ void write_directory_card(CardBuilder& b, const std::filesystem::path& dir, cons
 void write_gguf_card(CardBuilder& b, const std::filesystem::path& input, const std::filesystem::path& output,
                      const std::string& type, uint64_t output_bytes, double bits_per_weight, const std::string& calibration) {
   io::ModelCard& c = b.finish();
-  std::string upper = type;
-  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  const bool quantized = upper != "F32" && upper != "F16" && upper != "BF16";
+  // The type was checked before the export ran; its table row has the canonical spelling.
+  const quant::QuantMix* mix = quant::find_quant_mix(type);
+  const std::string upper = mix ? std::string(mix->name) : type;
+  const bool quantized = mix && mix->quantized();
   const std::string source = std::filesystem::absolute(input).lexically_normal().filename().string();
   c.title = source + " " + upper + " GGUF";
   c.summary = quantized ? source + " quantized to " + upper + " with llama.cpp's types and per-tensor rules" +

@@ -182,6 +182,7 @@ void inherit_from_inputs(ModelCard& card, const std::vector<std::string>& tags) 
   bool every_input_has_license = true;
   card.front.base_model.clear();
   for (const auto& in : card.inputs) {
+    if (in.role == "data" || in.role == "validation") continue;
     if (std::find(card.front.base_model.begin(), card.front.base_model.end(), in.name) == card.front.base_model.end())
       card.front.base_model.push_back(in.name);
     if (in.card && in.card->license) licenses.insert(*in.card->license);

@@ -25,7 +25,7 @@ struct CardFront {
 
 // An input of the command: how the card names it (its own card's id, else its path), and its files.
 struct CardInput {
-  std::string role;  // "base", "model", "adapter", ...
+  std::string role;  // "base", "model", "adapter", "source"; "data" and "validation" are not models
   std::string name;
   std::filesystem::path path;
   std::optional<CardFront> card;  // the input's own card, when it has one
@@ -64,7 +64,7 @@ std::vector<std::string> read_card_measured(const std::filesystem::path& model_p
 // path as given.
 std::string card_name_of(const std::filesystem::path& model_path);
 
-// Fills `card.front` from the inputs: base_model = the inputs' names; license when every input's
+// Fills `card.front` from the model inputs (data files are no base models): base_model = their names; license when every input's
 // card states the same one (else none, with a note); tags of the inputs' cards, then `tags`.
 void inherit_from_inputs(ModelCard& card, const std::vector<std::string>& tags);
 

@@ -87,7 +87,7 @@ std::string rounded_count(int64_t n) {
 
 // Provenance for GGUF readers (llama.cpp's general.* keys): the source's own card gives the
 // license, base models and tags; anvil adds itself as the quantizer.
-void provenance_metadata(Metadata& m, const fs::path& input, const std::string& type, int64_t params, int64_t expert_params,
+void provenance_metadata(Metadata& m, const fs::path& input, const QuantMix& mix, int64_t params, int64_t expert_params,
                          int64_t experts, const GgufExportOptions& options) {
   auto set = [&](const std::string& key, io::GgufValue v) {
     for (auto& kv : m)
@@ -100,9 +100,7 @@ void provenance_metadata(Metadata& m, const fs::path& input, const std::string& 
   const std::string name = fs::absolute(input).lexically_normal().filename().string();
   if (!model::is_gguf_file(input)) set("general.basename", io::GgufValue::str(name));
   set("general.size_label", io::GgufValue::str(gguf_size_label(params, expert_params, experts)));
-  std::string upper = type;
-  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  const bool quantized = upper != "F32" && upper != "F16" && upper != "BF16";
+  const bool quantized = mix.quantized();
   if (quantized) set("general.quantized_by", io::GgufValue::str("anvil"));
   std::vector<io::GgufValue> tags{io::GgufValue::str("anvil")};
   if (const auto card = io::read_card_front(input)) {
@@ -126,7 +124,7 @@ void provenance_metadata(Metadata& m, const fs::path& input, const std::string& 
     for (const auto& t : card->tags)
       if (t != "anvil") tags.push_back(io::GgufValue::str(t));
   }
-  if (quantized) tags.push_back(io::GgufValue::str(upper));
+  if (quantized) tags.push_back(io::GgufValue::str(std::string(mix.name)));
   set("general.tags", io::GgufValue::array(io::GgufType::STRING, std::move(tags)));
   if (options.importance && !options.importance->empty()) {
     // As llama-quantize records an importance matrix (tools/quantize/quantize.cpp).
@@ -361,7 +359,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
       if (j.info.name.find("_exps.") != std::string::npos) expert_params += n;
     }
     const int64_t experts = ctx.n_expert;
-    provenance_metadata(meta, input, options.type, experts > 0 ? params - expert_params : params,
+    provenance_metadata(meta, input, *mix, experts > 0 ? params - expert_params : params,
                         experts > 0 ? expert_params / experts : 0, experts, options);
   }
   meta.emplace_back("general.quantization_version", io::GgufValue::u32(2));

@@ -16,6 +16,8 @@ struct QuantMix {
   std::string_view name;     // "Q4_K_M"
   uint32_t file_type;        // general.file_type (llama_ftype)
   std::string_view base;     // default tensor type
+  // A float file type (F32, F16, BF16) is a conversion, not a quantization.
+  bool quantized() const { return base != "F32" && base != "F16" && base != "BF16"; }
 };
 
 const QuantMix* find_quant_mix(std::string_view name);  // case-insensitive

@@ -75,18 +75,24 @@ Example templated(const chat::ChatTemplate& tmpl, const chat::RenderOptions& opt
   Example e;
   e.ids = tok.encode(r.text, false);  // the template writes BOS and the other specials itself
   e.trained.assign(e.ids.size(), 0);
+  // How many leading tokens of the whole are those of the text's first `bytes` alone, and how many
+  // tokens that prefix has by itself.
+  struct Boundary {
+    size_t shared, prefix_tokens;
+  };
   auto boundary = [&](size_t bytes) {
     const auto prefix = tok.encode(std::string_view(r.text).substr(0, bytes), false);
     size_t k = 0;
     while (k < prefix.size() && k < e.ids.size() && prefix[k] == e.ids[k]) ++k;
-    return k;
+    return Boundary{k, prefix.size()};
   };
   for (const auto& turn : r.assistant_turns) {
-    const size_t begin = boundary(turn.begin);
-    size_t end = std::max(begin, boundary(turn.content_end));
+    const size_t begin = boundary(turn.begin).shared;
+    const Boundary content = boundary(turn.content_end);
+    size_t end = std::max(begin, content.shared);
     // The tokenizer may have merged the content's last characters with what follows: that token
     // is the content's too.
-    if (end < e.ids.size() && tok.encode(std::string_view(r.text).substr(0, turn.content_end), false).size() > end) ++end;
+    if (end < e.ids.size() && content.prefix_tokens > end) ++end;
     // Then the end-of-turn token: the first special or added token, past whitespace only.
     size_t t = end;
     while (t < e.ids.size() && !tok.is_special(e.ids[t]) && !tok.is_added(e.ids[t]) &&
