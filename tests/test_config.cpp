@@ -72,7 +72,7 @@ TEST(Config, UnknownArchitectureIsAClearError) {
     ModelConfig::parse(j.dump(), "x/config.json");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_STREQ(e.what(), "x/config.json: unsupported architecture 'gpt_neox' (supported: llama, mistral, qwen2, mixtral)");
+    EXPECT_STREQ(e.what(), "x/config.json: unsupported architecture 'gpt_neox' (supported: llama, mistral, qwen2, mixtral, qwen3, gemma, gemma2, gemma3_text, phi3, phi, qwen2_moe, deepseek, minicpm)");
   }
 }
 

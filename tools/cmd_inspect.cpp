@@ -12,6 +12,7 @@
 #include "io/model_card.h"
 #include "model/gguf_model.h"
 #include "model/config.h"
+#include "model/config_summary.h"
 
 namespace anvil::cli {
 namespace {
@@ -88,8 +89,23 @@ void print_provenance(const nlohmann::ordered_json& p) {
   }
 }
 
+void print_features(const model::ModelConfig& c) {
+  const auto features = model::family_features(c);
+  if (features.empty()) return;
+  std::string line;
+  for (const auto& x : features) line += (line.empty() ? "" : ", ") + x;
+  std::cout << "features:     " << line << "\n";
+}
+
 int inspect_gguf(const std::filesystem::path& path, const cxxopts::ParseResult& args) {
   io::GgufFile f(path);
+  // The model the metadata describes, when anvil knows the family (a vocabulary-only or
+  // unknown-architecture GGUF still lists its keys and tensors).
+  std::optional<model::ModelConfig> config;
+  try {
+    config = model::ModelConfig::from_gguf(f);
+  } catch (const Error&) {
+  }
   const std::string filter = args.count("filter") ? args["filter"].as<std::string>() : "";
   int64_t params = 0;
   std::map<std::string, int64_t> type_counts;
@@ -114,6 +130,7 @@ int inspect_gguf(const std::filesystem::path& path, const cxxopts::ParseResult& 
     for (const auto& [k, v] : f.metadata()) meta[k] = value_text(v);
     out["metadata"] = meta;
     out["provenance"] = gguf_provenance(f);
+    if (config) out["features"] = model::family_features(*config);
     if (!args.count("no-tensors")) {
       out["tensors"] = nlohmann::ordered_json::array();
       for (const auto& t : f.tensors())
@@ -131,6 +148,11 @@ int inspect_gguf(const std::filesystem::path& path, const cxxopts::ParseResult& 
     first = false;
   }
   std::cout << "\nsize on disk: " << human_bytes(static_cast<double>(std::filesystem::file_size(path))) << "\n";
+  if (config) {
+    std::cout << "architecture: " << config->model_type << " (GGUF " << config->arch->gguf_arch << "), "
+              << config->num_layers << " layers\n";
+    print_features(*config);
+  }
   print_provenance(gguf_provenance(f));
   std::cout << "metadata:\n";
   for (const auto& [k, v] : f.metadata()) std::printf("  %-40s %s\n", k.c_str(), value_text(v).c_str());
@@ -192,6 +214,7 @@ int run_inspect(int argc, char** argv) {
       out["layers"] = config->num_layers;
       out["hidden_size"] = config->hidden_size;
       out["vocab_size"] = config->vocab_size;
+      out["features"] = model::family_features(*config);
     }
     out["parameters"] = params;
     out["dtypes"] = dtype_counts;
@@ -216,6 +239,7 @@ int run_inspect(int argc, char** argv) {
     std::cout << ", vocab " << c.vocab_size << ", context " << c.max_position_embeddings
               << (c.tie_word_embeddings ? ", tied embeddings" : "") << ", rope theta " << c.rope.theta
               << (c.rope.type != "default" ? " (" + c.rope.type + ")" : "") << "\n";
+    print_features(c);
   }
   std::cout << "parameters:   " << with_commas(params) << "\n"
             << "dtypes:       ";

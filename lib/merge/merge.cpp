@@ -20,6 +20,7 @@
 #include "merge/block_kernel.h"
 #include "merge/merge_method.h"
 #include "model/config.h"
+#include "model/gguf_names.h"
 #include "model/tensor_bridge.h"
 #include "util/error.h"
 
@@ -54,8 +55,6 @@ uint64_t tensor_seed(uint64_t seed, const std::string& name) {
   return h;
 }
 
-const std::regex kLayerName(R"(^model\.layers\.(\d+)\.(.+)$)");
-
 std::string method_list() {
   std::string s;
   for (auto n : merge_method_names()) s += (s.empty() ? "" : ", ") + std::string(n);
@@ -84,9 +83,11 @@ class Planner {
     // Non-layer tensors come from the first slice's models (embeddings, t = 0) or the last
     // slice's (final norm and LM head, t = 1), as in mergekit.
     const Model& ref = model(first.sources.front().path);
+    const model::Architecture& arch = *ref.config.arch;
     for (const auto& name : ref.ckpt->names()) {
-      if (std::regex_match(name, kLayerName)) continue;
-      bool is_pre = name.rfind("model.embed_tokens", 0) == 0;
+      if (model::split_layer_name(arch, name)) continue;
+      const auto role = model::parse_hf_name(arch, name);
+      bool is_pre = role && role->role == model::TensorRole::TokenEmbedding;
       const OutputSlice& slice = is_pre ? first : last;
       (is_pre ? pre : post).push_back(plan_tensor(slice, name, name, -1, is_pre ? 0.0 : 1.0));
     }
@@ -103,12 +104,12 @@ class Planner {
         double t = len > 1 ? static_cast<double>(i) / static_cast<double>(len - 1) : 1.0;
         const auto& src0 = slice.sources.front();
         int64_t in_layer = range(src0).first + i;
-        const std::string prefix = "model.layers." + std::to_string(in_layer) + ".";
+        layer_origins_.push_back({&model(src0.path), in_layer});
         for (const auto& name : model(src0.path).ckpt->names()) {
-          if (name.rfind(prefix, 0) != 0) continue;
-          std::string suffix = name.substr(prefix.size());
+          const auto split = model::split_layer_name(arch, name);
+          if (!split || split->layer != in_layer) continue;
           layers.push_back(
-              plan_tensor(slice, "model.layers." + std::to_string(out_layer) + "." + suffix, suffix, i, t));
+              plan_tensor(slice, model::layer_prefix(arch, out_layer) + split->suffix, split->suffix, i, t));
         }
       }
     }
@@ -119,7 +120,11 @@ class Planner {
     return all;
   }
 
+ // Where each output layer comes from (the first source of its slice), for per-layer config keys.
+  const std::vector<std::pair<const Model*, int64_t>>& layer_origins() const { return layer_origins_; }
+
  private:
+  std::vector<std::pair<const Model*, int64_t>> layer_origins_;
   const Model& model(const fs::path& p) const { return *models_.at(p.string()); }
 
   std::pair<int64_t, int64_t> range(const InputSlice& src) const {
@@ -142,7 +147,7 @@ class Planner {
   }
 
   // `name_or_suffix` is the full tensor name for non-layer tensors (layer_offset < 0), else the
-  // part after "model.layers.N.".
+  // part after the layer prefix ("model.layers.N.").
   PlannedTensor plan_tensor(const OutputSlice& slice, const std::string& out_name, const std::string& name_or_suffix,
                             int64_t layer_offset, double t) {
     PlannedTensor p;
@@ -155,8 +160,8 @@ class Planner {
     for (const InputSlice* src : sources) {
       const Model& m = model(src->path);
       std::string in_name = layer_offset < 0 ? name_or_suffix
-                                             : "model.layers." + std::to_string(range(*src).first + layer_offset) +
-                                                   "." + name_or_suffix;
+                                             : model::layer_prefix(*m.config.arch, range(*src).first + layer_offset) +
+                                                   name_or_suffix;
       const io::TensorView* view = m.ckpt->find(in_name);
       if (!view) fail(src->path.string(), "tensor '" + in_name + "' is missing (needed for " + out_name + ")");
       if (p.shape.empty()) p.shape = view->spec.shape;
@@ -212,17 +217,49 @@ void check_compatible(const std::vector<const Model*>& models, bool require_same
   }
 }
 
+// The per-layer keys of a merged config, each output layer keeping its source layer's kind
+// (windowed or global attention, dense or sparse FFN), so passthrough slices of Gemma 2/3 or a
+// MoE stay the models they were cut from.
+void write_layer_keys(nlohmann::ordered_json& cfg, const std::vector<std::pair<const Model*, int64_t>>& origins,
+                      const fs::path& where) {
+  bool sliding = false, sparse = false;
+  for (const auto& [m, layer] : origins) {
+    sliding |= !m->config.sliding_layers.empty();
+    sparse |= !m->config.sparse_layers.empty();
+  }
+  if (sliding || (cfg.contains("layer_types") && cfg["layer_types"].is_array())) {
+    auto& types = cfg["layer_types"] = nlohmann::ordered_json::array();
+    for (const auto& [m, layer] : origins)
+      types.push_back((m->config.sliding_layers.empty() ? m->config.layer_is_sliding(layer)
+                                                        : m->config.sliding_layers[static_cast<size_t>(layer)])
+                          ? "sliding_attention"
+                          : "full_attention");
+    cfg.erase("sliding_window_pattern");
+  }
+  if (!sparse) return;
+  if (cfg.contains("first_k_dense_replace")) {  // DeepSeekMoE: dense layers must lead
+    int64_t dense = 0;
+    while (dense < static_cast<int64_t>(origins.size()) && !origins[dense].first->config.layer_is_sparse(origins[dense].second)) ++dense;
+    for (size_t i = static_cast<size_t>(dense); i < origins.size(); ++i)
+      if (!origins[i].first->config.layer_is_sparse(origins[i].second))
+        fail(where.string(), "the slices put a dense layer after a sparse one, which DeepSeekMoE's config cannot say");
+    cfg["first_k_dense_replace"] = dense;
+  } else {  // Qwen2-MoE: the dense layers by index
+    auto& dense = cfg["mlp_only_layers"] = nlohmann::ordered_json::array();
+    for (size_t i = 0; i < origins.size(); ++i)
+      if (!origins[i].first->config.layer_is_sparse(origins[i].second)) dense.push_back(i);
+    cfg["decoder_sparse_step"] = 1;
+  }
+}
+
 void write_model_files(const MergeConfig& config, const Model& base, const Model& tokenizer_model, int64_t layers,
-                       at::ScalarType out_dtype, const fs::path& dir) {
+                       const std::vector<std::pair<const Model*, int64_t>>& origins, at::ScalarType out_dtype,
+                       const fs::path& dir) {
   auto cfg = nlohmann::ordered_json::parse(base.config.raw_json);
   cfg["num_hidden_layers"] = layers;
   if (cfg.contains("torch_dtype")) cfg["torch_dtype"] = dtype_config_name(out_dtype);
   if (cfg.contains("dtype") || !cfg.contains("torch_dtype")) cfg["dtype"] = dtype_config_name(out_dtype);
-  if (cfg.contains("layer_types") && cfg["layer_types"].is_array() && !cfg["layer_types"].empty()) {
-    auto kind = cfg["layer_types"][0];
-    cfg["layer_types"] = nlohmann::ordered_json::array();
-    for (int64_t i = 0; i < layers; ++i) cfg["layer_types"].push_back(kind);
-  }
+  write_layer_keys(cfg, origins, config.source);
   io::write_text_file(dir / "config.json", cfg.dump(2) + "\n");
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                         "vocab.json", "merges.txt", "tokenizer.model"})
@@ -412,7 +449,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
     for (size_t i = 0; i < plan.size(); ++i) merge_one(i);
   }
   writer.commit();
-  write_model_files(cfg, base, *tokenizer_model, layers, out_dtype, out.temp_path());
+  write_model_files(cfg, base, *tokenizer_model, layers, planner.layer_origins(), out_dtype, out.temp_path());
   if (options.before_commit) options.before_commit(out.temp_path(), bytes.load());
   out.commit();
 

@@ -6,6 +6,7 @@
 
 #include "io/atomic_file.h"
 #include "io/gguf.h"
+#include "model/gguf_hparams.h"
 #include "util/error.h"
 #include "util/json_reader.h"
 
@@ -13,16 +14,6 @@ namespace anvil::model {
 namespace {
 
 using nlohmann::json;
-
-// Bounds on sizes read from a config: far above any real model (Llama-3-405B: hidden 16,384,
-// 126 layers, vocab 128,256), low enough that products of them cannot overflow int64 and that a
-// typo like 10^12 is an error instead of a truncated GGUF field.
-constexpr int64_t kMaxWidth = 1 << 20;      // hidden, intermediate, head_dim
-constexpr int64_t kMaxLayers = 4096;
-constexpr int64_t kMaxHeads = 1 << 14;
-constexpr int64_t kMaxVocab = 1 << 24;
-constexpr int64_t kMaxExperts = 1 << 12;
-constexpr int64_t kMaxPositions = int64_t{1} << 32;
 
 // An integer, or the first of a list of integers (bos_token_id is written both ways).
 std::optional<int64_t> first_integer(const util::JsonFields& f, const char* key) {
@@ -36,31 +27,76 @@ std::optional<int64_t> first_integer(const util::JsonFields& f, const char* key)
   return f.optional_integer(key, INT64_MIN, INT64_MAX);
 }
 
-void parse_rope(const util::JsonFields& top, const json& j, RopeConfig& rope, const std::string& where) {
-  // Newer transformers: rope_parameters {rope_theta, rope_type, ...}; older: rope_theta at the top
-  // and rope_scaling {rope_type|type, factor, ...}.
+// One rotary parameter set: {rope_theta, rope_type | type, factor, ...}.
+void parse_rope_params(const util::JsonFields& params, RopeConfig& rope, double& partial, const std::string& where,
+                       const std::string& key) {
+  rope.theta = params.number_or("rope_theta", rope.theta, 1e-6, 1e30);
+  partial = params.number_or("partial_rotary_factor", partial, 1e-6, 1.0);
+  std::string type = params.string_or("rope_type", params.string_or("type", "default"));
+  if (type != "default" && type != "llama3")
+    fail(where, "unsupported rope type '" + type + "' in \"" + key + "\" (supported: default, llama3)");
+  rope.type = type;
+  rope.factor = params.number_or("factor", 1.0, 1e-6, 1e6);
+  rope.low_freq_factor = params.number_or("low_freq_factor", 1.0, 1e-6, 1e6);
+  rope.high_freq_factor = params.number_or("high_freq_factor", 4.0, 1e-6, 1e6);
+  if (type == "llama3" && !(rope.high_freq_factor > rope.low_freq_factor))
+    fail(where, "\"" + key + ".high_freq_factor\" must exceed low_freq_factor");
+  rope.original_max_position_embeddings =
+      params.integer_or("original_max_position_embeddings", rope.original_max_position_embeddings, 1, kMaxPositions);
+}
+
+// Newer transformers: rope_parameters {rope_theta, rope_type, ...}, or per layer type
+// {full_attention: {...}, sliding_attention: {...}}; older: rope_theta at the top and
+// rope_scaling {rope_type|type, factor, ...}. partial_rotary_factor sits at either level.
+double parse_rope(const util::JsonFields& top, const json& j, RopeConfig& rope, const std::string& where) {
   const char* params_key = nullptr;
   if (auto it = j.find("rope_parameters"); it != j.end() && !it->is_null()) params_key = "rope_parameters";
   else if (auto it2 = j.find("rope_scaling"); it2 != j.end() && !it2->is_null()) params_key = "rope_scaling";
   rope.theta = top.number_or("rope_theta", 10000.0, 1e-6, 1e30);
-  if (params_key) {
-    const util::JsonFields params(j[params_key], where, std::string(params_key) + ".");
-    rope.theta = params.number_or("rope_theta", rope.theta, 1e-6, 1e30);
-    std::string type = params.string_or("rope_type", params.string_or("type", "default"));
-    if (type != "default" && type != "llama3")
-      fail(where, "unsupported rope type '" + type + "' (supported: default, llama3)");
-    rope.type = type;
-    rope.factor = params.number_or("factor", 1.0, 1e-6, 1e6);
-    rope.low_freq_factor = params.number_or("low_freq_factor", 1.0, 1e-6, 1e6);
-    rope.high_freq_factor = params.number_or("high_freq_factor", 4.0, 1e-6, 1e6);
-    if (type == "llama3" && !(rope.high_freq_factor > rope.low_freq_factor))
-      fail(where, "\"" + std::string(params_key) + ".high_freq_factor\" must exceed low_freq_factor");
-    rope.original_max_position_embeddings =
-        params.integer_or("original_max_position_embeddings", 8192, 1, kMaxPositions);
+  double partial = top.number_or("partial_rotary_factor", 1.0, 1e-6, 1.0);
+  if (!params_key) return partial;
+  const json& p = j[params_key];
+  if (!p.is_object()) fail(where, "\"" + std::string(params_key) + "\" must be an object");
+  if (p.contains("full_attention") || p.contains("sliding_attention")) {
+    for (const char* layer_type : {"full_attention", "sliding_attention"}) {
+      if (!p.contains(layer_type)) continue;
+      const std::string key = std::string(params_key) + "." + layer_type;
+      if (!p[layer_type].is_object()) fail(where, "\"" + key + "\" must be an object");
+      RopeConfig r = rope;
+      parse_rope_params(util::JsonFields(p[layer_type], where, key + "."), r, partial, where, key);
+      if (std::string_view(layer_type) == "full_attention") rope = r;
+      else rope.sliding_theta = r.theta;
+    }
+    return partial;
   }
+  parse_rope_params(util::JsonFields(p, where, std::string(params_key) + "."), rope, partial, where, params_key);
+  return partial;
+}
+
+// transformers' layer_types: "sliding_attention" / "full_attention" per layer.
+std::vector<bool> parse_layer_types(const util::JsonFields& f, int64_t layers) {
+  const json* v = f.find("layer_types");
+  if (!v) return {};
+  if (!v->is_array() || static_cast<int64_t>(v->size()) != layers)
+    f.error("layer_types", "must list one type per layer (" + std::to_string(layers) + ")");
+  std::vector<bool> sliding;
+  for (const auto& t : *v) {
+    if (t == "sliding_attention") sliding.push_back(true);
+    else if (t == "full_attention") sliding.push_back(false);
+    else f.error("layer_types", "holds " + util::json_brief(t) + " (known: sliding_attention, full_attention)");
+  }
+  return sliding;
 }
 
 }  // namespace
+
+Activation parse_activation(const std::string& name, const util::JsonFields& f, const char* key) {
+  if (name == "silu" || name == "swish") return Activation::Silu;
+  // transformers' gelu_new and gelu_pytorch_tanh are the same tanh approximation.
+  if (name == "gelu_pytorch_tanh" || name == "gelu_new") return Activation::GeluTanh;
+  if (name == "gelu") return Activation::Gelu;
+  f.error(key, "is '" + name + "' (supported: silu, gelu, gelu_pytorch_tanh, gelu_new)");
+}
 
 void ModelConfig::validate(const std::string& where) const {
   auto bad = [&](const std::string& what) { fail(where, what); };
@@ -69,20 +105,39 @@ void ModelConfig::validate(const std::string& where) const {
         std::to_string(num_kv_heads) + ")");
   if (head_dim <= 0 || head_dim % 2 != 0 || head_dim > kMaxWidth)
     bad("head_dim must be a positive even number, not " + std::to_string(head_dim));
+  if (rotary_dim <= 0 || rotary_dim % 2 != 0 || rotary_dim > head_dim)
+    bad("the rotary dimension (" + std::to_string(rotary_dim) + ") must be a positive even number up to head_dim (" +
+        std::to_string(head_dim) + ")");
   if (num_heads * head_dim > 16 * kMaxWidth) bad("head count x head_dim is implausibly large");
   if (!(std::isfinite(rms_norm_eps) && rms_norm_eps > 0 && rms_norm_eps < 1))
     bad("the norm epsilon must be a finite number in (0, 1)");
   if (!(std::isfinite(rope.theta) && rope.theta > 0)) bad("the rotary base (rope_theta) must be a positive finite number");
+  if (rope.sliding_theta && !(std::isfinite(*rope.sliding_theta) && *rope.sliding_theta > 0))
+    bad("the windowed layers' rotary base must be a positive finite number");
   if (sliding_window && *sliding_window < 1) bad("sliding_window must be at least 1 (or null for none)");
+  if (!sliding_layers.empty() && static_cast<int64_t>(sliding_layers.size()) != num_layers)
+    bad("the sliding-window layer pattern does not cover the " + std::to_string(num_layers) + " layers");
+  for (double v : {attn_logit_softcap, final_logit_softcap})
+    if (!(std::isfinite(v) && v >= 0)) bad("a soft-cap must be a finite number >= 0");
+  for (double v : {embedding_scale, residual_scale, logit_scale, query_pre_attn_scalar > 0 ? query_pre_attn_scalar : 1.0})
+    if (!(std::isfinite(v) && v > 0)) bad("embedding, residual and logit scales must be positive finite numbers");
   auto token = [&](const std::optional<int64_t>& id, const char* name) {
     if (id && (*id < 0 || *id >= vocab_size))
       bad(std::string(name) + " " + std::to_string(*id) + " is outside the vocabulary (size " + std::to_string(vocab_size) + ")");
   };
   token(bos_token_id, "bos_token_id");
   for (int64_t e : eos_token_ids) token(e, "eos_token_id");
-  if (arch && arch->ffn == FfnKind::SparseMoE && !(num_experts_per_tok >= 1 && num_experts_per_tok <= num_experts))
-    bad("experts used per token (" + std::to_string(num_experts_per_tok) + ") must be in [1, expert count " +
-        std::to_string(num_experts) + "]");
+  if (arch && arch->is_moe()) {
+    if (!(num_experts_per_tok >= 1 && num_experts_per_tok <= num_experts))
+      bad("experts used per token (" + std::to_string(num_experts_per_tok) + ") must be in [1, expert count " +
+          std::to_string(num_experts) + "]");
+    if (expert_intermediate_size < 1 || expert_intermediate_size > kMaxWidth) bad("the experts' FFN width must be positive");
+    if (arch->shared_experts != SharedExperts::None && (shared_intermediate_size < 1 || shared_intermediate_size > kMaxWidth))
+      bad("the shared experts' FFN width must be positive");
+    if (!sparse_layers.empty() && static_cast<int64_t>(sparse_layers.size()) != num_layers)
+      bad("the sparse-layer pattern does not cover the " + std::to_string(num_layers) + " layers");
+    if (first_dense_layers > num_layers) bad("more leading dense layers than layers");
+  }
 }
 
 ModelConfig ModelConfig::parse(const std::string& text, const std::string& where) {
@@ -94,11 +149,9 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
   if (!f.has("model_type")) fail(where, "missing \"model_type\"");
   c.model_type = f.string_or("model_type", "");
   c.arch = find_architecture(c.model_type);
-  if (!c.arch) {
-    std::string list;
-    for (auto t : supported_model_types()) list += (list.empty() ? "" : ", ") + std::string(t);
-    fail(where, "unsupported architecture '" + c.model_type + "' (supported: " + list + ")");
-  }
+  if (!c.arch)
+    fail(where, "unsupported architecture '" + c.model_type + "' (supported: " + supported_model_types_text() + ")");
+  c.model_type = std::string(c.arch->model_type);
   c.hidden_size = f.integer("hidden_size", 1, kMaxWidth);
   c.intermediate_size = f.integer("intermediate_size", 1, kMaxWidth);
   c.num_layers = f.integer("num_hidden_layers", 1, kMaxLayers);
@@ -110,19 +163,22 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
                     std::to_string(c.num_heads) + ") and no head_dim is given");
   c.head_dim = f.integer_or("head_dim", c.hidden_size / c.num_heads, 1, kMaxWidth);
   c.max_position_embeddings = f.integer_or("max_position_embeddings", 4096, 1, kMaxPositions);
-  c.rms_norm_eps = f.number_or("rms_norm_eps", 1e-6, 1e-30, 0.5);
-  parse_rope(f, j, c.rope, where);
-  c.tie_word_embeddings = f.boolean_or("tie_word_embeddings", c.arch->default_tie_word_embeddings);
-  c.attention_bias = f.boolean_or("attention_bias", c.arch->default_attention_bias);
-  if (const std::string act = f.string_or("hidden_act", "silu"); act != "silu")
-    fail(where, "unsupported hidden_act '" + act + "' (only silu)");
-  const bool use_sliding = f.boolean_or("use_sliding_window", c.model_type != "qwen2");
-  if (use_sliding) c.sliding_window = f.optional_integer("sliding_window", 1, kMaxPositions);
-  if (c.arch->ffn == FfnKind::SparseMoE) {
-    c.num_experts = f.integer("num_local_experts", 1, kMaxExperts);
-    c.num_experts_per_tok = f.integer("num_experts_per_tok", 1, kMaxExperts);
-    if (c.num_experts_per_tok > c.num_experts) fail(where, "num_experts_per_tok exceeds num_local_experts");
+  c.rms_norm_eps = c.arch->norm == NormKind::LayerNorm ? f.number_or("layer_norm_eps", 1e-5, 1e-30, 0.5)
+                                                       : f.number_or("rms_norm_eps", 1e-6, 1e-30, 0.5);
+  const double partial = parse_rope(f, j, c.rope, where);
+  // transformers: int(head_dim * partial_rotary_factor).
+  c.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * partial);
+  c.tie_word_embeddings = f.boolean_or("tie_word_embeddings", c.arch->tie_word_embeddings);
+  c.attention_bias = f.boolean_or("attention_bias", c.arch->attention_bias);
+  c.activation = f.has("hidden_act") ? parse_activation(f.string_or("hidden_act", ""), f, "hidden_act") : c.arch->activation;
+  if (f.boolean_or("use_sliding_window", c.arch->sliding_window_default_on)) {
+    c.sliding_window = f.optional_integer("sliding_window", 1, kMaxPositions);
   }
+  c.sliding_layers = parse_layer_types(f, c.num_layers);
+  c.renormalize_top_k = f.boolean_or("norm_topk_prob", c.arch->renormalize_top_k);
+  if (c.arch->read_config) c.arch->read_config(f, c);
+  if (c.arch->is_moe() && c.num_experts_per_tok > c.num_experts)
+    fail(where, "num_experts_per_tok exceeds the expert count");
   c.dtype = f.has("dtype") ? f.string_or("dtype", "") : f.string_or("torch_dtype", "float32");
   c.bos_token_id = first_integer(f, "bos_token_id");
   // A pad id outside the vocabulary (old Llama configs say -1) means "none"; nothing embeds it.
@@ -166,93 +222,105 @@ ModelConfig ModelConfig::from_gguf(const io::GgufFile& f) {
   if (!arch_value || !arch_value->as_string()) fail(where, "missing general.architecture");
   const std::string arch = *arch_value->as_string();
   ModelConfig c;
-  // Every key is checked for type and range before use; a key that is present but wrong is an
-  // error, never a silent default.
-  auto integer = [&](const std::string& key, std::optional<int64_t> fallback = std::nullopt, int64_t hi = kMaxWidth) {
-    const std::string full = arch + "." + key;
-    const io::GgufValue* v = f.find(full);
-    if (!v) {
-      if (fallback) return *fallback;
-      fail(where, "missing " + full);
-    }
-    if (!v->as_int() || *v->as_int() < 1 || *v->as_int() > hi)
-      fail(where, full + " must be an integer in [1, " + std::to_string(hi) + "]");
-    return *v->as_int();
-  };
-  auto number = [&](const std::string& key, double fallback, double lo, double hi) {
-    const std::string full = arch + "." + key;
-    const io::GgufValue* v = f.find(full);
-    if (!v) return fallback;
-    if (!v->as_float() || !std::isfinite(*v->as_float()) || *v->as_float() < lo || *v->as_float() > hi)
-      fail(where, full + " must be a finite number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return *v->as_float();
-  };
-  auto token_id = [&](const char* key) -> std::optional<int64_t> {
-    const io::GgufValue* v = f.find(key);
-    if (!v) return std::nullopt;
-    if (!v->as_int()) fail(where, std::string(key) + " must be an integer");
-    return *v->as_int();
-  };
   // expert_count 0 (written by some converters for dense models) means dense.
   const io::GgufValue* expert_value = f.find(arch + ".expert_count");
-  const int64_t experts = expert_value && expert_value->as_int() == 0 ? 0
-                          : expert_value                              ? integer("expert_count", 0, kMaxExperts)
-                                                                      : 0;
-  c.arch = find_gguf_architecture(arch, experts > 0 ? FfnKind::SparseMoE : FfnKind::Dense);
+  const bool experts = expert_value && expert_value->as_int() && *expert_value->as_int() > 0;
+  c.arch = find_gguf_architecture(arch, experts);
   if (!c.arch)
-    fail(where, "unsupported GGUF architecture '" + arch + "'" + (experts > 0 ? " with experts" : "") +
-                    " (supported: llama, qwen2, llama with experts = Mixtral)");
+    fail(where, "unsupported GGUF architecture '" + arch + "' (supported: " + supported_gguf_architectures_text() + ")");
+  if (c.arch->is_moe() && !experts) fail(where, "missing " + arch + ".expert_count (a " + arch + " model has experts)");
   c.model_type = std::string(c.arch->model_type);
-  if (experts > 0) {
-    c.num_experts = experts;
-    c.num_experts_per_tok = integer("expert_used_count", std::nullopt, kMaxExperts);
-    if (c.num_experts_per_tok > c.num_experts) fail(where, arch + ".expert_used_count exceeds expert_count");
-  }
-  // Stacked expert tensors must hold exactly expert_count experts (readers slice them by it).
-  for (const auto& t : f.tensors())
-    if (t.name.ends_with("_exps.weight") &&
-        (t.dims.size() != 3 || static_cast<int64_t>(t.dims[2]) != experts))
-      fail(where, "tensor '" + t.name + "' stacks " + (t.dims.size() == 3 ? std::to_string(t.dims[2]) : "no") +
-                      " experts, but " + arch + ".expert_count is " + std::to_string(experts));
-  c.hidden_size = integer("embedding_length");
-  c.num_layers = integer("block_count", std::nullopt, kMaxLayers);
-  c.intermediate_size = integer("feed_forward_length");
-  c.num_heads = integer("attention.head_count", std::nullopt, kMaxHeads);
-  c.num_kv_heads = integer("attention.head_count_kv", c.num_heads, kMaxHeads);
-  if (!f.find(arch + ".attention.key_length") && c.hidden_size % c.num_heads != 0)
-    fail(where, arch + ".embedding_length is not a multiple of " + arch + ".attention.head_count");
-  c.head_dim = integer("attention.key_length", c.hidden_size / c.num_heads);
-  if (f.find(arch + ".attention.value_length") && integer("attention.value_length") != c.head_dim)
-    fail(where, arch + ".attention.value_length differs from key_length (not supported)");
-  // anvil rotates the whole head; a partial rotary (or 0) is another family's layout.
-  if (f.find(arch + ".rope.dimension_count") && integer("rope.dimension_count") != c.head_dim)
-    fail(where, arch + ".rope.dimension_count must equal the head dimension (" + std::to_string(c.head_dim) + ")");
-  c.max_position_embeddings = integer("context_length", 4096, kMaxPositions);
-  c.rms_norm_eps = number("attention.layer_norm_rms_epsilon", c.rms_norm_eps, 1e-30, 0.5);
-  c.rope.theta = number("rope.freq_base", c.rope.theta, 1e-6, 1e30);
+  c.activation = c.arch->activation;  // llama.cpp fixes each family's activation
   const io::GgufTensorInfo* embd = f.find_tensor("token_embd.weight");
   if (!embd || embd->dims.size() != 2) fail(where, "missing token_embd.weight");
   if (embd->dims[1] < 1 || embd->dims[1] > static_cast<uint64_t>(kMaxVocab))
     fail(where, "token_embd.weight has an implausible vocabulary size");
   c.vocab_size = static_cast<int64_t>(embd->dims[1]);
+  // Every key is checked for type and range before use; a key that is present but wrong is an
+  // error, never a silent default.
+  read_gguf_hparams(f, c);
+  if (c.arch->is_moe()) {
+    if (c.num_experts_per_tok < 1 || c.num_experts_per_tok > c.num_experts)
+      fail(where, arch + ".expert_used_count must be in [1, " + arch + ".expert_count]");
+    if (c.expert_intermediate_size == 0) c.expert_intermediate_size = c.intermediate_size;
+    c.renormalize_top_k = c.arch->renormalize_top_k;
+  } else {
+    c.num_experts = c.num_experts_per_tok = 0;
+  }
+  // Stacked expert tensors must hold exactly expert_count experts (readers slice them by it).
+  for (const auto& t : f.tensors())
+    if (t.name.ends_with("_exps.weight") &&
+        (t.dims.size() != 3 || static_cast<int64_t>(t.dims[2]) != c.num_experts))
+      fail(where, "tensor '" + t.name + "' stacks " + (t.dims.size() == 3 ? std::to_string(t.dims[2]) : "no") +
+                      " experts, but " + arch + ".expert_count is " + std::to_string(c.num_experts));
   c.tie_word_embeddings = f.find_tensor("output.weight") == nullptr;
   if (const io::GgufTensorInfo* rf = f.find_tensor("rope_freqs.weight")) {
-    if (rf->type != 0 || rf->dims.size() != 1 || static_cast<int64_t>(rf->dims[0]) * 2 != c.head_dim)
-      fail(where, "rope_freqs.weight must be F32 with head_dim / 2 entries");
+    if (rf->type != 0 || rf->dims.size() != 1 || static_cast<int64_t>(rf->dims[0]) * 2 != c.rotary_dim)
+      fail(where, "rope_freqs.weight must be F32 with (rotary dimension) / 2 entries");
     const float* v = reinterpret_cast<const float*>(rf->data.data());
     c.rope.freq_divisors.assign(v, v + rf->dims[0]);
     for (float d : c.rope.freq_divisors)
       if (!(std::isfinite(d) && d > 0)) fail(where, "rope_freqs.weight holds a divisor that is not a positive finite number");
   }
   c.attention_bias = f.find_tensor("blk.0.attn_q.bias") != nullptr;
+  if (c.arch->complete_gguf_config) c.arch->complete_gguf_config(c);
   // llama.cpp computes rotary frequencies in fp32 without the bf16 rounding transformers applies.
   c.dtype = "float32";
+  auto token_id = [&](const char* key) -> std::optional<int64_t> {
+    const io::GgufValue* v = f.find(key);
+    if (!v) return std::nullopt;
+    if (!v->as_int()) fail(where, std::string(key) + " must be an integer");
+    return *v->as_int();
+  };
   c.bos_token_id = token_id("tokenizer.ggml.bos_token_id");
   if (auto eos = token_id("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {*eos};
   c.pad_token_id = token_id("tokenizer.ggml.padding_token_id");
   if (c.pad_token_id && (*c.pad_token_id < 0 || *c.pad_token_id >= c.vocab_size)) c.pad_token_id.reset();
   c.validate(where);
   return c;
+}
+
+const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::Silu: return "silu";
+    case Activation::GeluTanh: return "gelu_pytorch_tanh";
+    case Activation::Gelu: return "gelu";
+  }
+  return "silu";
+}
+
+std::string ModelConfig::to_hf_json(const std::string& torch_dtype) const {
+  nlohmann::ordered_json cfg{{"architectures", {std::string(arch->hf_class)}},
+                             {"model_type", model_type},
+                             {"hidden_size", hidden_size},
+                             {"intermediate_size", intermediate_size},
+                             {"num_hidden_layers", num_layers},
+                             {"num_attention_heads", num_heads},
+                             {"num_key_value_heads", num_kv_heads},
+                             {"head_dim", head_dim},
+                             {"vocab_size", vocab_size},
+                             {"max_position_embeddings", max_position_embeddings},
+                             {arch->norm == NormKind::LayerNorm ? "layer_norm_eps" : "rms_norm_eps", rms_norm_eps},
+                             {"rope_theta", rope.theta},
+                             {"tie_word_embeddings", tie_word_embeddings},
+                             {"attention_bias", attention_bias},
+                             {"hidden_act", activation_name(activation)},
+                             {"torch_dtype", torch_dtype}};
+  if (rotary_dim != head_dim) cfg["partial_rotary_factor"] = static_cast<double>(rotary_dim) / static_cast<double>(head_dim);
+  if (sliding_window) {
+    cfg["sliding_window"] = *sliding_window;
+    if (!arch->sliding_window_default_on) cfg["use_sliding_window"] = true;
+  }
+  if (!sliding_layers.empty()) {
+    auto& types = cfg["layer_types"] = nlohmann::ordered_json::array();
+    for (bool s : sliding_layers) types.push_back(s ? "sliding_attention" : "full_attention");
+  }
+  if (arch->is_moe()) cfg["norm_topk_prob"] = renormalize_top_k;
+  if (bos_token_id) cfg["bos_token_id"] = *bos_token_id;
+  if (!eos_token_ids.empty()) cfg["eos_token_id"] = eos_token_ids[0];
+  if (pad_token_id) cfg["pad_token_id"] = *pad_token_id;
+  if (arch->write_config) arch->write_config(*this, cfg);
+  return cfg.dump(2) + "\n";
 }
 
 ModelConfig ModelConfig::load(const std::filesystem::path& model_dir) {

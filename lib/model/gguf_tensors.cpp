@@ -1,10 +1,11 @@
 #include "model/gguf_tensors.h"
 
+#include <algorithm>
 #include <fstream>
 
 #include "model/gguf_names.h"
-#include "model/rotary_layout.h"
 #include "model/tensor_shapes.h"
+#include "model/tensor_transforms.h"
 #include "quant/quant_types.h"
 #include "util/error.h"
 
@@ -15,15 +16,31 @@ namespace {
 struct Source {
   const io::GgufTensorInfo* tensor = nullptr;
   int64_t expert = -1;
+  TensorRole role = TensorRole::Count;
 };
 
-Source find_source(const io::GgufFile& gguf, const std::string& hf_name) {
-  if (auto name = hf_to_gguf_name(hf_name)) return {gguf.find_tensor(*name), -1};
-  if (auto slice = hf_expert_to_gguf(hf_name)) {
-    const io::GgufTensorInfo* t = gguf.find_tensor(slice->gguf_name);
-    if (t && t->dims.size() == 3 && slice->expert < static_cast<int64_t>(t->dims[2])) return {t, slice->expert};
+Source find_source(const io::GgufFile& gguf, const ModelConfig& c, const std::string& hf_name) {
+  const auto name = parse_hf_name(*c.arch, hf_name);
+  if (!name) return {};
+  const io::GgufTensorInfo* t = gguf.find_tensor(gguf_name_of(*name));
+  if (!t) return {};
+  if (is_expert(name->role)) {
+    if (t->dims.size() != 3 || name->expert < 0 || name->expert >= static_cast<int64_t>(t->dims[2])) return {};
+    return {t, name->expert, name->role};
   }
-  return {};
+  return {t, -1, name->role};
+}
+
+// The Hugging Face names of one GGUF tensor (one per expert for a stack); empty if it has none.
+std::vector<std::string> hf_names_of(const ModelConfig& c, const io::GgufTensorInfo& t) {
+  const auto name = parse_gguf_name(*c.arch, t.name);
+  if (!name) return {};
+  if (!is_expert(name->role)) return {hf_name_of(*c.arch, *name)};
+  std::vector<std::string> out;
+  if (t.dims.size() != 3) return out;
+  for (int64_t e = 0; e < static_cast<int64_t>(t.dims[2]); ++e)
+    out.push_back(hf_name_of(*c.arch, {name->role, name->layer, e}));
+  return out;
 }
 
 }  // namespace
@@ -36,19 +53,15 @@ bool is_gguf_file(const std::filesystem::path& path) {
   return in.gcount() == 4 && std::string_view(magic, 4) == "GGUF";
 }
 
-std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf) {
+std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf, const ModelConfig& c) {
   std::vector<HfTensorEntry> out;
   for (const auto& t : gguf.tensors()) {
-    if (auto hf = gguf_to_hf_name(t.name)) {
-      out.push_back({*hf, std::vector<int64_t>(t.dims.rbegin(), t.dims.rend())});
-      continue;
-    }
-    if (t.dims.size() == 3 && gguf_expert_to_hf(t.name, 0)) {
-      const std::vector<int64_t> shape{static_cast<int64_t>(t.dims[1]), static_cast<int64_t>(t.dims[0])};
-      for (int64_t e = 0; e < static_cast<int64_t>(t.dims[2]); ++e) out.push_back({*gguf_expert_to_hf(t.name, e), shape});
-      continue;
-    }
-    fail(gguf.path().string(), "tensor '" + t.name + "' has no Hugging Face name (unsupported)");
+    if (t.name == "rope_freqs.weight") continue;  // recomputed from the config
+    const auto names = hf_names_of(c, t);
+    if (names.empty()) fail(gguf.path().string(), "tensor '" + t.name + "' has no Hugging Face name in a " + c.model_type + " model");
+    const bool stacked = t.dims.size() == 3;
+    std::vector<int64_t> shape(t.dims.rbegin() + (stacked ? 1 : 0), t.dims.rend());
+    for (const auto& n : names) out.push_back({n, shape});
   }
   return out;
 }
@@ -57,18 +70,14 @@ void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config) {
   std::vector<std::string> present;
   for (const auto& t : gguf.tensors()) {
     if (t.name == "rope_freqs.weight") continue;  // llama3 rotary scaling, checked by ModelConfig::from_gguf
-    if (auto hf = gguf_to_hf_name(t.name)) {
-      present.push_back(*hf);
-    } else if (t.dims.size() == 3 && gguf_expert_to_hf(t.name, 0)) {
-      for (int64_t e = 0; e < static_cast<int64_t>(t.dims[2]); ++e) present.push_back(*gguf_expert_to_hf(t.name, e));
-    } else {
-      fail(gguf.path().string(), "tensor '" + t.name + "' has no role in a " + config.model_type + " model");
-    }
+    const auto names = hf_names_of(config, t);
+    if (names.empty()) fail(gguf.path().string(), "tensor '" + t.name + "' has no role in a " + config.model_type + " model");
+    present.insert(present.end(), names.begin(), names.end());
   }
   check_tensor_shapes(
       config,
       [&](const std::string& hf_name) -> std::optional<std::vector<int64_t>> {
-        const Source src = find_source(gguf, hf_name);
+        const Source src = find_source(gguf, config, hf_name);
         if (!src.tensor) return std::nullopt;
         const auto& d = src.tensor->dims;
         if (src.expert >= 0) return std::vector<int64_t>{static_cast<int64_t>(d[1]), static_cast<int64_t>(d[0])};
@@ -77,13 +86,13 @@ void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config) {
       present, gguf.path().string(), "the GGUF metadata");
 }
 
-bool gguf_has_hf_tensor(const io::GgufFile& gguf, const std::string& hf_name) {
-  return find_source(gguf, hf_name).tensor != nullptr;
+bool gguf_has_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config, const std::string& hf_name) {
+  return find_source(gguf, config, hf_name).tensor != nullptr;
 }
 
 HfTensor read_gguf_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config, const std::string& hf_name) {
   const std::string where = gguf.path().string();
-  const Source src = find_source(gguf, hf_name);
+  const Source src = find_source(gguf, config, hf_name);
   if (!src.tensor) fail(where, "no tensor for '" + hf_name + "'");
   const io::GgufTensorInfo& t = *src.tensor;
   const quant::QuantType* type = quant::find_quant_type(t.type);
@@ -101,12 +110,10 @@ HfTensor read_gguf_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config
   for (int64_t d : out.shape) numel *= d;
   out.values.resize(static_cast<size_t>(numel));
   type->decode(bytes, out.values.data(), numel);
-  if (config.arch->gguf_permute_qk && out.shape.size() == 2) {
-    const int64_t cols = out.shape[1];
-    if (hf_name.ends_with("self_attn.q_proj.weight"))
-      out.values = permute_rotary_rows(out.values, config.num_heads, cols, false);
-    if (hf_name.ends_with("self_attn.k_proj.weight"))
-      out.values = permute_rotary_rows(out.values, config.num_kv_heads, cols, false);
+  const GgufTransform transform = gguf_transform(config, src.role);
+  if (!transform.identity()) {
+    const int64_t cols = out.shape.empty() ? 1 : out.shape.back();
+    out.values = gguf_to_hf_values(transform, out.values, numel / std::max<int64_t>(cols, 1), cols);
   }
   return out;
 }

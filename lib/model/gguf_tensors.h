@@ -24,17 +24,17 @@ struct HfTensorEntry {
   std::vector<int64_t> shape;
 };
 // The Hugging Face tensors a GGUF holds, in file order (a stacked expert tensor gives one per
-// expert). Fails naming the file for a tensor with no Hugging Face name.
-std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf);
+// expert). Fails naming the file for a tensor with no Hugging Face name in the family.
+std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf, const ModelConfig& config);
 
 // Every tensor the GGUF's metadata implies, checked for presence and shape (before anything
 // permutes or slices rows by that metadata); an anvil::Error naming the file and tensor.
 void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config);
 
-bool gguf_has_hf_tensor(const io::GgufFile& gguf, const std::string& hf_name);
+bool gguf_has_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config, const std::string& hf_name);
 
-// Dequantizes the tensor Hugging Face calls `hf_name`: q/k rows un-permuted for families whose
-// converter permutes them, an expert's slice cut out of llama.cpp's stacked tensor.
+// Dequantizes the tensor Hugging Face calls `hf_name`, undoing the converter's value transforms
+// (tensor_transforms.h) and cutting an expert's slice out of llama.cpp's stacked tensor.
 HfTensor read_gguf_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config, const std::string& hf_name);
 
 }  // namespace anvil::model

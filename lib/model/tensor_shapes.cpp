@@ -14,41 +14,62 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 }
 
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
-  const int64_t H = c.hidden_size, D = c.head_dim, F = c.intermediate_size, V = c.vocab_size;
+  using R = TensorRole;
+  const Architecture& a = *c.arch;
+  const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
   const int64_t Q = c.num_heads * D, KV = c.num_kv_heads * D;
-  std::vector<ExpectedTensor> out{
-      {"model.embed_tokens.weight", {V, H}},
-      {"model.norm.weight", {H}},
-      {"lm_head.weight", {V, H}, !c.tie_word_embeddings},
+  const bool layer_norm = a.norm == NormKind::LayerNorm;
+  std::vector<ExpectedTensor> out;
+  // `required`: whether a checkpoint must have it when the family does.
+  auto add = [&](R role, std::vector<int64_t> shape, bool required, int64_t layer = -1, int64_t expert = -1) {
+    if (a.has(role)) out.push_back({expand_name(a.hf_template(role), layer, expert), std::move(shape), required});
   };
+  add(R::TokenEmbedding, {V, H}, true);
+  add(R::OutputNorm, {H}, true);
+  add(R::OutputNormBias, {H}, layer_norm);
+  add(R::Output, {V, H}, !c.tie_word_embeddings);
+  add(R::OutputBias, {V}, false);
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    out.push_back({p + "input_layernorm.weight", {H}});
-    out.push_back({p + "post_attention_layernorm.weight", {H}});
-    out.push_back({p + "self_attn.q_proj.weight", {Q, H}});
-    out.push_back({p + "self_attn.k_proj.weight", {KV, H}});
-    out.push_back({p + "self_attn.v_proj.weight", {KV, H}});
-    out.push_back({p + "self_attn.o_proj.weight", {H, Q}});
-    out.push_back({p + "self_attn.o_proj.bias", {H}, false});
-    out.push_back({p + "self_attn.q_proj.bias", {Q}, c.attention_bias});
-    out.push_back({p + "self_attn.k_proj.bias", {KV}, c.attention_bias});
-    out.push_back({p + "self_attn.v_proj.bias", {KV}, c.attention_bias});
-    if (c.arch->ffn == FfnKind::Dense) {
-      out.push_back({p + "mlp.gate_proj.weight", {F, H}});
-      out.push_back({p + "mlp.up_proj.weight", {F, H}});
-      out.push_back({p + "mlp.down_proj.weight", {H, F}});
+    add(R::AttnNorm, {H}, true, i);
+    add(R::AttnNormBias, {H}, layer_norm, i);
+    add(R::AttnQ, {Q, H}, true, i);
+    add(R::AttnQBias, {Q}, c.attention_bias, i);
+    add(R::AttnK, {KV, H}, true, i);
+    add(R::AttnKBias, {KV}, c.attention_bias, i);
+    add(R::AttnV, {KV, H}, true, i);
+    add(R::AttnVBias, {KV}, c.attention_bias, i);
+    add(R::AttnQkv, {Q + 2 * KV, H}, true, i);
+    add(R::AttnOut, {H, Q}, true, i);
+    add(R::AttnOutBias, {H}, false, i);
+    if (a.qk_norm) {
+      add(R::AttnQNorm, {D}, true, i);
+      add(R::AttnKNorm, {D}, true, i);
+    }
+    add(R::AttnPostNorm, {H}, true, i);
+    add(R::FfnNorm, {H}, true, i);
+    add(R::FfnPostNorm, {H}, true, i);
+    if (!c.layer_is_sparse(i)) {
+      const int64_t F = c.intermediate_size;
+      add(R::FfnGate, {F, H}, true, i);
+      add(R::FfnUp, {F, H}, true, i);
+      add(R::FfnUpBias, {F}, false, i);
+      add(R::FfnGateUp, {2 * F, H}, true, i);
+      add(R::FfnDown, {H, F}, true, i);
+      add(R::FfnDownBias, {H}, false, i);
       continue;
     }
-    out.push_back({p + std::string(c.arch->moe_router), {c.num_experts, H}});
+    const int64_t Fe = c.expert_intermediate_size, Fs = c.shared_intermediate_size;
+    add(R::MoeRouter, {c.num_experts, H}, true, i);
     for (int64_t e = 0; e < c.num_experts; ++e) {
-      auto name = [&](std::string_view pattern) {
-        std::string s(pattern);
-        s.replace(s.find("{e}"), 3, std::to_string(e));
-        return p + s;
-      };
-      out.push_back({name(c.arch->moe_gate), {F, H}});
-      out.push_back({name(c.arch->moe_up), {F, H}});
-      out.push_back({name(c.arch->moe_down), {H, F}});
+      add(R::ExpertGate, {Fe, H}, true, i, e);
+      add(R::ExpertUp, {Fe, H}, true, i, e);
+      add(R::ExpertDown, {H, Fe}, true, i, e);
+    }
+    if (a.shared_experts != SharedExperts::None) {
+      add(R::SharedGate, {Fs, H}, true, i);
+      add(R::SharedUp, {Fs, H}, true, i);
+      add(R::SharedDown, {H, Fs}, true, i);
+      add(R::SharedExpertGate, {1, H}, true, i);
     }
   }
   return out;

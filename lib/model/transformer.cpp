@@ -51,12 +51,14 @@ at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tens
 
 }  // namespace
 
-at::Tensor rope_inverse_frequencies(const ModelConfig& c) {
+at::Tensor rope_inverse_frequencies(const ModelConfig& c, double theta) {
   auto f32 = at::TensorOptions().dtype(at::kFloat);
-  auto exponents = at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
-                   static_cast<double>(c.head_dim);
-  at::Tensor inv_freq = 1.0 / at::pow(c.rope.theta, exponents);
-  if (c.rope.type == "llama3") {
+  const bool own_base = theta > 0;
+  if (!own_base) theta = c.rope.theta;
+  auto exponents = at::arange(0, c.rotary_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+                   static_cast<double>(c.rotary_dim);
+  at::Tensor inv_freq = 1.0 / at::pow(theta, exponents);
+  if (c.rope.type == "llama3" && !own_base) {
     const double factor = c.rope.factor, low = c.rope.low_freq_factor, high = c.rope.high_freq_factor;
     const double old_ctx = static_cast<double>(c.rope.original_max_position_embeddings);
     const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
@@ -67,7 +69,7 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& c) {
     auto medium = at::logical_not(wavelen < high_wavelen).logical_and(at::logical_not(wavelen > low_wavelen));
     inv_freq = at::where(medium, smoothed, scaled);
   }
-  if (!c.rope.freq_divisors.empty())  // llama.cpp's form of a frequency scaling (GGUF rope_freqs)
+  if (!c.rope.freq_divisors.empty() && !own_base)  // llama.cpp's form of a frequency scaling (GGUF rope_freqs)
     inv_freq = inv_freq / at::tensor(c.rope.freq_divisors, at::TensorOptions().dtype(at::kFloat));
   // transformers casts the inv_freq buffer with the model: a bf16/f16 checkpoint loaded in its
   // own dtype sees rounded frequencies. Reproduce that so logits match to ~1e-5, not ~5e-2.
@@ -76,10 +78,23 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& c) {
   return inv_freq.to(f32.dtype()).contiguous();
 }
 
+std::vector<const LinearWeights*> LayerWeights::linears() const {
+  std::vector<const LinearWeights*> out{&qkv, &o};
+  for (const ExpertWeights* e : {&mlp, &shared})
+    if (e->down.weight.defined()) out.insert(out.end(), {&e->gate_up, &e->down});
+  for (const auto& e : experts) out.insert(out.end(), {&e.gate_up, &e.down});
+  return out;
+}
+
 Transformer::Transformer(ModelConfig config, const WeightProvider& get, const WeightExists& has,
                          const LoadOptions& options)
     : config_(std::move(config)), options_(options) {
+  using R = TensorRole;
   const ModelConfig& c = config_;
+  const Architecture& a = *c.arch;
+  auto name_of = [&](R role, int64_t layer = -1, int64_t expert = -1) {
+    return expand_name(a.hf_template(role), layer, expert);
+  };
   auto fetch = [&](const std::string& name, std::vector<int64_t> shape) {
     if (!has(name)) fail("checkpoint", "tensor '" + name + "' is missing (required by " + c.model_type + ")");
     at::Tensor t = get(name);
@@ -88,10 +103,12 @@ Transformer::Transformer(ModelConfig config, const WeightProvider& get, const We
                              shape_str(shape));
     return t;
   };
-  auto fetch_linear = [&](const std::string& prefix, int64_t out, int64_t in) {
+  // A linear layer by role; its bias by the bias role when the family has one and the file holds it.
+  auto fetch_linear = [&](R role, R bias_role, int64_t out, int64_t in, int64_t layer, int64_t expert = -1) {
     LinearWeights w;
-    w.weight = fetch(prefix + ".weight", {out, in});
-    if (has(prefix + ".bias")) w.bias = fetch(prefix + ".bias", {out});
+    w.weight = fetch(name_of(role, layer, expert), {out, in});
+    if (bias_role != R::Count && a.has(bias_role) && has(name_of(bias_role, layer)))
+      w.bias = fetch(name_of(bias_role, layer), {out});
     return w;
   };
   auto fuse = [&](std::vector<LinearWeights> parts) {
@@ -107,78 +124,111 @@ Transformer::Transformer(ModelConfig config, const WeightProvider& get, const We
     if (any_bias) f.bias = at::cat(bs, 0).contiguous();
     return f;
   };
+  // Gemma's (1 + w) is added once here, in at least fp32 as transformers computes it.
+  auto fetch_norm = [&](R role, R bias_role, int64_t width, int64_t layer) {
+    NormWeights n;
+    if (!a.has(role)) return n;
+    n.scale = fetch(name_of(role, layer), {width});
+    if (a.norm == NormKind::RmsPlusOne) {
+      const auto wide = n.scale.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+      n.scale = (n.scale.to(wide) + 1).contiguous();
+    }
+    if (a.norm == NormKind::LayerNorm) n.bias = fetch(name_of(bias_role, layer), {width});
+    return n;
+  };
+  // A gated MLP from separate gate/up, fused gate/up, or an ungated up; `ffn` wide.
+  auto fetch_mlp = [&](R gate, R up, R down, int64_t ffn, int64_t layer, int64_t expert = -1) {
+    ExpertWeights m;
+    const int64_t H = c.hidden_size;
+    if (a.has(R::FfnGateUp) && gate == R::FfnGate) m.gate_up = fetch_linear(R::FfnGateUp, R::Count, 2 * ffn, H, layer);
+    else if (a.gated_ffn)
+      m.gate_up = fuse({fetch_linear(gate, R::Count, ffn, H, layer, expert), fetch_linear(up, R::Count, ffn, H, layer, expert)});
+    else m.gate_up = fetch_linear(up, R::FfnUpBias, ffn, H, layer, expert);
+    m.down = fetch_linear(down, down == R::FfnDown ? R::FfnDownBias : R::Count, H, ffn, layer, expert);
+    return m;
+  };
 
-  const int64_t H = c.hidden_size, D = c.head_dim, F = c.intermediate_size;
-  embed_ = fetch("model.embed_tokens.weight", {c.vocab_size, H});
-  final_norm_ = fetch("model.norm.weight", {H});
-  if (has("lm_head.weight") && !c.tie_word_embeddings) lm_head_ = fetch("lm_head.weight", {c.vocab_size, H});
-  else if (c.tie_word_embeddings) lm_head_ = embed_;
-  else fail("checkpoint", "tensor 'lm_head.weight' is missing and tie_word_embeddings is false");
+  const int64_t H = c.hidden_size, D = c.head_dim, Q = c.num_heads * D, KV = c.num_kv_heads * D;
+  embed_ = fetch(name_of(R::TokenEmbedding), {c.vocab_size, H});
+  final_norm_ = fetch_norm(R::OutputNorm, R::OutputNormBias, H, -1);
+  if (!c.tie_word_embeddings && has(name_of(R::Output))) lm_head_.weight = fetch(name_of(R::Output), {c.vocab_size, H});
+  else if (c.tie_word_embeddings) lm_head_.weight = embed_;
+  else fail("checkpoint", "tensor '" + name_of(R::Output) + "' is missing and tie_word_embeddings is false");
+  if (a.has(R::OutputBias) && has(name_of(R::OutputBias))) lm_head_.bias = fetch(name_of(R::OutputBias), {c.vocab_size});
 
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
     LayerWeights L;
-    L.attn_norm = fetch(p + "input_layernorm.weight", {H});
-    L.ffn_norm = fetch(p + "post_attention_layernorm.weight", {H});
-    auto q = fetch_linear(p + "self_attn.q_proj", c.num_heads * D, H);
-    if (c.attention_bias && !q.bias.defined())
-      fail("checkpoint", "tensor '" + p + "self_attn.q_proj.bias' is missing (config says attention_bias)");
-    L.qkv = fuse({q, fetch_linear(p + "self_attn.k_proj", c.num_kv_heads * D, H),
-                  fetch_linear(p + "self_attn.v_proj", c.num_kv_heads * D, H)});
-    L.o = fetch_linear(p + "self_attn.o_proj", H, c.num_heads * D);
-    if (c.arch->ffn == FfnKind::Dense) {
-      L.gate_up = fuse({fetch_linear(p + "mlp.gate_proj", F, H), fetch_linear(p + "mlp.up_proj", F, H)});
-      L.down = fetch_linear(p + "mlp.down_proj", H, F);
+    L.attn_norm = fetch_norm(R::AttnNorm, R::AttnNormBias, H, i);
+    L.attn_post_norm = fetch_norm(R::AttnPostNorm, R::Count, H, i);
+    L.ffn_norm = fetch_norm(R::FfnNorm, R::Count, H, i);
+    L.ffn_post_norm = fetch_norm(R::FfnPostNorm, R::Count, H, i);
+    if (a.qk_norm) {
+      L.q_norm = fetch_norm(R::AttnQNorm, R::Count, D, i);
+      L.k_norm = fetch_norm(R::AttnKNorm, R::Count, D, i);
+    }
+    if (a.has(R::AttnQkv)) {
+      L.qkv = fetch_linear(R::AttnQkv, R::Count, Q + 2 * KV, H, i);
     } else {
-      L.router = fetch(p + std::string(c.arch->moe_router), {c.num_experts, H});
-      for (int64_t e = 0; e < c.num_experts; ++e) {
-        auto name = [&](std::string_view pattern) {
-          std::string s(pattern);
-          s.replace(s.find("{e}"), 3, std::to_string(e));
-          return p + s.substr(0, s.size() - std::string(".weight").size());
-        };
-        ExpertWeights ew;
-        ew.gate_up = fuse({fetch_linear(name(c.arch->moe_gate), F, H), fetch_linear(name(c.arch->moe_up), F, H)});
-        ew.down = fetch_linear(name(c.arch->moe_down), H, F);
-        L.experts.push_back(std::move(ew));
-      }
+      auto q = fetch_linear(R::AttnQ, R::AttnQBias, Q, H, i);
+      if (c.attention_bias && !q.bias.defined())
+        fail("checkpoint", "tensor '" + name_of(R::AttnQBias, i) + "' is missing (config says attention_bias)");
+      L.qkv = fuse({q, fetch_linear(R::AttnK, R::AttnKBias, KV, H, i), fetch_linear(R::AttnV, R::AttnVBias, KV, H, i)});
+    }
+    L.o = fetch_linear(R::AttnOut, R::AttnOutBias, H, Q, i);
+    L.sparse = c.layer_is_sparse(i);
+    if (!L.sparse) {
+      L.mlp = fetch_mlp(R::FfnGate, R::FfnUp, R::FfnDown, c.intermediate_size, i);
+    } else {
+      L.router = fetch(name_of(R::MoeRouter, i), {c.num_experts, H});
+      for (int64_t e = 0; e < c.num_experts; ++e)
+        L.experts.push_back(fetch_mlp(R::ExpertGate, R::ExpertUp, R::ExpertDown, c.expert_intermediate_size, i, e));
+      if (a.shared_experts != SharedExperts::None)
+        L.shared = fetch_mlp(R::SharedGate, R::SharedUp, R::SharedDown, c.shared_intermediate_size, i);
+      if (a.shared_experts == SharedExperts::SigmoidGated) L.shared_gate = fetch(name_of(R::SharedExpertGate, i), {1, H});
     }
     layers_.push_back(std::move(L));
   }
   inv_freq_ = rope_inverse_frequencies(c).to(options_.device);
+  if (c.rope.sliding_theta) inv_freq_sliding_ = rope_inverse_frequencies(c, *c.rope.sliding_theta).to(options_.device);
   index_linear_slots();
 }
 
 void Transformer::index_linear_slots() {
+  using R = TensorRole;
   const ModelConfig& c = config_;
-  const int64_t D = c.head_dim, F = c.intermediate_size;
+  const Architecture& a = *c.arch;
+  const int64_t H = c.hidden_size, Q = c.num_heads * c.head_dim, KV = c.num_kv_heads * c.head_dim;
   for (int64_t i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
     LayerWeights& L = layers_[i];
-    auto add = [&](const std::string& name, LinearWeights& w, int64_t offset, int64_t rows) {
-      slots_.push_back({p + name + ".weight", LinearSlot{&w, offset, rows}});
-      fed_by_[&w].push_back(p + name + ".weight");
+    // A LoRA target by its Hugging Face name: rows [offset, offset + rows) of a fused layer.
+    auto add = [&](R role, LinearWeights& w, int64_t offset, int64_t rows, int64_t expert = -1) {
+      if (!a.has(role)) return;
+      const std::string name = expand_name(a.hf_template(role), i, expert);
+      slots_.push_back({name, LinearSlot{&w, offset, rows}});
+      fed_by_[&w].push_back(name);
     };
-    add("self_attn.q_proj", L.qkv, 0, c.num_heads * D);
-    add("self_attn.k_proj", L.qkv, c.num_heads * D, c.num_kv_heads * D);
-    add("self_attn.v_proj", L.qkv, (c.num_heads + c.num_kv_heads) * D, c.num_kv_heads * D);
-    add("self_attn.o_proj", L.o, 0, c.hidden_size);
-    if (c.arch->ffn == FfnKind::Dense) {
-      add("mlp.gate_proj", L.gate_up, 0, F);
-      add("mlp.up_proj", L.gate_up, F, F);
-      add("mlp.down_proj", L.down, 0, c.hidden_size);
+    add(R::AttnQ, L.qkv, 0, Q);
+    add(R::AttnK, L.qkv, Q, KV);
+    add(R::AttnV, L.qkv, Q + KV, KV);
+    add(R::AttnQkv, L.qkv, 0, Q + 2 * KV);
+    add(R::AttnOut, L.o, 0, H);
+    auto add_mlp = [&](R gate, R up, R down, ExpertWeights& m, int64_t expert) {
+      const int64_t F = m.down.weight.size(1);
+      if (a.gated_ffn) {
+        add(gate, m.gate_up, 0, F, expert);
+        add(up, m.gate_up, F, F, expert);
+      } else {
+        add(up, m.gate_up, 0, F, expert);
+      }
+      add(down, m.down, 0, H, expert);
+    };
+    if (!L.sparse) {
+      add_mlp(R::FfnGate, R::FfnUp, R::FfnDown, L.mlp, -1);
+      add(R::FfnGateUp, L.mlp.gate_up, 0, L.mlp.gate_up.weight.size(0));
       continue;
     }
-    for (int64_t e = 0; e < c.num_experts; ++e) {
-      auto name = [&](std::string_view pattern) {
-        std::string s(pattern);
-        s.replace(s.find("{e}"), 3, std::to_string(e));
-        return s.substr(0, s.size() - std::string(".weight").size());
-      };
-      add(name(c.arch->moe_gate), L.experts[e].gate_up, 0, F);
-      add(name(c.arch->moe_up), L.experts[e].gate_up, F, F);
-      add(name(c.arch->moe_down), L.experts[e].down, 0, c.hidden_size);
-    }
+    for (int64_t e = 0; e < c.num_experts; ++e) add_mlp(R::ExpertGate, R::ExpertUp, R::ExpertDown, L.experts[e], e);
+    if (L.shared.down.weight.defined()) add_mlp(R::SharedGate, R::SharedUp, R::SharedDown, L.shared, -1);
   }
 }
 
@@ -279,11 +329,26 @@ KVCache Transformer::new_cache(int64_t batch, int64_t capacity) const {
   return cache;
 }
 
-at::Tensor Transformer::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+at::Tensor Transformer::norm(const at::Tensor& x, const NormWeights& w) const {
+  if (config_.arch->norm == NormKind::LayerNorm)
+    return at::layer_norm(x, {x.size(-1)}, w.scale, w.bias, config_.rms_norm_eps);
   // Half types normalize in fp32 (as transformers does); fp32/fp64 stay as they are.
   auto xf = (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kHalf) ? x.to(at::kFloat) : x;
   auto normed = xf * at::rsqrt(xf.pow(2).mean({-1}, /*keepdim=*/true) + config_.rms_norm_eps);
-  return weight * normed.to(x.scalar_type());
+  // Llama multiplies in the model's dtype, Gemma in fp32 before casting back.
+  if (config_.arch->norm == NormKind::RmsPlusOne) return (normed * w.scale).to(x.scalar_type());
+  return w.scale * normed.to(x.scalar_type());
+}
+
+at::Tensor Transformer::rotate(const at::Tensor& x, const at::Tensor& inv_freq, int64_t start) const {
+  const int64_t T = x.size(2), R = config_.rotary_dim;
+  auto positions = at::arange(start, start + T, at::TensorOptions().dtype(at::kFloat).device(options_.device));
+  auto freqs = at::outer(positions, inv_freq);
+  auto emb = at::cat({freqs, freqs}, -1);
+  auto cos = emb.cos().to(x.scalar_type()), sin = emb.sin().to(x.scalar_type());
+  if (R == x.size(-1)) return apply_rope(x, cos, sin);
+  // Partial rotary (Phi-2): the first R dimensions turn, the rest pass through.
+  return at::cat({apply_rope(x.narrow(-1, 0, R), cos, sin), x.narrow(-1, R, x.size(-1) - R)}, -1);
 }
 
 at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, size_t layer, int64_t start,
@@ -292,16 +357,17 @@ at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, si
   const int64_t B = x.size(0), T = x.size(1), D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
   const int64_t G = NH / NKV;
   auto qkv = project(x, w.qkv);
-  auto q = qkv.narrow(-1, 0, NH * D).view({B, T, NH, D}).transpose(1, 2);
-  auto k = qkv.narrow(-1, NH * D, NKV * D).view({B, T, NKV, D}).transpose(1, 2);
+  auto q = qkv.narrow(-1, 0, NH * D).view({B, T, NH, D});
+  auto k = qkv.narrow(-1, NH * D, NKV * D).view({B, T, NKV, D});
   auto v = qkv.narrow(-1, (NH + NKV) * D, NKV * D).view({B, T, NKV, D}).transpose(1, 2);
-
-  auto positions = at::arange(start, start + T, at::TensorOptions().dtype(at::kFloat).device(options_.device));
-  auto freqs = at::outer(positions, inv_freq_);
-  auto emb = at::cat({freqs, freqs}, -1);
-  auto cos = emb.cos().to(x.scalar_type()), sin = emb.sin().to(x.scalar_type());
-  q = apply_rope(q, cos, sin);
-  k = apply_rope(k, cos, sin);
+  if (w.q_norm.defined()) {
+    q = norm(q, w.q_norm);
+    k = norm(k, w.k_norm);
+  }
+  const bool sliding = c.layer_is_sliding(static_cast<int64_t>(layer));
+  const at::Tensor& inv_freq = sliding && inv_freq_sliding_.defined() ? inv_freq_sliding_ : inv_freq_;
+  q = rotate(q.transpose(1, 2), inv_freq, start);
+  k = rotate(k.transpose(1, 2), inv_freq, start);
 
   int64_t S = start + T;
   if (cache) {
@@ -315,7 +381,7 @@ at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, si
   // Additive mask [T, S]: query t (absolute position start+t) sees keys j <= start+t, and with a
   // sliding window only keys j > start+t-window.
   at::Tensor mask;
-  const bool windowed = c.sliding_window && *c.sliding_window < S;
+  const bool windowed = sliding && *c.sliding_window < S;
   if (T > 1 || windowed) {
     auto qpos = at::arange(start, S, at::TensorOptions().dtype(at::kLong).device(options_.device)).unsqueeze(1);
     auto kpos = at::arange(0, S, at::TensorOptions().dtype(at::kLong).device(options_.device)).unsqueeze(0);
@@ -323,53 +389,75 @@ at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, si
     if (windowed) blocked = blocked.logical_or(kpos <= qpos - *c.sliding_window);
     mask = at::zeros({T, S}, x.options()).masked_fill(blocked, -std::numeric_limits<float>::infinity());
   }
+  const double scale_base = c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : static_cast<double>(D);
+  const bool plain = c.attn_logit_softcap == 0 && scale_base == static_cast<double>(D);
   at::Tensor out;
 #if TORCH_VERSION_MAJOR >= 2
-  // Grouped-query attention as plain attention over repeated key/value heads.
-  auto kr = G > 1 ? k.repeat_interleave(G, 1) : k;
-  auto vr = G > 1 ? v.repeat_interleave(G, 1) : v;
-  if (mask.defined() && !windowed && start == 0)
-    out = at::scaled_dot_product_attention(q, kr, vr, {}, 0.0, /*is_causal=*/true);
-  else
-    out = at::scaled_dot_product_attention(q, kr, vr, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt);
-#else
-  // Grouped-query attention without copying keys: the G query heads sharing a key/value head are
-  // stacked along the sequence axis, so one batched GEMM serves the whole group.
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
-  auto qg = q.reshape({B, NKV, G * T, D});
-  auto scores = at::matmul(qg, k.transpose(-1, -2)).mul_(scale);  // [B, NKV, G*T, S]
-  if (mask.defined()) scores.view({B, NKV, G, T, S}).add_(mask);
-  auto probs = at::softmax(scores, -1);
-  out = at::matmul(probs, v).view({B, NH, T, D});
+  if (plain) {
+    // Grouped-query attention as plain attention over repeated key/value heads.
+    auto kr = G > 1 ? k.repeat_interleave(G, 1) : k;
+    auto vr = G > 1 ? v.repeat_interleave(G, 1) : v;
+    if (mask.defined() && !windowed && start == 0)
+      out = at::scaled_dot_product_attention(q, kr, vr, {}, 0.0, /*is_causal=*/true);
+    else
+      out = at::scaled_dot_product_attention(q, kr, vr, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt);
+  }
 #endif
+  if (!out.defined()) {
+    // Grouped-query attention without copying keys: the G query heads sharing a key/value head
+    // are stacked along the sequence axis, so one batched GEMM serves the whole group.
+    auto qg = q.reshape({B, NKV, G * T, D});
+    auto scores = at::matmul(qg, k.transpose(-1, -2)).mul_(1.0 / std::sqrt(scale_base));  // [B, NKV, G*T, S]
+    if (c.attn_logit_softcap > 0) scores = at::tanh(scores / c.attn_logit_softcap) * c.attn_logit_softcap;
+    if (mask.defined()) scores.view({B, NKV, G, T, S}).add_(mask);
+    auto probs = at::softmax(scores, -1);
+    out = at::matmul(probs, v).view({B, NH, T, D});
+  }
+  (void)plain;
   out = out.transpose(1, 2).reshape({B, T, NH * D});
   return project(out, w.o);
 }
 
-at::Tensor Transformer::feed_forward(const at::Tensor& x, const LayerWeights& w) const {
+at::Tensor Transformer::mlp(const at::Tensor& x, const ExpertWeights& w) const {
   auto gu = project(x, w.gate_up);
-  int64_t F = config_.intermediate_size;
-  auto h = at::silu(gu.narrow(-1, 0, F)) * gu.narrow(-1, F, F);
+  const int64_t F = w.down.weight.size(1);
+  auto act = [&](const at::Tensor& t) {
+    switch (config_.activation) {
+      case Activation::Silu: return at::silu(t);
+      case Activation::GeluTanh: return at::gelu(t, "tanh");
+      case Activation::Gelu: return at::gelu(t);
+    }
+    return t;
+  };
+  auto h = config_.arch->gated_ffn ? act(gu.narrow(-1, 0, F)) * gu.narrow(-1, F, F) : act(gu);
   return project(h, w.down);
 }
 
+at::Tensor Transformer::ffn(const at::Tensor& x, const LayerWeights& w) const {
+  return w.sparse ? moe(x, w) : mlp(x, w.mlp);
+}
+
 at::Tensor Transformer::moe(const at::Tensor& x, const LayerWeights& w) const {
-  const int64_t H = config_.hidden_size, F = config_.intermediate_size, K = config_.num_experts_per_tok;
+  const int64_t H = config_.hidden_size, K = config_.num_experts_per_tok;
   auto flat = x.reshape({-1, H});
   auto router_logits = dense_project(flat, w.router);
-  auto probs = at::softmax(router_logits.to(at::kFloat), -1);
+  // Routing weights in at least fp32, as transformers computes them (fp64 stays fp64).
+  auto probs = at::softmax(router_logits.scalar_type() == at::kDouble ? router_logits : router_logits.to(at::kFloat), -1);
   auto [top_w, top_i] = at::topk(probs, K, -1);
-  top_w = (top_w / top_w.sum(-1, true)).to(x.scalar_type());
+  if (config_.renormalize_top_k) top_w = top_w / top_w.sum(-1, true);
+  top_w = top_w.to(x.scalar_type());
   auto out = at::zeros_like(flat);
   for (int64_t e = 0; e < static_cast<int64_t>(w.experts.size()); ++e) {
     auto hits = (top_i == e).nonzero();  // [n, 2]: token, slot
     if (hits.size(0) == 0) continue;
     auto tokens = hits.select(1, 0), slots = hits.select(1, 1);
-    auto xe = flat.index_select(0, tokens);
-    auto gu = project(xe, w.experts[e].gate_up);
-    auto h = at::silu(gu.narrow(-1, 0, F)) * gu.narrow(-1, F, F);
-    auto ye = project(h, w.experts[e].down) * top_w.index({tokens, slots}).unsqueeze(1);
+    auto ye = mlp(flat.index_select(0, tokens), w.experts[e]) * top_w.index({tokens, slots}).unsqueeze(1);
     out.index_add_(0, tokens, ye);
+  }
+  if (w.shared.down.weight.defined()) {
+    auto shared = mlp(flat, w.shared);
+    if (w.shared_gate.defined()) shared = shared * at::sigmoid(dense_project(flat, w.shared_gate));
+    out = out + shared;
   }
   return out.view(x.sizes());
 }
@@ -386,6 +474,10 @@ at::Tensor Transformer::hidden_states(const at::Tensor& ids, KVCache* cache) con
   }
   int64_t start = cache ? cache->length : 0;
   auto h = at::embedding(embed_, ids.to(options_.device));
+  if (config_.arch->embeddings_times_sqrt_hidden)  // Gemma: the factor rounded to the model's dtype first
+    h = h * at::scalar_tensor(std::sqrt(static_cast<double>(config_.hidden_size)), h.options());
+  else if (config_.embedding_scale != 1)
+    h = h * config_.embedding_scale;
   const bool recompute = checkpoint_layers_ && !cache && at::GradMode::is_enabled();
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (!recompute) {
@@ -393,27 +485,35 @@ at::Tensor Transformer::hidden_states(const at::Tensor& ids, KVCache* cache) con
       continue;
     }
     std::vector<at::Tensor> trainable;
-    for (const auto* lin : {&layers_[i].qkv, &layers_[i].o, &layers_[i].gate_up, &layers_[i].down})
+    for (const LinearWeights* lin : layers_[i].linears())
       for (const auto& s : lin->lora) trainable.insert(trainable.end(), {s.A, s.B});
-    for (const auto& e : layers_[i].experts)
-      for (const auto* lin : {&e.gate_up, &e.down})
-        for (const auto& s : lin->lora) trainable.insert(trainable.end(), {s.A, s.B});
     h = checkpointed_call([this, i](const at::Tensor& x) { return layer_forward(x, i, 0, nullptr); }, h, trainable);
   }
   if (cache) cache->length = start + ids.size(1);
-  return rms_norm(h, final_norm_);
+  return norm(h, final_norm_);
 }
 
 at::Tensor Transformer::layer_forward(const at::Tensor& h, size_t i, int64_t start, KVCache* cache) const {
   const auto& L = layers_[i];
-  auto x = h + attention(rms_norm(h, L.attn_norm), L, i, start, cache);
-  auto normed = rms_norm(x, L.ffn_norm);
-  return x + (config_.arch->ffn == FfnKind::Dense ? feed_forward(normed, L) : moe(normed, L));
+  const double rs = config_.residual_scale;
+  if (config_.arch->parallel_attention_ffn) {  // Phi-2
+    auto n = norm(h, L.attn_norm);
+    return h + attention(n, L, i, start, cache) + ffn(n, L);
+  }
+  auto a = attention(norm(h, L.attn_norm), L, i, start, cache);
+  if (L.attn_post_norm.defined()) a = norm(a, L.attn_post_norm);
+  auto x = rs == 1 ? h + a : h + a * rs;
+  auto m = ffn(norm(x, L.ffn_norm), L);
+  if (L.ffn_post_norm.defined()) m = norm(m, L.ffn_post_norm);
+  return rs == 1 ? x + m : x + m * rs;
 }
 
-at::Tensor Transformer::lm_head(const at::Tensor& hidden) const {
-  if (observer_) observer_({"lm_head.weight"}, hidden);
-  at::Tensor logits = dense_project(hidden, lm_head_);
+at::Tensor Transformer::lm_head(const at::Tensor& hidden_in) const {
+  const at::Tensor hidden = config_.logit_scale != 1 ? hidden_in / config_.logit_scale : hidden_in;  // MiniCPM
+  if (observer_) observer_({expand_name(config_.arch->hf_template(TensorRole::Output), -1)}, hidden);
+  at::Tensor logits = dense_project(hidden, lm_head_.weight, lm_head_.bias);
+  if (config_.final_logit_softcap > 0)
+    logits = at::tanh(logits / config_.final_logit_softcap) * config_.final_logit_softcap;
   return logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat);  // fp64 for gradient checks
 }
 
@@ -422,13 +522,16 @@ at::Tensor Transformer::forward(const at::Tensor& ids, KVCache* cache) const {
 }
 
 int64_t Transformer::parameter_count() const {
-  int64_t n = embed_.numel() + final_norm_.numel() + (config_.tie_word_embeddings ? 0 : lm_head_.numel());
   auto lin = [](const LinearWeights& w) { return w.weight.numel() + (w.bias.defined() ? w.bias.numel() : 0); };
+  auto nrm = [](const NormWeights& n) { return (n.scale.defined() ? n.scale.numel() : 0) + (n.bias.defined() ? n.bias.numel() : 0); };
+  int64_t n = embed_.numel() + nrm(final_norm_) + (config_.tie_word_embeddings ? 0 : lm_head_.weight.numel()) +
+              (lm_head_.bias.defined() ? lm_head_.bias.numel() : 0);
   for (const auto& L : layers_) {
-    n += L.attn_norm.numel() + L.ffn_norm.numel() + lin(L.qkv) + lin(L.o);
-    if (L.gate_up.weight.defined()) n += lin(L.gate_up) + lin(L.down);
+    for (const NormWeights* w : {&L.attn_norm, &L.attn_post_norm, &L.ffn_norm, &L.ffn_post_norm, &L.q_norm, &L.k_norm})
+      n += nrm(*w);
+    for (const LinearWeights* w : L.linears()) n += lin(*w);
     if (L.router.defined()) n += L.router.numel();
-    for (const auto& e : L.experts) n += lin(e.gate_up) + lin(e.down);
+    if (L.shared_gate.defined()) n += L.shared_gate.numel();
   }
   return n;
 }

@@ -1,7 +1,9 @@
 #pragma once
-// The inference kernel: a decoder-only transformer (Llama / Mistral / Qwen2 / Mixtral) in
-// LibTorch. Weights are read from the checkpoint once and held in the compute dtype (fp32 on CPU);
-// q/k/v and gate/up projections are fused at load so each block runs few, large GEMMs.
+// The inference kernel: a decoder-only transformer in LibTorch, for every family in
+// model/families/ (the block reads the family's row: norms, activation, q/k norms, sandwich or
+// parallel blocks, partial rotary, windows, soft-caps, scales, routed and shared experts).
+// Weights are read from the checkpoint once and held in the compute dtype (fp32 on CPU); q/k/v and
+// gate/up projections are fused at load so each block runs few, large GEMMs.
 #include <ATen/ATen.h>
 
 #include <filesystem>
@@ -45,19 +47,32 @@ struct LinearWeights {
   std::vector<LoraSlice> lora;
 };
 
+// A dense MLP: gate/up fused [2*ffn, hidden] (gated) or up alone [ffn, hidden], then down.
 struct ExpertWeights {
-  LinearWeights gate_up;  // fused [2*ffn, hidden]
+  LinearWeights gate_up;
   LinearWeights down;
 };
 
+// A norm's scale as the forward pass multiplies by it ((1 + w) already added for Gemma's, in at
+// least fp32), and its bias (LayerNorm); undefined when the family has no such norm.
+struct NormWeights {
+  at::Tensor scale, bias;
+  bool defined() const { return scale.defined(); }
+};
+
 struct LayerWeights {
-  at::Tensor attn_norm, ffn_norm;
+  NormWeights attn_norm, attn_post_norm, ffn_norm, ffn_post_norm;
+  NormWeights q_norm, k_norm;  // per head, before the rotary embedding
   LinearWeights qkv;      // fused [(heads + 2*kv_heads) * head_dim, hidden]
   LinearWeights o;
-  LinearWeights gate_up;  // dense FFN: fused [2*ffn, hidden]
-  LinearWeights down;
+  ExpertWeights mlp;      // the dense FFN of a dense layer
   at::Tensor router;      // MoE: [experts, hidden]
   std::vector<ExpertWeights> experts;
+  ExpertWeights shared;   // the shared expert(s), when the family has them
+  at::Tensor shared_gate; // Qwen2-MoE: [1, hidden]
+  bool sparse = false;
+
+  std::vector<const LinearWeights*> linears() const;
 };
 
 // A function that maps an HF tensor name to its weight, already in the compute dtype/device.
@@ -118,15 +133,20 @@ class Transformer {
 
   at::Tensor attention(const at::Tensor& x, const LayerWeights& w, size_t layer, int64_t start,
                        KVCache* cache) const;
-  at::Tensor feed_forward(const at::Tensor& x, const LayerWeights& w) const;
+  at::Tensor mlp(const at::Tensor& x, const ExpertWeights& w) const;
+  at::Tensor ffn(const at::Tensor& x, const LayerWeights& w) const;
   at::Tensor moe(const at::Tensor& x, const LayerWeights& w) const;
-  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor norm(const at::Tensor& x, const NormWeights& w) const;
+  at::Tensor rotate(const at::Tensor& x, const at::Tensor& inv_freq, int64_t start) const;
 
   ModelConfig config_;
   LoadOptions options_;
-  at::Tensor embed_, final_norm_, lm_head_;
+  at::Tensor embed_;
+  NormWeights final_norm_;
+  LinearWeights lm_head_;
   std::vector<LayerWeights> layers_;
-  at::Tensor inv_freq_;  // [head_dim / 2], fp32
+  at::Tensor inv_freq_;          // [rotary_dim / 2], fp32
+  at::Tensor inv_freq_sliding_;  // the windowed layers' own base (Gemma 3), or undefined
   std::vector<std::pair<std::string, LinearSlot>> slots_;
   std::map<const LinearWeights*, std::vector<std::string>> fed_by_;
   InputObserver observer_;
@@ -136,6 +156,7 @@ class Transformer {
 
 // Rotary inverse frequencies exactly as transformers computes them (fp32), including the llama3
 // scaling rule; rounded through bf16 when the checkpoint is bf16 (see ../shared/README.md).
-at::Tensor rope_inverse_frequencies(const ModelConfig& config);
+// `theta` overrides the config's base (a windowed layer's own base); 0 = the config's.
+at::Tensor rope_inverse_frequencies(const ModelConfig& config, double theta = 0);
 
 }  // namespace anvil::model

@@ -16,7 +16,8 @@
 #include "model/config.h"
 #include "model/gguf_tensors.h"
 #include "model/gguf_names.h"
-#include "model/rotary_layout.h"
+#include "model/gguf_hparams.h"
+#include "model/tensor_transforms.h"
 #include "model/tensor_shapes.h"
 #include "quant/quant_mix.h"
 #include "chat/chat_template.h"
@@ -136,30 +137,11 @@ void provenance_metadata(Metadata& m, const fs::path& input, const QuantMix& mix
 }
 
 Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
-  const std::string a(c.arch->gguf_arch);
-  auto u32 = [](int64_t v) { return io::GgufValue::u32(static_cast<uint32_t>(v)); };
   Metadata m{
-      {"general.architecture", io::GgufValue::str(a)},
+      {"general.architecture", io::GgufValue::str(std::string(c.arch->gguf_arch))},
       {"general.name", io::GgufValue::str(name)},
-      {a + ".context_length", u32(c.max_position_embeddings)},
-      {a + ".embedding_length", u32(c.hidden_size)},
-      {a + ".block_count", u32(c.num_layers)},
-      {a + ".feed_forward_length", u32(c.intermediate_size)},
-      {a + ".rope.dimension_count", u32(c.head_dim)},
-      {a + ".attention.head_count", u32(c.num_heads)},
-      {a + ".attention.head_count_kv", u32(c.num_kv_heads)},
-      {a + ".attention.layer_norm_rms_epsilon", io::GgufValue::f32(static_cast<float>(c.rms_norm_eps))},
-      {a + ".rope.freq_base", io::GgufValue::f32(static_cast<float>(c.rope.theta))},
-      {a + ".vocab_size", u32(c.vocab_size)},
   };
-  if (c.head_dim != c.hidden_size / c.num_heads) {
-    m.emplace_back(a + ".attention.key_length", u32(c.head_dim));
-    m.emplace_back(a + ".attention.value_length", u32(c.head_dim));
-  }
-  if (c.num_experts > 0) {
-    m.emplace_back(a + ".expert_count", u32(c.num_experts));
-    m.emplace_back(a + ".expert_used_count", u32(c.num_experts_per_tok));
-  }
+  for (auto& kv : model::write_gguf_hparams(c)) m.push_back(std::move(kv));
   return m;
 }
 
@@ -195,53 +177,53 @@ Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
   return j;
 }
 
-// Jobs for a Hugging Face directory: every tensor mapped to its GGUF name, q/k permuted, experts
-// stacked.
+// Jobs for a Hugging Face directory: every tensor under its role's GGUF name, with the family's
+// value transforms (q/k rotary rows, Gemma's norm offset), experts stacked.
 std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c, const QuantMix& mix,
                          const MixContext& ctx, const std::map<std::string, std::vector<float>>* importance) {
   std::vector<Job> jobs;
   std::map<std::string, std::vector<const io::TensorView*>> stacks;  // stacked name -> its experts
   for (const auto& hf : ckpt.names()) {
-    if (c.tie_word_embeddings && hf == "lm_head.weight") continue;  // llama.cpp reuses token_embd
-    if (auto slice = model::hf_expert_to_gguf(hf)) {
-      auto& experts = stacks[slice->gguf_name];
-      if (slice->expert < 0 || slice->expert >= c.num_experts)
+    const auto role = model::parse_hf_name(*c.arch, hf);
+    if (!role) fail(ckpt.path().string(), "tensor '" + hf + "' has no llama.cpp name (unsupported for GGUF)");
+    if (c.tie_word_embeddings && role->role == model::TensorRole::Output) continue;  // llama.cpp reuses token_embd
+    if (role->layer >= c.num_layers)
+      fail(ckpt.path().string(), "tensor '" + hf + "' belongs to a layer config.json does not have (" +
+                                     std::to_string(c.num_layers) + " layers)");
+    if (model::is_expert(role->role)) {
+      auto& experts = stacks[model::gguf_name_of(*role)];
+      if (role->expert < 0 || role->expert >= c.num_experts)
         fail(ckpt.path().string(), "tensor '" + hf + "': expert index out of range (config.json: " +
                                        std::to_string(c.num_experts) + " experts)");
       experts.resize(static_cast<size_t>(c.num_experts), nullptr);
-      experts[static_cast<size_t>(slice->expert)] = &ckpt.get(hf);
+      experts[static_cast<size_t>(role->expert)] = &ckpt.get(hf);
       continue;
     }
-    auto name = model::hf_to_gguf_name(hf);
-    if (!name) fail(ckpt.path().string(), "tensor '" + hf + "' has no llama.cpp name (unsupported for GGUF)");
-    if (auto layer = model::hf_layer_index(hf); layer && *layer >= c.num_layers)
-      fail(ckpt.path().string(), "tensor '" + hf + "' belongs to a layer config.json does not have (" +
-                                     std::to_string(c.num_layers) + " layers)");
+    const std::string name = model::gguf_name_of(*role);
     const io::TensorView& v = ckpt.get(hf);
     Job j;
-    j.info.name = *name;
+    j.info.name = name;
     j.info.dims.assign(v.spec.shape.rbegin(), v.spec.shape.rend());
     if (j.info.dims.empty()) j.info.dims = {1};  // a scalar: GGUF tensors have at least one dimension
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
-    j.info.type = choose_tensor_type(mix, ctx, *name, row, j.info.dims.size(), find_quant_type("F32"))->ggml_type;
+    j.info.type = choose_tensor_type(mix, ctx, name, row, j.info.dims.size(), find_quant_type("F32"))->ggml_type;
     j.input_bytes = v.bytes.size();
     j.hf_names = {hf};
     j.slice_rows = row_count(j);
     j.importance = {find_importance(importance, hf, row)};
-    int64_t heads = 0;
-    if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.q_proj.weight")) heads = c.num_heads;
-    if (c.arch->gguf_permute_qk && hf.ends_with("self_attn.k_proj.weight")) heads = c.num_kv_heads;
+    const model::GgufTransform transform = model::gguf_transform(c, role->role);
     const QuantType& src = source_type(v);
-    const int64_t head_dim = heads ? row_count(j) / heads : 0;
-    j.read_rows = [&v, &src, head_dim, row](int64_t row0, int64_t rows, float* out) {
+    const int64_t rows = row_count(j);
+    j.read_rows = [&v, &src, transform, row, rows](int64_t row0, int64_t n, float* out) {
       const int64_t row_bytes = src.row_bytes(row);
-      if (head_dim) {
-        for (int64_t r = 0; r < rows; ++r)  // q/k: GGUF interleaves each head's rotary pairs
-          src.decode(v.bytes.data() + model::hf_rotary_row(row0 + r, head_dim) * row_bytes, out + r * row, row);
-        return;
+      if (transform.rotary_heads > 0) {
+        for (int64_t r = 0; r < n; ++r)  // q/k: GGUF interleaves each head's rotary pairs
+          src.decode(v.bytes.data() + model::hf_row_of_gguf_row(transform, row0 + r, rows) * row_bytes, out + r * row, row);
+      } else {
+        src.decode(v.bytes.data() + row0 * row_bytes, out, n * row);
+        io::release_pages(v.bytes.data() + row0 * row_bytes, static_cast<size_t>(n * row_bytes));
       }
-      src.decode(v.bytes.data() + row0 * row_bytes, out, rows * row);
-      io::release_pages(v.bytes.data() + row0 * row_bytes, static_cast<size_t>(rows * row_bytes));
+      model::add_gguf_offset(transform, out, n * row);
     };
     jobs.push_back(std::move(j));
   }
@@ -342,7 +324,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     jobs = hf_jobs(*ckpt, c, *mix, ctx, options.importance);
     if (c.rope.type == "llama3") {
       // llama.cpp's converter stores llama3 scaling as per-frequency divisors.
-      auto divisors = std::make_shared<std::vector<float>>(model::llama3_rope_divisors(c.rope, c.head_dim));
+      auto divisors = std::make_shared<std::vector<float>>(model::llama3_rope_divisors(c.rope, c.rotary_dim));
       Job j;
       j.info.name = "rope_freqs.weight";
       j.info.dims = {divisors->size()};
@@ -459,7 +441,7 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
       tokenizer_config["chat_template"] = *t->as_string();
     }
   }
-  const auto tensors = model::gguf_hf_tensors(gguf);
+  const auto tensors = model::gguf_hf_tensors(gguf, c);
   std::vector<io::TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back({t.name, st_dtype, t.shape});
   io::AtomicDir out(out_dir);
@@ -474,30 +456,7 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
     writer.commit();
   }
   const std::string torch_dtype = out_type->name == "F32" ? "float32" : out_type->name == "F16" ? "float16" : "bfloat16";
-  nlohmann::ordered_json cfg{{"architectures", {std::string(c.arch->hf_class)}},
-                             {"model_type", c.model_type},
-                             {"hidden_size", c.hidden_size},
-                             {"intermediate_size", c.intermediate_size},
-                             {"num_hidden_layers", c.num_layers},
-                             {"num_attention_heads", c.num_heads},
-                             {"num_key_value_heads", c.num_kv_heads},
-                             {"head_dim", c.head_dim},
-                             {"vocab_size", c.vocab_size},
-                             {"max_position_embeddings", c.max_position_embeddings},
-                             {"rms_norm_eps", c.rms_norm_eps},
-                             {"rope_theta", c.rope.theta},
-                             {"tie_word_embeddings", c.tie_word_embeddings},
-                             {"attention_bias", c.attention_bias},
-                             {"hidden_act", "silu"},
-                             {"torch_dtype", torch_dtype}};
-  if (c.bos_token_id) cfg["bos_token_id"] = *c.bos_token_id;
-  if (!c.eos_token_ids.empty()) cfg["eos_token_id"] = c.eos_token_ids[0];
-  if (c.pad_token_id) cfg["pad_token_id"] = *c.pad_token_id;
-  if (c.num_experts > 0) {
-    cfg["num_local_experts"] = c.num_experts;
-    cfg["num_experts_per_tok"] = c.num_experts_per_tok;
-  }
-  io::write_text_file(out.temp_path() / "config.json", cfg.dump(2) + "\n");
+  io::write_text_file(out.temp_path() / "config.json", c.to_hf_json(torch_dtype));
   io::write_text_file(out.temp_path() / "tokenizer.json", tokenizer_json);
   io::write_text_file(out.temp_path() / "tokenizer_config.json", tokenizer_config.dump(2) + "\n");
   out.commit();

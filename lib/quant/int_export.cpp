@@ -5,6 +5,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
+#include "model/gguf_names.h"
 #include "model/tensor_bridge.h"
 #include "quant/calibration.h"
 #include "util/error.h"
@@ -20,15 +21,10 @@ IntExportSummary export_int_safetensors(const fs::path& hf_dir, const fs::path& 
   const IntQuantSpec& spec = options.spec;
   // Scales are stored in the model's own half dtype (compressed-tensors); GPTQ always uses f16.
   const io::DType scale_dtype = config.dtype == "float16" ? io::DType::F16 : io::DType::BF16;
-  const std::string router(config.arch->moe_router);  // the MoE router stays unquantized
-
+  // The layers' projections, by role: embeddings, LM head, norms and MoE routers stay as they are.
   auto quantized = [&](const io::TensorView& t) {
-    const std::string& n = t.name();
-    if (n.rfind("model.layers.", 0) != 0 || t.spec.shape.size() != 2 || n.size() < 7 ||
-        n.compare(n.size() - 7, 7, ".weight") != 0)
-      return false;
-    if (!router.empty() && n.size() >= router.size() && n.compare(n.size() - router.size(), router.size(), router) == 0)
-      return false;
+    const auto role = model::parse_hf_name(*config.arch, t.name());
+    if (!role || !model::is_layer_projection(role->role) || t.spec.shape.size() != 2) return false;
     return int_quantizable(t.spec.shape[1], spec);
   };
 

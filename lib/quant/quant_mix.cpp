@@ -80,7 +80,8 @@ const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, 
     else if (t != "Q8_0") t = "Q6_K";
   } else if (name == "token_embd.weight") {
     // the default type
-  } else if (name.find("attn_v.weight") != std::string::npos) {
+  } else if (name.find("attn_v.weight") != std::string::npos || name.find("attn_qkv.weight") != std::string::npos) {
+    // llama-quantize treats a fused qkv (Phi-3) as attn_v: its own qkv rule is unreachable.
     if (f == "Q2_K") t = gqa >= 4 ? "Q4_K" : "Q3_K";
     else if (f == "Q2_K_S" && gqa >= 4) t = "Q4_K";
     else if (f == "Q3_K_M") t = layer < 2 ? "Q5_K" : "Q4_K";

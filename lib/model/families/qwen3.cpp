@@ -1,0 +1,28 @@
+// Qwen3: Qwen2's layout without q/k/v biases, with per-head RMSNorms of q and k before the rotary
+// embedding, and an explicit head_dim (often not hidden / heads).
+#include "model/architecture.h"
+#include "model/gguf_hparams.h"
+
+namespace anvil::model {
+
+const Architecture& qwen3_family() {
+  static constexpr HParam keys[] = {HParam::RopeFreqBase, HParam::RmsEpsilon, HParam::KeyLength, HParam::ValueLength};
+  static const RoleNames names = [] {
+    RoleNames n = llama_hf_names();
+    n[static_cast<size_t>(TensorRole::AttnQNorm)] = "model.layers.{L}.self_attn.q_norm.weight";
+    n[static_cast<size_t>(TensorRole::AttnKNorm)] = "model.layers.{L}.self_attn.k_norm.weight";
+    return n;
+  }();
+  static const Architecture a{
+      .model_type = "qwen3",
+      .hf_class = "Qwen3ForCausalLM",
+      .gguf_arch = "qwen3",
+      .qk_norm = true,
+      .sliding_window_default_on = false,
+      .hf_names = &names,
+      .gguf_keys = keys,
+  };
+  return a;
+}
+
+}  // namespace anvil::model
