@@ -738,6 +738,56 @@ def check_llama_quantize_input(r, llama_cpp):
     return True, "llama-quantize takes anvil's %s GGUFs to Q4_K_M" % "/".join(done)
 
 
+FAMILIES = ("qwen3", "gemma", "gemma2", "gemma3", "phi3", "phi2", "qwen2-moe", "deepseek-moe", "minicpm")
+REMOTE_CODE = ("deepseek-moe", "minicpm")  # transformers has no class for them; the fixtures carry no code
+
+
+def check_family_gguf_to_hf(r, family):
+    def check():
+        if family in REMOTE_CODE:
+            return None, "remote-code family: transformers needs the model's own modelling code, which the fixture lacks"
+        out = r.path("family-%s-hf" % family)
+        r.anvil_run("convert", os.path.join(r.models, "tiny-" + family, "model-f32.gguf"), "-o", out)
+        model = load_hf(out)
+        return compare_ppl(r.anvil_ppl(out), peer_ppl(model, tokens_of(out, r.text)))
+    return check
+
+
+def gguf_tensors(path):
+    import gguf
+    import numpy as np
+    return {t.name: (t.tensor_type.name, list(map(int, t.shape)), np.array(t.data).view(np.uint8).tobytes())
+            for t in gguf.GGUFReader(path).tensors}
+
+
+def check_family_quantize(r, llama_cpp):
+    """anvil quantize of each family's HF directory = llama-quantize of llama.cpp's own F32 GGUF of
+    it: every tensor's type (the per-tensor rules), dims and bytes."""
+    if not llama_cpp:
+        return None, "not run: pass --llama-cpp DIR"
+    done = 0
+    for family in FAMILIES:
+        src = os.path.join(r.models, "tiny-" + family)
+        for t in ("Q4_K_M", "Q3_K_M", "Q5_K_S", "Q8_0", "Q4_0"):
+            ours, theirs = r.path("fq-%s-%s-anvil.gguf" % (family, t)), r.path("fq-%s-%s-lq.gguf" % (family, t))
+            r.anvil_run("quantize", src, "-o", ours, "--type", t)
+            res = subprocess.run([llama_bin(llama_cpp, "quantize"), os.path.join(src, "model-f32.gguf"), theirs, t],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if res.returncode != 0:
+                return False, "llama-quantize failed on %s %s" % (family, t)
+            a, b = gguf_tensors(ours), gguf_tensors(theirs)
+            if a.keys() != b.keys():
+                return False, "%s %s: tensor names differ: %s" % (family, t, sorted(set(a) ^ set(b))[:4])
+            for name in b:
+                if a[name] != b[name]:
+                    what = "type %s vs %s" % (a[name][0], b[name][0]) if a[name][0] != b[name][0] else \
+                           "dims %s vs %s" % (a[name][1], b[name][1]) if a[name][1] != b[name][1] else "bytes"
+                    return False, "%s %s: %s differs (%s)" % (family, t, name, what)
+            done += 1
+    return True, "%d files (%d families x Q4_K_M/Q3_K_M/Q5_K_S/Q8_0/Q4_0): every tensor's type, dims and bytes identical" % (
+        done, len(FAMILIES))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--anvil", required=True)
@@ -797,6 +847,10 @@ def main():
     checks.append(("anvil tokenizes llama.cpp's own GGUF of a SentencePiece tokenizer.model as llama.cpp, transformers "
                    "and sentencepiece do", "llama.cpp, %s, sentencepiece %s" % (tf, v["sentencepiece"]), lambda: check_anvil_reads_llama_cpp_spm(r, lc, repo)))
     checks.append(("llama-quantize accepts anvil's F32/F16/BF16 GGUFs", "llama.cpp", lambda: check_llama_quantize_input(r, lc)))
+    checks.append(("anvil quantize of nine families = llama-quantize of llama.cpp's own GGUF of them", "llama.cpp",
+                   lambda: check_family_quantize(r, lc)))
+    for family in FAMILIES:
+        checks.append(("convert llama.cpp's GGUF of tiny-%s -> HF" % family, tf, check_family_gguf_to_hf(r, family)))
     for name in sorted(os.listdir(os.path.join(shared, "tokenizers"))):
         checks.append(("anvil tokenize = tokenizers library: %s" % name, "tokenizers %s" % v["tokenizers"],
                        check_tokenizer_ids(r, name)))

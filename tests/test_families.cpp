@@ -18,6 +18,9 @@
 #include "model/lora_adapter.h"
 #include "quant/int_export.h"
 #include "train/lora_parameters.h"
+#include "util/error.h"
+
+#include <nlohmann/json.hpp>
 #include "model/gguf_model.h"
 #include "model/tensor_bridge.h"
 #include "model/transformer.h"
@@ -357,4 +360,71 @@ TEST(FamilyIntQuant, CompressedTensorsOnQwen2MoeQuantizesTheProjections) {
   std::printf("  qwen2-moe INT8 g32: max |logit diff| %.3g (max |logit| %.3g)\n", d, scale);
   EXPECT_LT(d, 0.02 * scale);
   EXPECT_GT(d, 0) << "the weights were not quantized";
+}
+
+// Gemma 3 in the Hub's older spelling (sliding_window_pattern, rope_local_base_freq, rope_theta)
+// is the same model as in the newer one (layer_types, per-type rope_parameters).
+TEST(FamilyConfig, Gemma3LegacySpellingIsTheSameModel) {
+  test::TempDir dir;
+  const auto src = test::model_dir("tiny-gemma3");
+  std::filesystem::copy_file(src / "config.legacy.json", dir / "config.json");
+  std::filesystem::create_symlink(src / "model.safetensors", dir / "model.safetensors");
+  const auto a = model::ModelConfig::load(src), b = model::ModelConfig::load(dir.path());
+  for (int64_t i = 0; i < a.num_layers; ++i) {
+    EXPECT_EQ(a.layer_is_sliding(i), b.layer_is_sliding(i)) << "layer " << i;
+    EXPECT_EQ(a.layer_rope_theta(i), b.layer_rope_theta(i)) << "layer " << i;
+  }
+  auto m = model::Transformer::load(dir.path());
+  EXPECT_LT(max_logit_diff(*m, src / "reference_logits_exact.safetensors"), 1e-5);
+}
+
+// Mistral's sliding window (v0.1: 4096) is honoured once the context exceeds it. RoPE makes
+// attention scores depend on relative positions only, so in a one-layer model with window W the
+// logits at position t equal the full-attention model's logits at the last position of the W
+// tokens ending at t; with the window ignored they would not.
+TEST(FamilyConfig, MistralSlidingWindowIsHonouredPastTheWindow) {
+  c10::InferenceMode guard;
+  test::TempDir dir;
+  const std::string llama = test::model_dir("tiny-llama").string();
+  auto one_layer = run_merge_yaml(dir, "merge_method: passthrough\nslices:\n  - sources:\n      - model: " + llama +
+                                           "\n        layer_range: [0, 1]\ndtype: float32\n");
+  auto cfg = nlohmann::json::parse(io::read_text_file(one_layer / "config.json"));
+  const int64_t W = 8;
+  cfg["model_type"] = "mistral";
+  cfg["architectures"] = {"MistralForCausalLM"};
+  cfg["sliding_window"] = W;
+  std::filesystem::create_directory(dir / "mistral");
+  io::write_text_file(dir / "mistral" / "config.json", cfg.dump());
+  std::filesystem::create_symlink(one_layer / "model.safetensors", dir / "mistral" / "model.safetensors");
+  auto windowed = model::Transformer::load(dir / "mistral");
+  auto full = model::Transformer::load(one_layer);
+  ASSERT_EQ(windowed->config().sliding_window, W);
+  auto ids = at::randint(5, 4096, {1, 30}, at::TensorOptions().dtype(at::kLong));
+  auto logits = windowed->forward(ids)[0];
+  auto unwindowed = full->forward(ids)[0];
+  EXPECT_LT(test::max_abs_diff(logits.narrow(0, 0, W), unwindowed.narrow(0, 0, W)), 1e-5);
+  for (int64_t t = W; t < 30; ++t) {
+    auto last = full->forward(ids.narrow(1, t - W + 1, W))[0][W - 1];
+    EXPECT_LT(test::max_abs_diff(logits[t], last), 1e-4) << "position " << t;
+    EXPECT_GT(test::max_abs_diff(logits[t], unwindowed[t]), 1e-3) << "position " << t << ": the window changed nothing";
+  }
+  // Decoding with the KV cache past the window equals the full forward.
+  auto cache = windowed->new_cache(1, 32);
+  windowed->forward(ids.narrow(1, 0, 5), &cache);
+  for (int64_t t = 5; t < 30; ++t)
+    ASSERT_LT(test::max_abs_diff(windowed->forward(ids.narrow(1, t, 1), &cache)[0][0], logits[t]), 1e-4) << t;
+}
+
+// An architecture anvil does not know is refused by name, with the list of known ones, from
+// config.json and from GGUF alike.
+TEST(FamilyConfig, UnknownArchitecturesAreNamedWithTheKnownOnes) {
+  try {
+    model::ModelConfig::parse(R"({"model_type": "falcon", "hidden_size": 8})", "x/config.json");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("unsupported architecture 'falcon'"), std::string::npos) << m;
+    for (const char* known : {"qwen3", "gemma2", "gemma3_text", "phi3", "phi", "qwen2_moe", "deepseek", "minicpm"})
+      EXPECT_NE(m.find(known), std::string::npos) << known;
+  }
 }

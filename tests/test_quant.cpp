@@ -156,3 +156,29 @@ TEST(QuantMix, EightExpertModelsFollowLlamaQuantize) {
   EXPECT_EQ(pick("Q2_K", four, "blk.5.attn_output.weight"), "Q3_K");
 }
 
+
+// The rules on the new families' tensors, read from llama_tensor_get_type: Phi-3's fused attn_qkv
+// takes attn_v's rules (its own ATTENTION_QKV branch comes after category_is_attn_v and is never
+// reached), shared experts are ffn_* tensors like any other, and a [n, 1] tensor (Qwen2-MoE's
+// shared-expert gate) is 1-D to ggml and stays as it is. bench/interop.py compares whole files
+// with llama-quantize for all nine families.
+TEST(QuantMix, FamilyTensorsFollowLlamaQuantize) {
+  const quant::MixContext phi3{32, 32, 32, false, 0}, qwen_moe{24, 16, 16, false, 60};
+  const quant::QuantType* f32 = quant::find_quant_type("F32");
+  auto pick = [&](const char* mix, const quant::MixContext& ctx, const std::string& name, std::vector<uint64_t> dims) {
+    return std::string(quant::choose_tensor_type(*quant::find_quant_mix(mix), ctx, name, static_cast<int64_t>(dims[0]),
+                                                 quant::ggml_dimension_count(dims), f32)->name);
+  };
+  EXPECT_EQ(pick("Q4_K_M", phi3, "blk.0.attn_qkv.weight", {3072, 9216}), "Q6_K");   // use_more_bits(0, 32)
+  EXPECT_EQ(pick("Q4_K_M", phi3, "blk.5.attn_qkv.weight", {3072, 9216}), "Q4_K");
+  EXPECT_EQ(pick("Q4_K_M", phi3, "blk.6.attn_qkv.weight", {3072, 9216}), "Q6_K");   // (6 - 4) % 3 == 2
+  EXPECT_EQ(pick("Q3_K_M", phi3, "blk.1.attn_qkv.weight", {3072, 9216}), "Q5_K");   // layer < 2
+  EXPECT_EQ(pick("Q4_K_M", phi3, "blk.0.ffn_up.weight", {3072, 16384}), "Q4_K");    // fused gate_up: ffn_up
+  EXPECT_EQ(pick("Q4_K_M", qwen_moe, "blk.0.ffn_down_shexp.weight", {5632, 2048}), "Q6_K");
+  EXPECT_EQ(pick("Q4_K_M", qwen_moe, "blk.4.ffn_down_shexp.weight", {5632, 2048}), "Q4_K");
+  EXPECT_EQ(pick("Q4_K_M", qwen_moe, "blk.4.ffn_gate_inp_shexp.weight", {2048, 1}), "F32");
+  EXPECT_EQ(pick("Q4_K_M", qwen_moe, "blk.4.ffn_gate_inp.weight", {2048, 60}), "F32");
+  EXPECT_EQ(quant::ggml_dimension_count({64, 1}), 1u);
+  EXPECT_EQ(quant::ggml_dimension_count({64, 1, 4}), 3u);
+  EXPECT_EQ(quant::ggml_dimension_count({1}), 1u);
+}

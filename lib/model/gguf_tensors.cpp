@@ -43,6 +43,15 @@ std::vector<std::string> hf_names_of(const ModelConfig& c, const io::GgufTensorI
   return out;
 }
 
+// The Hugging Face shape of a whole (not stacked) GGUF tensor. llama-quantize writes a matrix with
+// one row ([1, n], Qwen2-MoE's shared-expert gate) as 1-D, ggml dropping trailing dimensions of
+// one: a matrix role keeps its two dimensions.
+std::vector<int64_t> hf_shape_of(const io::GgufTensorInfo& t, TensorRole role) {
+  std::vector<int64_t> shape(t.dims.rbegin(), t.dims.rend());
+  if (shape.size() == 1 && !is_norm(role) && !is_bias(role)) shape.insert(shape.begin(), 1);
+  return shape;
+}
+
 }  // namespace
 
 bool is_gguf_file(const std::filesystem::path& path) {
@@ -60,7 +69,8 @@ std::vector<HfTensorEntry> gguf_hf_tensors(const io::GgufFile& gguf, const Model
     const auto names = hf_names_of(c, t);
     if (names.empty()) fail(gguf.path().string(), "tensor '" + t.name + "' has no Hugging Face name in a " + c.model_type + " model");
     const bool stacked = t.dims.size() == 3;
-    std::vector<int64_t> shape(t.dims.rbegin() + (stacked ? 1 : 0), t.dims.rend());
+    const auto role = parse_gguf_name(*c.arch, t.name)->role;
+    const std::vector<int64_t> shape = stacked ? std::vector<int64_t>(t.dims.rbegin() + 1, t.dims.rend()) : hf_shape_of(t, role);
     for (const auto& n : names) out.push_back({n, shape});
   }
   return out;
@@ -81,7 +91,7 @@ void check_gguf_shapes(const io::GgufFile& gguf, const ModelConfig& config) {
         if (!src.tensor) return std::nullopt;
         const auto& d = src.tensor->dims;
         if (src.expert >= 0) return std::vector<int64_t>{static_cast<int64_t>(d[1]), static_cast<int64_t>(d[0])};
-        return std::vector<int64_t>(d.rbegin(), d.rend());
+        return hf_shape_of(*src.tensor, src.role);
       },
       present, gguf.path().string(), "the GGUF metadata");
 }
@@ -104,7 +114,7 @@ HfTensor read_gguf_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config
     out.shape = {rows, cols};
     bytes += src.expert * rows * type->row_bytes(cols);
   } else {
-    out.shape.assign(t.dims.rbegin(), t.dims.rend());
+    out.shape = hf_shape_of(t, src.role);
   }
   int64_t numel = 1;
   for (int64_t d : out.shape) numel *= d;

@@ -206,7 +206,7 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     j.info.dims.assign(v.spec.shape.rbegin(), v.spec.shape.rend());
     if (j.info.dims.empty()) j.info.dims = {1};  // a scalar: GGUF tensors have at least one dimension
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
-    j.info.type = choose_tensor_type(mix, ctx, name, row, j.info.dims.size(), find_quant_type("F32"))->ggml_type;
+    j.info.type = choose_tensor_type(mix, ctx, name, row, ggml_dimension_count(j.info.dims), find_quant_type("F32"))->ggml_type;
     j.input_bytes = v.bytes.size();
     j.hf_names = {hf};
     j.slice_rows = row_count(j);
@@ -241,7 +241,7 @@ std::vector<Job> gguf_jobs(const io::GgufFile& in, const QuantMix& mix, const Mi
     Job j;
     j.info.name = t.name;
     j.info.dims = t.dims;
-    j.info.type = choose_tensor_type(mix, ctx, t.name, static_cast<int64_t>(t.dims[0]), t.dims.size(),
+    j.info.type = choose_tensor_type(mix, ctx, t.name, static_cast<int64_t>(t.dims[0]), ggml_dimension_count(t.dims),
                                      src->block_elements == 1 ? src : find_quant_type("F32"))->ggml_type;
     j.input_bytes = t.nbytes;
     const int64_t row = static_cast<int64_t>(t.dims[0]);
@@ -333,6 +333,10 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
       jobs.insert(jobs.begin(), std::move(j));
     }
   }
+  // llama-quantize writes each tensor with ggml's dimension count (trailing ones dropped); the
+  // converter (an HF input to a float type) keeps the checkpoint's shape.
+  if (mix->quantized() || gguf_in)
+    for (auto& j : jobs) j.info.dims.resize(ggml_dimension_count(j.info.dims));
   {
     int64_t params = 0, expert_params = 0;
     for (const auto& j : jobs) {

@@ -56,6 +56,12 @@ std::vector<std::string_view> quant_mix_names() {
   return out;
 }
 
+size_t ggml_dimension_count(const std::vector<uint64_t>& dims) {
+  size_t n = dims.size();
+  while (n > 1 && dims[n - 1] == 1) --n;
+  return n;
+}
+
 const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, const std::string& name,
                                     int64_t row_length, size_t n_dims, const QuantType* source_type) {
   const QuantType* base = find_quant_type(mix.base);

@@ -31,7 +31,11 @@ struct MixContext {
   int64_t n_expert = 0;  // MoE: experts per layer
 };
 
-// The type for one tensor (GGUF name, row length = dims[0], dimension count). Tensors the rules
+// ggml_n_dims: the dimension count without trailing dimensions of one (a [64, 1] tensor, Qwen2-MoE's
+// shared-expert gate, is 1-D to llama-quantize and stays unquantized).
+size_t ggml_dimension_count(const std::vector<uint64_t>& dims);
+
+// The type for one tensor (GGUF name, row length = dims[0], dimension count as ggml counts). Tensors the rules
 // do not quantize (norms, 1-D) keep `source_type`.
 const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, const std::string& gguf_name,
                                     int64_t row_length, size_t n_dims, const QuantType* source_type);

@@ -2,6 +2,7 @@
 // What Gemma 1, 2 and 3 read alike from config.json.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <string>
 
 #include "model/config.h"
@@ -17,7 +18,7 @@ inline void read_gemma_common(const util::JsonFields& f, ModelConfig& c) {
   c.activation = f.has("hidden_activation")
                      ? parse_activation(f.string_or("hidden_activation", ""), f, "hidden_activation")
                      : Activation::GeluTanh;
-  c.query_pre_attn_scalar = f.number_or("query_pre_attn_scalar", static_cast<double>(c.head_dim), 1e-6, 1e12);
+  c.query_pre_attn_scalar = static_cast<double>(f.integer_or("query_pre_attn_scalar", c.head_dim, 1, kMaxWidth));
   c.attn_logit_softcap = f.number_or("attn_logit_softcapping", 0, 0, 1e30);
   c.final_logit_softcap = f.number_or("final_logit_softcapping", 0, 0, 1e30);
 }
@@ -26,7 +27,8 @@ const char* activation_name(Activation a);  // config.cpp
 
 inline void write_gemma_common(const ModelConfig& c, nlohmann::ordered_json& j) {
   j["hidden_activation"] = activation_name(c.activation);
-  if (c.query_pre_attn_scalar > 0) j["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
+  // transformers' config validation wants an integer here.
+  if (c.query_pre_attn_scalar > 0) j["query_pre_attn_scalar"] = static_cast<int64_t>(std::llround(c.query_pre_attn_scalar));
   auto cap = [](double v) { return v > 0 ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); };
   j["attn_logit_softcapping"] = cap(c.attn_logit_softcap);
   j["final_logit_softcapping"] = cap(c.final_logit_softcap);
