@@ -168,6 +168,10 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& where
   const double partial = parse_rope(f, j, c.rope, where);
   // transformers: int(head_dim * partial_rotary_factor).
   c.rotary_dim = static_cast<int64_t>(static_cast<double>(c.head_dim) * partial);
+  if (c.head_dim % 2 != 0) fail(where, "head_dim must be a positive even number, not " + std::to_string(c.head_dim));
+  if (c.rotary_dim <= 0 || c.rotary_dim % 2 != 0)
+    fail(where, "\"partial_rotary_factor\" " + util::json_brief(partial) + " turns " + std::to_string(c.rotary_dim) + " of the " +
+                    std::to_string(c.head_dim) + " head dimensions (a positive even number is needed)");
   c.tie_word_embeddings = f.boolean_or("tie_word_embeddings", c.arch->tie_word_embeddings);
   c.attention_bias = f.boolean_or("attention_bias", c.arch->attention_bias);
   c.activation = f.has("hidden_act") ? parse_activation(f.string_or("hidden_act", ""), f, "hidden_act") : c.arch->activation;

@@ -528,6 +528,46 @@ for n, edit, key, rc in CFG:
     for cmd, tmpl in (("eval", EVAL), ("convert", TO_GGUF), ("quantize", QUANT)):
         case(f"config.{n}.{cmd}", on(tmpl, d), f"cfg/{n}/", key, rc=rc, build=b)
 
+# --- family config keys (issue #12): the new families' own keys, wrong in every way ----------
+def tiny_partial_rotary(j):
+    j["partial_rotary_factor"] = 0.01  # int(16 * 0.01) = 0 rotary dimensions
+    j["rope_parameters"]["partial_rotary_factor"] = 0.01
+
+
+FAM = [  # name, base model, edit, expected key
+    ("gemma2_layer_types_short", "tiny-gemma2", setk("layer_types", ["sliding_attention"]), "layer_types"),
+    ("gemma2_layer_type_unknown", "tiny-gemma2", setk("layer_types", ["sliding_attention", "chunked"]), "layer_types|chunked"),
+    ("gemma2_softcap_negative", "tiny-gemma2", setk("attn_logit_softcapping", -50.0), "attn_logit_softcapping"),
+    ("gemma2_softcap_inf", "tiny-gemma2", text_sub('"final_logit_softcapping": 30.0', '"final_logit_softcapping": 1e999'),
+     "final_logit_softcapping|1e999"),
+    ("gemma2_query_scalar_zero", "tiny-gemma2", setk("query_pre_attn_scalar", 0), "query_pre_attn_scalar"),
+    ("gemma2_activation_unknown", "tiny-gemma2", setk("hidden_activation", "relu2"), "hidden_activation|relu2"),
+    ("gemma3_rope_sliding_str", "tiny-gemma3", setk("rope_parameters.sliding_attention.rope_theta", "10000"),
+     "sliding_attention|rope_theta"),
+    ("gemma3_rope_full_not_object", "tiny-gemma3", setk("rope_parameters.full_attention", 5), "full_attention"),
+    ("phi2_partial_rotary_2", "tiny-phi2", setk("partial_rotary_factor", 2.0), "partial_rotary_factor"),
+    ("phi2_partial_rotary_tiny", "tiny-phi2", json_edit(tiny_partial_rotary), "partial_rotary_factor"),
+    ("phi2_qk_layernorm", "tiny-phi2", setk("qk_layernorm", True), "qk_layernorm"),
+    ("phi2_layer_norm_eps_str", "tiny-phi2", setk("layer_norm_eps", "1e-5"), "layer_norm_eps"),
+    ("qwen2moe_experts_0", "tiny-qwen2-moe", setk("num_experts", 0), "num_experts"),
+    ("qwen2moe_top_k_9", "tiny-qwen2-moe", setk("num_experts_per_tok", 9), "num_experts_per_tok|expert"),
+    ("qwen2moe_mlp_only_99", "tiny-qwen2-moe", setk("mlp_only_layers", [99]), "mlp_only_layers|99"),
+    ("qwen2moe_shared_str", "tiny-qwen2-moe", setk("shared_expert_intermediate_size", "64"), "shared_expert_intermediate_size"),
+    ("deepseek_scoring_sigmoid", "tiny-deepseek-moe", setk("scoring_func", "sigmoid"), "scoring_func|sigmoid"),
+    ("deepseek_first_dense_99", "tiny-deepseek-moe", setk("first_k_dense_replace", 99), "first_k_dense_replace"),
+    ("deepseek_moe_freq_2", "tiny-deepseek-moe", setk("moe_layer_freq", 2), "moe_layer_freq"),
+    ("deepseek_routed_1e9", "tiny-deepseek-moe", setk("n_routed_experts", 10**9), "n_routed_experts"),
+    ("minicpm_scale_emb_0", "tiny-minicpm", setk("scale_emb", 0), "scale_emb"),
+    ("minicpm_dim_base_str", "tiny-minicpm", setk("dim_model_base", "16"), "dim_model_base"),
+    ("phi3_original_ctx_neg", "tiny-phi3", setk("original_max_position_embeddings", -1), "original_max_position_embeddings"),
+    ("qwen3_head_dim_odd", "tiny-qwen3", setk("head_dim", 31), "head_dim|q_proj|q_norm"),
+]
+for n, src, edit, key in FAM:
+    d = "{T}/fam/" + n
+    b = model_dir("fam/" + n, src, config__json=edit)
+    for cmd, tmpl in (("eval", EVAL), ("convert", TO_GGUF)):
+        case(f"family.{n}.{cmd}", on(tmpl, d), f"fam/{n}/", key, build=b)
+
 # --- adapter_config.json ---------------------------------------------------------------------
 ADA = [
     ("r_str", setk("r", "8"), r"\br\b"),

@@ -16,7 +16,7 @@ void read_config(const util::JsonFields& f, ModelConfig& c) {
   c.expert_intermediate_size = f.integer("moe_intermediate_size", 1, kMaxWidth);
   c.num_shared_experts = f.integer_or("n_shared_experts", 0, 0, kMaxExperts);
   c.shared_intermediate_size = c.num_shared_experts * c.expert_intermediate_size;
-  c.first_dense_layers = f.integer_or("first_k_dense_replace", 0, 0, kMaxLayers);
+  c.first_dense_layers = f.integer_or("first_k_dense_replace", 0, 0, c.num_layers);
   if (const std::string s = f.string_or("scoring_func", "softmax"); s != "softmax")
     f.error("scoring_func", "is '" + s + "' (only softmax is supported)");
   // modeling_deepseek: layer i is sparse when i >= first_k_dense_replace and i % moe_layer_freq == 0.
