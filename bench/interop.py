@@ -119,18 +119,18 @@ def check_int_format(r, fmt):
     return check
 
 
-def check_peft_loads_anvil_adapter(r):
+def check_peft_loads_anvil_adapter(r, family="base"):
     import torch
     from peft import PeftModel
     from peft.utils import load_peft_weights, set_peft_model_state_dict
-    out = r.path("trained")
-    recipe = r.path("recipe.yaml")
+    out = r.path("trained-" + family)
+    recipe = r.path("recipe-%s.yaml" % family)
     open(recipe, "w").write(
-        "base_model: %s/base\noutput_dir: %s\ndatasets: [{path: %s/data/fortune.train.txt, type: raw}]\n"
+        "base_model: %s/%s\noutput_dir: %s\ndatasets: [{path: %s/data/fortune.train.txt, type: raw}]\n"
         "sequence_len: 64\nmicro_batch_size: 4\nmax_steps: 4\nthreads: 2\n"
-        "optimizer: {lr: 5.0e-3}\nlora: {r: 8, alpha: 16, target_modules: all-linear}\n" % (r.models, out, r.shared))
+        "optimizer: {lr: 5.0e-3}\nlora: {r: 8, alpha: 16, target_modules: all-linear}\n" % (r.models, family, out, r.shared))
     r.anvil_run("train", recipe)
-    base = load_hf(os.path.join(r.models, "base"))
+    base = load_hf(os.path.join(r.models, family))
     model = PeftModel.from_pretrained(base, out).eval()
     # The same load, asked for the keys it could not place.
     result = set_peft_model_state_dict(model, load_peft_weights(out))
@@ -139,8 +139,8 @@ def check_peft_loads_anvil_adapter(r):
     if unexpected or missing:
         return False, "PEFT: %d unexpected, %d missing LoRA keys (%s)" % (len(unexpected), len(missing),
                                                                         (unexpected + missing)[:2])
-    ok, detail = compare_ppl(r.anvil_ppl(os.path.join(r.models, "base"), adapter=out),
-                             peer_ppl(model, tokens_of(os.path.join(r.models, "base"), r.text)))
+    ok, detail = compare_ppl(r.anvil_ppl(os.path.join(r.models, family), adapter=out),
+                             peer_ppl(model, tokens_of(os.path.join(r.models, family), r.text)))
     return ok, "no missing or unexpected keys; " + detail
 
 
@@ -153,7 +153,7 @@ def check_anvil_loads_peft_adapter(r, family):
         base = load_hf(base_dir)
         # Mixtral: the attention projections only. With transformers 5, PEFT adapts its experts as
         # fused 3-D parameters (target_parameters), a layout anvil's adapter loader refuses by name.
-        targets = ["q_proj", "k_proj", "v_proj", "o_proj"] if "mixtral" in family else "all-linear"
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj"] if "mixtral" in family or "moe" in family else "all-linear"
         cfg = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)
         model = get_peft_model(base, cfg).eval()
         out = r.path("peft-" + family)
@@ -824,8 +824,12 @@ def main():
         ("quantize --format gptq --bits 8", tf, check_int_format(r, "gptq")),
         ("PEFT loads an adapter anvil trained", pf, lambda: check_peft_loads_anvil_adapter(r)),
     ]
-    for family in ("tiny-llama", "tiny-qwen2", "tiny-mixtral"):
-        what = "(attention)" if "mixtral" in family else "(all linear layers)"
+    for family in ("tiny-phi3", "tiny-gemma2"):
+        checks.append(("PEFT loads an adapter anvil trained on %s (all linear layers)" % family, pf,
+                       lambda family=family: check_peft_loads_anvil_adapter(r, family)))
+    for family in ("tiny-llama", "tiny-qwen2", "tiny-mixtral", "tiny-qwen3", "tiny-gemma", "tiny-gemma2", "tiny-gemma3",
+                   "tiny-phi3", "tiny-phi2", "tiny-qwen2-moe"):
+        what = "(attention)" if "mixtral" in family or "moe" in family else "(all linear layers)"
         checks.append(("anvil loads a PEFT adapter of %s %s" % (family, what), pf, check_anvil_loads_peft_adapter(r, family)))
     checks.append(("gguf-py reads every GGUF anvil writes", "gguf %s" % v["gguf"], lambda: check_gguf_py(r)))
     for cfg in sorted(os.listdir(os.path.join(repo, "configs"))):

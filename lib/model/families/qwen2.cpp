@@ -1,9 +1,22 @@
 // Qwen2 / Qwen2.5: Llama's layout with q/k/v biases and NeoX rotary (no q/k permutation in GGUF);
 // the sliding window only when use_sliding_window says so.
 #include "model/architecture.h"
+#include "model/config.h"
 #include "model/gguf_hparams.h"
+#include "util/json_reader.h"
 
 namespace anvil::model {
+namespace {
+
+// Older configs without layer_types: transformers windows the layers from max_window_layers on.
+void read_config(const util::JsonFields& f, ModelConfig& c) {
+  if (!c.sliding_window || !c.sliding_layers.empty()) return;
+  const int64_t first = f.integer_or("max_window_layers", 0, 0, kMaxLayers);
+  c.sliding_layers.assign(static_cast<size_t>(c.num_layers), false);
+  for (int64_t i = first; i < c.num_layers; ++i) c.sliding_layers[static_cast<size_t>(i)] = true;
+}
+
+}  // namespace
 
 const Architecture& qwen2_family() {
   static constexpr HParam keys[] = {HParam::RopeDimensionCount, HParam::RmsEpsilon, HParam::RopeFreqBase,
@@ -17,6 +30,7 @@ const Architecture& qwen2_family() {
       .sliding_window_default_on = false,
       .hf_names = &names,
       .gguf_keys = keys,
+      .read_config = read_config,
   };
   return a;
 }
