@@ -66,7 +66,7 @@ std::optional<LayerName> split_layer_name(const Architecture& arch, const std::s
 
 const Architecture* find_architecture(std::string_view model_type) {
   for (const Architecture* a : all_architectures())
-    if (a->model_type == model_type || (!a->model_type_alias.empty() && a->model_type_alias == model_type)) return a;
+    if (a->model_type == model_type) return a;
   return nullptr;
 }
 

@@ -38,7 +38,6 @@ enum class SharedExperts : uint8_t {
 
 struct Architecture {
   std::string_view model_type;        // config.json "model_type"
-  std::string_view model_type_alias;  // a second spelling of it ("gemma3" for gemma3_text), or ""
   std::string_view hf_class;          // config.json "architectures"[0] written for this family
   std::string_view gguf_arch;         // llama.cpp's general.architecture
 
@@ -83,7 +82,7 @@ struct Architecture {
   bool is_moe() const { return ffn == FfnKind::SparseMoE; }
 };
 
-// By config.json model_type (or its alias); nullptr if unknown.
+// By config.json model_type; nullptr if unknown.
 const Architecture* find_architecture(std::string_view model_type);
 // By llama.cpp's architecture name; a GGUF "llama" with experts is Mixtral.
 const Architecture* find_gguf_architecture(std::string_view gguf_arch, bool has_experts);
