@@ -753,6 +753,26 @@ def check_family_gguf_to_hf(r, family):
     return check
 
 
+def check_gemma3_linear_rope(r):
+    """Gemma 3's larger models scale the global layers' rotary linearly (factor 8): anvil on the HF
+    directory = transformers, and on its own GGUF of it (rope.scaling.type linear, factor 8, as
+    llama.cpp's converter writes them: conversion/base.py) the same again."""
+    import shutil
+    src = os.path.join(r.models, "tiny-gemma3")
+    out = r.path("gemma3-linear")
+    os.makedirs(out, exist_ok=True)
+    for f in ("model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(src, f), out)
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    cfg["rope_parameters"]["full_attention"] = {"rope_theta": 1e6, "rope_type": "linear", "factor": 8.0}
+    json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
+    peer = peer_ppl(load_hf(out), tokens_of(out, r.text))
+    ok, detail = compare_ppl(r.anvil_ppl(out), peer)
+    r.anvil_run("convert", out, "-o", out + ".gguf", "--type", "f32")
+    ok2, detail2 = compare_ppl(r.anvil_ppl(out + ".gguf"), peer)
+    return ok and ok2, "HF directory: %s; anvil's GGUF of it: %s" % (detail, detail2)
+
+
 def gguf_tensors(path):
     import gguf
     import numpy as np
@@ -855,6 +875,8 @@ def main():
                    lambda: check_family_quantize(r, lc)))
     for family in FAMILIES:
         checks.append(("convert llama.cpp's GGUF of tiny-%s -> HF" % family, tf, check_family_gguf_to_hf(r, family)))
+    checks.append(("Gemma 3 with linear rotary scaling (factor 8 on the global layers)", tf,
+                   lambda: check_gemma3_linear_rope(r)))
     for name in sorted(os.listdir(os.path.join(shared, "tokenizers"))):
         checks.append(("anvil tokenize = tokenizers library: %s" % name, "tokenizers %s" % v["tokenizers"],
                        check_tokenizer_ids(r, name)))

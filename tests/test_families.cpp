@@ -428,3 +428,41 @@ TEST(FamilyConfig, UnknownArchitecturesAreNamedWithTheKnownOnes) {
       EXPECT_NE(m.find(known), std::string::npos) << known;
   }
 }
+
+// Linear rotary scaling (Gemma 3 4B-27B scale their global layers by 8): the global layers'
+// frequencies are transformers' default ones divided by the factor, the windowed layers' are not
+// scaled, and GGUF carries it as llama.cpp's converter writes it (rope.scaling.type "linear",
+// rope.scaling.factor). transformers' own logits: bench/interop.py.
+TEST(FamilyConfig, LinearRopeScalingOnGemma3) {
+  auto text = io::read_text_file(test::model_dir("tiny-gemma3") / "config.json");
+  auto j = nlohmann::json::parse(text);
+  j["rope_parameters"]["full_attention"] = {{"rope_theta", 1e6}, {"rope_type", "linear"}, {"factor", 8.0}};
+  const auto c = model::ModelConfig::parse(j.dump(), "config.json");
+  EXPECT_EQ(c.rope.type, "linear");
+  auto plain = model::ModelConfig::parse(text, "config.json");
+  for (int64_t i = 0; i < 16; ++i) {
+    const double expected = 1.0 / std::pow(1e6, 2.0 * i / 32) / 8;  // theta^(-2i/d) / factor
+    EXPECT_NEAR(model::rope_inverse_frequencies(c)[i].item<double>(), expected, 1e-6 * expected) << i;
+    EXPECT_EQ(model::rope_inverse_frequencies(c, 10000.0)[i].item<double>(),
+              model::rope_inverse_frequencies(plain, 10000.0)[i].item<double>());
+  }
+  test::TempDir dir;
+  io::write_text_file(dir / "config.json", j.dump());
+  for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::create_symlink(test::model_dir("tiny-gemma3") / f, dir / f);
+  quant::GgufExportOptions opts;
+  opts.type = "F32";
+  quant::export_gguf(dir.path(), dir / "m.gguf", opts);
+  io::GgufFile g(dir / "m.gguf");
+  ASSERT_NE(g.find("gemma3.rope.scaling.type"), nullptr);
+  EXPECT_EQ(*g.find("gemma3.rope.scaling.type")->as_string(), "linear");
+  EXPECT_EQ(*g.find("gemma3.rope.scaling.factor")->as_float(), 8.0);
+  const auto back = model::ModelConfig::from_gguf(g);
+  EXPECT_EQ(back.rope.type, "linear");
+  EXPECT_EQ(back.rope.factor, 8.0);
+  c10::InferenceMode guard;
+  auto ids = at::randint(0, 4096, {1, 40}, at::TensorOptions().dtype(at::kLong));
+  auto a = model::Transformer::load(dir.path())->forward(ids), b = model::load_gguf_transformer(g)->forward(ids);
+  EXPECT_LT(test::max_abs_diff(a, b), 1e-5);
+  EXPECT_GT(test::max_abs_diff(a, model::Transformer::load(test::model_dir("tiny-gemma3"))->forward(ids)), 1e-3);
+}

@@ -33,8 +33,8 @@ void parse_rope_params(const util::JsonFields& params, RopeConfig& rope, double&
   rope.theta = params.number_or("rope_theta", rope.theta, 1e-6, 1e30);
   partial = params.number_or("partial_rotary_factor", partial, 1e-6, 1.0);
   std::string type = params.string_or("rope_type", params.string_or("type", "default"));
-  if (type != "default" && type != "llama3")
-    fail(where, "unsupported rope type '" + type + "' in \"" + key + "\" (supported: default, llama3)");
+  if (type != "default" && type != "llama3" && type != "linear")
+    fail(where, "unsupported rope type '" + type + "' in \"" + key + "\" (supported: default, linear, llama3)");
   rope.type = type;
   rope.factor = params.number_or("factor", 1.0, 1e-6, 1e6);
   rope.low_freq_factor = params.number_or("low_freq_factor", 1.0, 1e-6, 1e6);
@@ -64,8 +64,13 @@ double parse_rope(const util::JsonFields& top, const json& j, RopeConfig& rope, 
       if (!p[layer_type].is_object()) fail(where, "\"" + key + "\" must be an object");
       RopeConfig r = rope;
       parse_rope_params(util::JsonFields(p[layer_type], where, key + "."), r, partial, where, key);
-      if (std::string_view(layer_type) == "full_attention") rope = r;
-      else rope.sliding_theta = r.theta;
+      if (std::string_view(layer_type) == "full_attention") {
+        rope = r;
+      } else {
+        // The windowed layers' own base; transformers scales only the global layers.
+        if (r.type != "default") fail(where, "\"" + key + ".rope_type\" must be default (a scaled windowed rotary is not supported)");
+        rope.sliding_theta = r.theta;
+      }
     }
     return partial;
   }
@@ -310,6 +315,7 @@ std::string ModelConfig::to_hf_json(const std::string& torch_dtype) const {
                              {"attention_bias", attention_bias},
                              {"hidden_act", activation_name(activation)},
                              {"torch_dtype", torch_dtype}};
+  if (rope.type == "linear") cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope.factor}};
   if (rotary_dim != head_dim) cfg["partial_rotary_factor"] = static_cast<double>(rotary_dim) / static_cast<double>(head_dim);
   if (sliding_window) {
     cfg["sliding_window"] = *sliding_window;

@@ -1,5 +1,6 @@
 #include "model/gguf_hparams.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "util/error.h"
@@ -39,6 +40,7 @@ class KeyReader {
     return *v->as_float();
   }
   [[noreturn]] void bad(const std::string& key, const std::string& problem) const { fail(where_, full(key) + " " + problem); }
+  const std::string& where() const { return where_; }
 
  private:
   const io::GgufFile& f_;
@@ -67,6 +69,7 @@ const char* key_name(HParam p) {
     case HParam::FinalLogitSoftcap: return "final_logit_softcapping";
     case HParam::RopeFreqBaseSwa: return "rope.freq_base_swa";
     case HParam::RopeScalingTypeNone: return "rope.scaling.type";
+    case HParam::RopeScalingLinear: return "rope.scaling.type";
     case HParam::RopeOriginalContext: return "rope.scaling.original_context_length";
     case HParam::EmbeddingScale: return "embedding_scale";
     case HParam::ResidualScale: return "residual_scale";
@@ -96,10 +99,12 @@ std::optional<GgufValue> write_one(HParam p, const ModelConfig& c) {
     case HParam::ExpertWeightsScale: return f32(1.0);
     case HParam::LeadingDenseBlockCount: return u32(c.first_dense_layers);
     case HParam::SlidingWindow: return u32(c.sliding_window.value_or(0));
-    case HParam::AttnLogitSoftcap: return f32(c.attn_logit_softcap);
-    case HParam::FinalLogitSoftcap: return f32(c.final_logit_softcap);
+    // Written when set, as the converters do (Gemma 3's only when its config has one).
+    case HParam::AttnLogitSoftcap: return c.attn_logit_softcap > 0 ? std::optional(f32(c.attn_logit_softcap)) : std::nullopt;
+    case HParam::FinalLogitSoftcap: return c.final_logit_softcap > 0 ? std::optional(f32(c.final_logit_softcap)) : std::nullopt;
     case HParam::RopeFreqBaseSwa: return f32(c.rope.sliding_theta.value_or(c.rope.theta));
-    case HParam::RopeScalingTypeNone: return GgufValue::str("none");
+    case HParam::RopeScalingTypeNone: return GgufValue::str(c.rope.type == "linear" ? "linear" : "none");
+    case HParam::RopeScalingLinear: return c.rope.type == "linear" ? std::optional(GgufValue::str("linear")) : std::nullopt;
     case HParam::RopeOriginalContext: return u32(c.rope.original_max_position_embeddings);
     case HParam::EmbeddingScale: return f32(c.embedding_scale);
     case HParam::ResidualScale: return f32(c.residual_scale);
@@ -152,9 +157,16 @@ void read_one(HParam p, const KeyReader& r, ModelConfig& c) {
       if (auto v = r.number(key, 1e-6, 1e30)) c.rope.sliding_theta = *v;
       return;
     case HParam::RopeScalingTypeNone:
-      if (const GgufValue* v = r.find(key); v && (!v->as_string() || *v->as_string() != "none"))
-        r.bad(key, "names a rotary scaling anvil does not support for this family (only none)");
+    case HParam::RopeScalingLinear: {
+      const GgufValue* v = r.find(key);
+      if (!v || (v->as_string() && *v->as_string() == "none")) return;
+      if (!v->as_string() || *v->as_string() != "linear")
+        r.bad(key, "names a rotary scaling anvil does not support here (none, linear)");
+      c.rope.type = "linear";
+      c.rope.factor = r.number("rope.scaling.factor", 1e-6, 1e6).value_or(0);
+      if (c.rope.factor == 0) fail(r.where(), "missing " + r.full("rope.scaling.factor") + " (rope.scaling.type is linear)");
       return;
+    }
     case HParam::RopeOriginalContext:
       c.rope.original_max_position_embeddings =
           r.integer(key, 1, kMaxPositions).value_or(c.rope.original_max_position_embeddings);
@@ -179,6 +191,13 @@ GgufMetadata write_gguf_hparams(const ModelConfig& c) {
   };
   for (HParam p : c.arch->gguf_keys)
     if (auto v = write_one(p, c)) m.emplace_back(a + "." + key_name(p), std::move(*v));
+  if (c.rope.type == "linear") {
+    const auto& keys = c.arch->gguf_keys;
+    if (std::find(keys.begin(), keys.end(), HParam::RopeScalingLinear) == keys.end() &&
+        std::find(keys.begin(), keys.end(), HParam::RopeScalingTypeNone) == keys.end())
+      fail(c.model_type + " config", "linear rotary scaling has no GGUF form in llama.cpp's " + a + " models");
+    m.emplace_back(a + ".rope.scaling.factor", f32(c.rope.factor));
+  }
   return m;
 }
 
@@ -196,7 +215,7 @@ void read_gguf_hparams(const io::GgufFile& f, ModelConfig& c) {
   // Keys the family does not list are still read when present (a file from another converter
   // may carry them), so that a value anvil cannot honour is an error rather than ignored.
   for (HParam p : {HParam::KeyLength, HParam::ValueLength, HParam::RmsEpsilon, HParam::LayerNormEpsilon,
-                   HParam::RopeFreqBase, HParam::ExpertCount, HParam::ExpertUsedCount})
+                   HParam::RopeFreqBase, HParam::ExpertCount, HParam::ExpertUsedCount, HParam::RopeScalingLinear})
     read_one(p, r, c);
   c.rotary_dim = c.head_dim;
   for (HParam p : c.arch->gguf_keys) read_one(p, r, c);

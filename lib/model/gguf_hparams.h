@@ -34,6 +34,7 @@ enum class HParam : uint8_t {
   FinalLogitSoftcap,
   RopeFreqBaseSwa,
   RopeScalingTypeNone,    // DeepSeek's converter writes rope.scaling.type = "none"
+  RopeScalingLinear,      // rope.scaling.type = "linear" and rope.scaling.factor, when the config scales linearly
   RopeOriginalContext,
   EmbeddingScale,
   ResidualScale,

@@ -69,6 +69,7 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& c, double theta) {
     auto medium = at::logical_not(wavelen < high_wavelen).logical_and(at::logical_not(wavelen > low_wavelen));
     inv_freq = at::where(medium, smoothed, scaled);
   }
+  if (c.rope.type == "linear" && !own_base) inv_freq = inv_freq / c.rope.factor;  // positions / factor
   if (!c.rope.freq_divisors.empty() && !own_base)  // llama.cpp's form of a frequency scaling (GGUF rope_freqs)
     inv_freq = inv_freq / at::tensor(c.rope.freq_divisors, at::TensorOptions().dtype(at::kFloat));
   // transformers casts the inv_freq buffer with the model: a bf16/f16 checkpoint loaded in its

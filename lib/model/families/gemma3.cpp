@@ -27,15 +27,17 @@ void write_config(const ModelConfig& c, nlohmann::ordered_json& j) {
   write_gemma_common(c, j);
   const double local = c.rope.sliding_theta.value_or(c.rope.theta);
   j["rope_local_base_freq"] = local;  // transformers 4.x
-  j["rope_parameters"] = {{"full_attention", {{"rope_theta", c.rope.theta}, {"rope_type", "default"}}},
-                          {"sliding_attention", {{"rope_theta", local}, {"rope_type", "default"}}}};
+  nlohmann::ordered_json full{{"rope_theta", c.rope.theta}, {"rope_type", c.rope.type}};
+  if (c.rope.type == "linear") full["factor"] = c.rope.factor;
+  j["rope_parameters"] = {{"full_attention", full}, {"sliding_attention", {{"rope_theta", local}, {"rope_type", "default"}}}};
 }
 
 }  // namespace
 
 const Architecture& gemma3_family() {
-  static constexpr HParam keys[] = {HParam::RopeFreqBase, HParam::RopeFreqBaseSwa, HParam::RmsEpsilon,
-                                    HParam::KeyLength,    HParam::ValueLength,     HParam::SlidingWindow};
+  static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeFreqBase, HParam::RopeFreqBaseSwa, HParam::RmsEpsilon,
+                                    HParam::KeyLength,    HParam::ValueLength,     HParam::SlidingWindow,
+                                    HParam::FinalLogitSoftcap};
   static const RoleNames names = [] {
     RoleNames n = gemma2_hf_names();
     n[static_cast<size_t>(TensorRole::AttnQNorm)] = "model.layers.{L}.self_attn.q_norm.weight";

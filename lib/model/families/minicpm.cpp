@@ -27,7 +27,7 @@ void write_config(const ModelConfig& c, nlohmann::ordered_json& j) {
 }  // namespace
 
 const Architecture& minicpm_family() {
-  static constexpr HParam keys[] = {HParam::RopeFreqBase, HParam::RmsEpsilon, HParam::EmbeddingScale,
+  static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeFreqBase, HParam::RmsEpsilon, HParam::EmbeddingScale,
                                     HParam::ResidualScale, HParam::LogitScale};
   static const RoleNames names = llama_hf_names();
   static const Architecture a{

@@ -6,7 +6,7 @@
 namespace anvil::model {
 
 const Architecture& mistral_family() {
-  static constexpr HParam keys[] = {HParam::RopeDimensionCount, HParam::RmsEpsilon, HParam::RopeFreqBase,
+  static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeDimensionCount, HParam::RmsEpsilon, HParam::RopeFreqBase,
                                     HParam::VocabSize, HParam::KeyLength, HParam::ValueLength};
   static const RoleNames names = llama_hf_names();
   static const Architecture a{

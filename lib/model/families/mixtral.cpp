@@ -34,7 +34,7 @@ void write_config(const ModelConfig& c, nlohmann::ordered_json& j) {
 }  // namespace
 
 const Architecture& mixtral_family() {
-  static constexpr HParam keys[] = {HParam::RopeDimensionCount, HParam::RmsEpsilon,     HParam::RopeFreqBase,
+  static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeDimensionCount, HParam::RmsEpsilon,     HParam::RopeFreqBase,
                                     HParam::VocabSize,          HParam::KeyLength,      HParam::ValueLength,
                                     HParam::ExpertCount,        HParam::ExpertUsedCount};
   static const RoleNames n = names();

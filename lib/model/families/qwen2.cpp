@@ -19,7 +19,7 @@ void read_config(const util::JsonFields& f, ModelConfig& c) {
 }  // namespace
 
 const Architecture& qwen2_family() {
-  static constexpr HParam keys[] = {HParam::RopeDimensionCount, HParam::RmsEpsilon, HParam::RopeFreqBase,
+  static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeDimensionCount, HParam::RmsEpsilon, HParam::RopeFreqBase,
                                     HParam::VocabSize, HParam::KeyLength, HParam::ValueLength};
   static const RoleNames names = llama_hf_names();
   static const Architecture a{

@@ -45,7 +45,7 @@ void write_config(const ModelConfig& c, nlohmann::ordered_json& j) {
 }  // namespace
 
 const Architecture& qwen2_moe_family() {
-  static constexpr HParam keys[] = {HParam::RopeFreqBase,    HParam::RmsEpsilon,
+  static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeFreqBase,    HParam::RmsEpsilon,
                                     HParam::ExpertCount,     HParam::ExpertUsedCount,
                                     HParam::ExpertFeedForwardLength, HParam::ExpertSharedFeedForwardLength};
   static const RoleNames names = [] {

@@ -6,7 +6,7 @@
 namespace anvil::model {
 
 const Architecture& qwen3_family() {
-  static constexpr HParam keys[] = {HParam::RopeFreqBase, HParam::RmsEpsilon, HParam::KeyLength, HParam::ValueLength};
+  static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeFreqBase, HParam::RmsEpsilon, HParam::KeyLength, HParam::ValueLength};
   static const RoleNames names = [] {
     RoleNames n = llama_hf_names();
     n[static_cast<size_t>(TensorRole::AttnQNorm)] = "model.layers.{L}.self_attn.q_norm.weight";
