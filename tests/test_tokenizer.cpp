@@ -112,6 +112,8 @@ TEST(Tokenizer, SentencePieceModelsGiveSpmEncodesIds) {
 // GGUF vocabularies both ways: each real tokenizer written into a GGUF (SentencePiece-style as
 // "llama" with pieces, scores and token types; byte-level as "gpt2" with the pre-tokenizer's
 // llama.cpp name) and read back tokenizes the 200 texts exactly as the tokenizers library did.
+// Each is written for a model with 7 more embedding rows than tokens (as Qwen's 151,936 rows for
+// 151,665 tokens): padded with llama.cpp's converter's "[PAD<id>]" unused tokens (score -10000).
 TEST(Tokenizer, GgufVocabulariesKeepTheLibrarysIds) {
   const auto real = nlohmann::json::parse(test::read_bytes(test::shared_dir() / "refs" / "tokenizer_real_cases.json"));
   const std::map<std::string, std::pair<std::string, std::string>> expected{
@@ -120,7 +122,7 @@ TEST(Tokenizer, GgufVocabulariesKeepTheLibrarysIds) {
     SCOPED_TRACE(name);
     const auto original = tokenizer::Tokenizer::load(test::shared_dir() / "tokenizers" / name);
     test::TempDir dir;
-    auto meta = tokenizer::gguf_tokenizer_metadata(original, -1, -1, -1);
+    auto meta = tokenizer::gguf_tokenizer_metadata(original, -1, -1, -1, original.vocab_size() + 7);
     meta.insert(meta.begin(), {"general.architecture", io::GgufValue::str("llama")});
     {
       io::GgufWriter w(dir / "vocab.gguf", meta, {});
@@ -128,9 +130,17 @@ TEST(Tokenizer, GgufVocabulariesKeepTheLibrarysIds) {
     }
     io::GgufFile gguf(dir / "vocab.gguf");
     EXPECT_EQ(*gguf.find("tokenizer.ggml.model")->as_string(), kind.first);
-    if (!kind.second.empty()) EXPECT_EQ(*gguf.find("tokenizer.ggml.pre")->as_string(), kind.second);
+    if (!kind.second.empty()) {
+      EXPECT_EQ(*gguf.find("tokenizer.ggml.pre")->as_string(), kind.second);
+    }
     const auto tok = tokenizer::Tokenizer::from_json(tokenizer::tokenizer_json_from_gguf(gguf), "vocab.gguf");
-    EXPECT_EQ(tok.vocab_size(), original.vocab_size());
+    EXPECT_EQ(tok.vocab_size(), original.vocab_size() + 7);
+    const int32_t last = original.vocab_size() + 6;
+    EXPECT_EQ(*gguf.find("tokenizer.ggml.tokens")->as_array()->values.back().as_string(), "[PAD" + std::to_string(last) + "]");
+    EXPECT_EQ(*gguf.find("tokenizer.ggml.token_type")->as_array()->values.back().as_int(), 5);  // unused
+    if (const auto* scores = gguf.find("tokenizer.ggml.scores")) {
+      EXPECT_EQ(*scores->as_array()->values.back().as_float(), -10000.0);
+    }
     int exact = 0;
     for (const auto& c : real["tokenizers"][name]) {
       const std::string text = c["text"];

@@ -316,7 +316,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     notes = tokenizer::gguf_vocabulary_caveats(tok);
     for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
                                                         c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
-                                                        c.pad_token_id.value_or(-1)))
+                                                        c.pad_token_id.value_or(-1), c.vocab_size))
       meta.push_back(std::move(kv));
     // The chat template travels with the vocabulary, as llama.cpp's converter writes it.
     if (const auto chat_template = chat::find_chat_template(input))

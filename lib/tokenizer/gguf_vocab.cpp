@@ -270,7 +270,8 @@ std::vector<std::string> gguf_vocabulary_caveats(const Tokenizer& tok) {
 }
 
 std::vector<std::pair<std::string, io::GgufValue>> gguf_tokenizer_metadata(const Tokenizer& tok, int64_t bos_id,
-                                                                           int64_t eos_id, int64_t pad_id) {
+                                                                           int64_t eos_id, int64_t pad_id,
+                                                                           int64_t model_vocab_size) {
   std::vector<io::GgufValue> tokens, types, scores, merges;
   std::vector<std::pair<std::string, io::GgufValue>> out;
   const auto prefix = tok.special_prefix(), suffix = tok.special_suffix();
@@ -329,6 +330,13 @@ std::vector<std::pair<std::string, io::GgufValue>> gguf_tokenizer_metadata(const
     out.emplace_back("tokenizer.ggml.pre", io::GgufValue::str(std::string(pt->names[0])));
   } else {
     fail(tok.where(), "a BPE tokenizer that is neither byte-level nor SentencePiece-style (byte fallback) has no GGUF form");
+  }
+  // Ids the tokenizer does not use, up to the embedding's rows (llama.cpp's converter: "[PAD<id>]",
+  // unused, score -10000 in a scored vocabulary).
+  for (int64_t i = static_cast<int64_t>(tokens.size()); i < model_vocab_size; ++i) {
+    tokens.push_back(io::GgufValue::str("[PAD" + std::to_string(i) + "]"));
+    types.push_back(io::GgufValue::i32(kUnused));
+    if (!scores.empty()) scores.push_back(io::GgufValue::f32(-10000.0f));
   }
   out.emplace_back("tokenizer.ggml.tokens", io::GgufValue::array(io::GgufType::STRING, std::move(tokens)));
   if (!scores.empty()) out.emplace_back("tokenizer.ggml.scores", io::GgufValue::array(io::GgufType::FLOAT32, std::move(scores)));
