@@ -107,6 +107,27 @@ TEST(Cli, InspectShowsArchitectureAndFilteredTensors) {
   EXPECT_EQ(parsed["shards"], 1);
 }
 
+// The summary names what sets a family apart, from the Hugging Face directory and from llama.cpp's
+// GGUF alike (the fixtures' features as ../shared/README.md lists them).
+TEST(Cli, InspectNamesTheFamilysFeatures) {
+  auto g3 = run("inspect " + models() + "/tiny-gemma3 --no-tensors");
+  EXPECT_EQ(g3.status, 0) << g3.out;
+  for (const char* f : {"sliding window 16 on 5 of 6 layers", "q/k norms", "(1 + w) RMSNorm", "windowed layers' rope theta 10000"})
+    EXPECT_NE(g3.out.find(f), std::string::npos) << f << "\n" << g3.out;
+  auto g2 = run("inspect " + models() + "/tiny-gemma2/model-f32.gguf --no-tensors");
+  for (const char* f : {"sliding window 16 on 1 of 2 layers", "attention softcap 50", "logit softcap 30"})
+    EXPECT_NE(g2.out.find(f), std::string::npos) << f << "\n" << g2.out;
+  auto moe = nlohmann::json::parse(run("inspect " + models() + "/tiny-deepseek-moe --json --no-tensors").out);
+  EXPECT_EQ(moe["features"][0], "4 experts (top 2, 32 wide) + shared 64 wide, 1 dense layer");
+  auto phi2 = run("inspect " + models() + "/tiny-phi2 --no-tensors");
+  for (const char* f : {"partial rotary (8 of 16 dims)", "parallel attention + MLP", "LayerNorm with bias"})
+    EXPECT_NE(phi2.out.find(f), std::string::npos) << f << "\n" << phi2.out;
+  auto minicpm = run("inspect " + models() + "/tiny-minicpm --no-tensors");
+  EXPECT_NE(minicpm.out.find("logits of h / 4"), std::string::npos) << minicpm.out;
+  auto llama = run("inspect " + models() + "/base --no-tensors");
+  EXPECT_EQ(llama.out.find("features:"), std::string::npos) << "plain Llama has nothing to list";
+}
+
 TEST(Cli, InspectRejectsCorruptFile) {
   test::TempDir dir;
   auto bytes = test::read_bytes(test::model_dir("tiny-llama") / "model.safetensors");
@@ -489,7 +510,9 @@ TEST(Cli, MergeWritesAModelCardAndInspectShowsProvenance) {
         EXPECT_NE(card.find("`" + sum + "`"), std::string::npos) << m << "/" << f;
       }
     EXPECT_EQ(card.find("## Measured") != std::string::npos, measured) << card;
-    if (measured) EXPECT_NE(card.find("| merged (ties) | fortune.val.txt |"), std::string::npos) << card;
+    if (measured) {
+      EXPECT_NE(card.find("| merged (ties) | fortune.val.txt |"), std::string::npos) << card;
+    }
     // inspect shows the card's front matter and its measured table.
     auto i = run("inspect " + out.string() + " --json --no-tensors");
     ASSERT_EQ(i.status, 0) << i.out;

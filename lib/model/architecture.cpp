@@ -21,23 +21,22 @@ std::vector<const Architecture*> all_architectures() {
 RoleNames llama_hf_names() {
   using R = TensorRole;
   RoleNames n{};
-  auto set = [&](R role, std::string_view name) { n[static_cast<size_t>(role)] = name; };
-  set(R::TokenEmbedding, "model.embed_tokens.weight");
-  set(R::OutputNorm, "model.norm.weight");
-  set(R::Output, "lm_head.weight");
-  set(R::AttnNorm, "model.layers.{L}.input_layernorm.weight");
-  set(R::AttnQ, "model.layers.{L}.self_attn.q_proj.weight");
-  set(R::AttnQBias, "model.layers.{L}.self_attn.q_proj.bias");
-  set(R::AttnK, "model.layers.{L}.self_attn.k_proj.weight");
-  set(R::AttnKBias, "model.layers.{L}.self_attn.k_proj.bias");
-  set(R::AttnV, "model.layers.{L}.self_attn.v_proj.weight");
-  set(R::AttnVBias, "model.layers.{L}.self_attn.v_proj.bias");
-  set(R::AttnOut, "model.layers.{L}.self_attn.o_proj.weight");
-  set(R::AttnOutBias, "model.layers.{L}.self_attn.o_proj.bias");
-  set(R::FfnNorm, "model.layers.{L}.post_attention_layernorm.weight");
-  set(R::FfnGate, "model.layers.{L}.mlp.gate_proj.weight");
-  set(R::FfnUp, "model.layers.{L}.mlp.up_proj.weight");
-  set(R::FfnDown, "model.layers.{L}.mlp.down_proj.weight");
+  set_name(n, R::TokenEmbedding, "model.embed_tokens.weight");
+  set_name(n, R::OutputNorm, "model.norm.weight");
+  set_name(n, R::Output, "lm_head.weight");
+  set_name(n, R::AttnNorm, "model.layers.{L}.input_layernorm.weight");
+  set_name(n, R::AttnQ, "model.layers.{L}.self_attn.q_proj.weight");
+  set_name(n, R::AttnQBias, "model.layers.{L}.self_attn.q_proj.bias");
+  set_name(n, R::AttnK, "model.layers.{L}.self_attn.k_proj.weight");
+  set_name(n, R::AttnKBias, "model.layers.{L}.self_attn.k_proj.bias");
+  set_name(n, R::AttnV, "model.layers.{L}.self_attn.v_proj.weight");
+  set_name(n, R::AttnVBias, "model.layers.{L}.self_attn.v_proj.bias");
+  set_name(n, R::AttnOut, "model.layers.{L}.self_attn.o_proj.weight");
+  set_name(n, R::AttnOutBias, "model.layers.{L}.self_attn.o_proj.bias");
+  set_name(n, R::FfnNorm, "model.layers.{L}.post_attention_layernorm.weight");
+  set_name(n, R::FfnGate, "model.layers.{L}.mlp.gate_proj.weight");
+  set_name(n, R::FfnUp, "model.layers.{L}.mlp.up_proj.weight");
+  set_name(n, R::FfnDown, "model.layers.{L}.mlp.down_proj.weight");
   return n;
 }
 

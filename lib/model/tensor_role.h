@@ -55,6 +55,10 @@ inline constexpr size_t kTensorRoleCount = static_cast<size_t>(TensorRole::Count
 // tensor.
 using RoleNames = std::array<std::string_view, kTensorRoleCount>;
 
+inline void set_name(RoleNames& names, TensorRole role, std::string_view name_template) {
+  names[static_cast<size_t>(role)] = name_template;
+}
+
 // llama.cpp's GGUF name of a role (experts: the stacked tensor).
 std::string_view gguf_name_template(TensorRole role);
 bool is_per_layer(TensorRole role);

@@ -970,7 +970,7 @@ GV = [  # name, mutation of the "llama" vocabulary GGUF, expected key, commands
     # token_type 6 (byte) on a piece that is not <0xXX>: llama.cpp cannot read it as a byte.
     ("byte_piece_bad", gguf_array("tokenizer.ggml.tokens", item(3, "<0xZZ>")), "tokenizer\\.ggml\\.tokens|<0xZZ>|token_type",
      ("tokenize",)),
-    ("unknown_token_id_past", gguf_meta("tokenizer.ggml.unknown_token_id", "u32", 600), "unknown_token_id",
+    ("unknown_token_id_past", gguf_meta("tokenizer.ggml.unknown_token_id", "u32", 5000), "unknown_token_id",
      ("tokenize",)),
     ("bos_token_id_past", gguf_meta("tokenizer.ggml.bos_token_id", "u32", 10**6), "bos_token_id", ("tokenize",)),
     ("add_bos_string", gguf_meta("tokenizer.ggml.add_bos_token", "str", "yes"), "add_bos_token", ("tokenize",)),

@@ -54,14 +54,13 @@ const Architecture& deepseek_family() {
   static const RoleNames names = [] {
     using R = TensorRole;
     RoleNames n = llama_hf_names();
-    auto set = [&](R r, std::string_view v) { n[static_cast<size_t>(r)] = v; };
-    set(R::MoeRouter, "model.layers.{L}.mlp.gate.weight");
-    set(R::ExpertGate, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight");
-    set(R::ExpertUp, "model.layers.{L}.mlp.experts.{E}.up_proj.weight");
-    set(R::ExpertDown, "model.layers.{L}.mlp.experts.{E}.down_proj.weight");
-    set(R::SharedGate, "model.layers.{L}.mlp.shared_experts.gate_proj.weight");
-    set(R::SharedUp, "model.layers.{L}.mlp.shared_experts.up_proj.weight");
-    set(R::SharedDown, "model.layers.{L}.mlp.shared_experts.down_proj.weight");
+    set_name(n, R::MoeRouter, "model.layers.{L}.mlp.gate.weight");
+    set_name(n, R::ExpertGate, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight");
+    set_name(n, R::ExpertUp, "model.layers.{L}.mlp.experts.{E}.up_proj.weight");
+    set_name(n, R::ExpertDown, "model.layers.{L}.mlp.experts.{E}.down_proj.weight");
+    set_name(n, R::SharedGate, "model.layers.{L}.mlp.shared_experts.gate_proj.weight");
+    set_name(n, R::SharedUp, "model.layers.{L}.mlp.shared_experts.up_proj.weight");
+    set_name(n, R::SharedDown, "model.layers.{L}.mlp.shared_experts.down_proj.weight");
     return n;
   }();
   static const Architecture a{

@@ -22,9 +22,9 @@ void complete_gguf(ModelConfig& c) {
 RoleNames gemma2_hf_names() {
   using R = TensorRole;
   RoleNames n = llama_hf_names();
-  n[static_cast<size_t>(R::AttnPostNorm)] = "model.layers.{L}.post_attention_layernorm.weight";
-  n[static_cast<size_t>(R::FfnNorm)] = "model.layers.{L}.pre_feedforward_layernorm.weight";
-  n[static_cast<size_t>(R::FfnPostNorm)] = "model.layers.{L}.post_feedforward_layernorm.weight";
+  set_name(n, R::AttnPostNorm, "model.layers.{L}.post_attention_layernorm.weight");
+  set_name(n, R::FfnNorm, "model.layers.{L}.pre_feedforward_layernorm.weight");
+  set_name(n, R::FfnPostNorm, "model.layers.{L}.post_feedforward_layernorm.weight");
   return n;
 }
 

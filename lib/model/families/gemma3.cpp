@@ -40,8 +40,8 @@ const Architecture& gemma3_family() {
                                     HParam::FinalLogitSoftcap};
   static const RoleNames names = [] {
     RoleNames n = gemma2_hf_names();
-    n[static_cast<size_t>(TensorRole::AttnQNorm)] = "model.layers.{L}.self_attn.q_norm.weight";
-    n[static_cast<size_t>(TensorRole::AttnKNorm)] = "model.layers.{L}.self_attn.k_norm.weight";
+    set_name(n, TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight");
+    set_name(n, TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight");
     return n;
   }();
   static const Architecture a{

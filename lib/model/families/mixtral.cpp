@@ -12,11 +12,11 @@ namespace {
 RoleNames names() {
   using R = TensorRole;
   RoleNames n = llama_hf_names();
-  for (R r : {R::FfnGate, R::FfnUp, R::FfnDown}) n[static_cast<size_t>(r)] = "";
-  n[static_cast<size_t>(R::MoeRouter)] = "model.layers.{L}.block_sparse_moe.gate.weight";
-  n[static_cast<size_t>(R::ExpertGate)] = "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight";
-  n[static_cast<size_t>(R::ExpertUp)] = "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight";
-  n[static_cast<size_t>(R::ExpertDown)] = "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight";
+  for (R r : {R::FfnGate, R::FfnUp, R::FfnDown}) set_name(n, r, "");
+  set_name(n, R::MoeRouter, "model.layers.{L}.block_sparse_moe.gate.weight");
+  set_name(n, R::ExpertGate, "model.layers.{L}.block_sparse_moe.experts.{E}.w1.weight");
+  set_name(n, R::ExpertUp, "model.layers.{L}.block_sparse_moe.experts.{E}.w3.weight");
+  set_name(n, R::ExpertDown, "model.layers.{L}.block_sparse_moe.experts.{E}.w2.weight");
   return n;
 }
 

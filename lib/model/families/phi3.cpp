@@ -28,9 +28,9 @@ const Architecture& phi3_family() {
     using R = TensorRole;
     RoleNames n = llama_hf_names();
     for (R r : {R::AttnQ, R::AttnQBias, R::AttnK, R::AttnKBias, R::AttnV, R::AttnVBias, R::FfnGate, R::FfnUp})
-      n[static_cast<size_t>(r)] = "";
-    n[static_cast<size_t>(R::AttnQkv)] = "model.layers.{L}.self_attn.qkv_proj.weight";
-    n[static_cast<size_t>(R::FfnGateUp)] = "model.layers.{L}.mlp.gate_up_proj.weight";
+      set_name(n, r, "");
+    set_name(n, R::AttnQkv, "model.layers.{L}.self_attn.qkv_proj.weight");
+    set_name(n, R::FfnGateUp, "model.layers.{L}.mlp.gate_up_proj.weight");
     return n;
   }();
   static const Architecture a{

@@ -9,8 +9,8 @@ const Architecture& qwen3_family() {
   static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeFreqBase, HParam::RmsEpsilon, HParam::KeyLength, HParam::ValueLength};
   static const RoleNames names = [] {
     RoleNames n = llama_hf_names();
-    n[static_cast<size_t>(TensorRole::AttnQNorm)] = "model.layers.{L}.self_attn.q_norm.weight";
-    n[static_cast<size_t>(TensorRole::AttnKNorm)] = "model.layers.{L}.self_attn.k_norm.weight";
+    set_name(n, TensorRole::AttnQNorm, "model.layers.{L}.self_attn.q_norm.weight");
+    set_name(n, TensorRole::AttnKNorm, "model.layers.{L}.self_attn.k_norm.weight");
     return n;
   }();
   static const Architecture a{
