@@ -42,10 +42,12 @@ struct MergeRun {
   test::TempDir dir;
   std::filesystem::path out;
   merge::MergeSummary summary;
-  MergeRun(const std::string& yaml, uint64_t seed = 0, int64_t chunk_elements = 4 << 20) {
+  MergeRun(const std::string& yaml, uint64_t seed = 0, int64_t chunk_elements = 4 << 20,
+           merge::GradientRule rule = merge::GradientRule::Current) {
     io::write_text_file(dir / "config.yaml", yaml);
     out = dir / "out";
     merge::MergeOptions opts;
+    opts.gradient_rule = rule;
     opts.seed = seed;
     opts.threads = 2;
     opts.chunk_elements = chunk_elements;
@@ -269,6 +271,34 @@ TEST(Merge, LinearWithWeightsOneAndZeroIsTheFirstModelBitForBit) {
   ASSERT_EQ(out.names().size(), a.names().size());
   for (const auto& name : a.names())
     ASSERT_TRUE(at::equal(model::view_tensor(out.get(name)), model::load_tensor(a.get(name), at::kFloat))) << name;
+}
+
+// A gradient `t: [0, 1]` over 8 layers puts layer i at t = i / 7. Outside the layers, current
+// mergekit (plan_module since 2025-03) reads it at t = 0: embeddings, final norm and LM head are
+// ft-fortune's, bit for bit (SLERP at t = 0 is its first input). The legacy rule reads the final
+// norm and LM head at t = 1: ft-changelog's.
+TEST(Merge, GradientsOutsideTheLayersFollowCurrentMergekitOrTheLegacyRule) {
+  const std::string yaml = "merge_method: slerp\nbase_model: " + m("ft-fortune") + "\nslices:\n  - sources:\n      - model: " +
+                           m("ft-fortune") + "\n        layer_range: [0, 8]\n      - model: " + m("ft-changelog") +
+                           "\n        layer_range: [0, 8]\nparameters:\n  t: [0, 1]\ndtype: float32\n";
+  io::Checkpoint fortune(test::model_dir("ft-fortune")), changelog(test::model_dir("ft-changelog"));
+  auto same = [](const io::Checkpoint& out, const io::Checkpoint& in, const std::string& name) {
+    return at::equal(model::view_tensor(out.get(name)), model::load_tensor(in.get(name), at::kFloat));
+  };
+  ASSERT_TRUE(fortune.contains("lm_head.weight"));
+  for (auto rule : {merge::GradientRule::Current, merge::GradientRule::Legacy}) {
+    SCOPED_TRACE(rule == merge::GradientRule::Current ? "current" : "legacy");
+    MergeRun run(yaml, 0, 4 << 20, rule);
+    io::Checkpoint out(run.out);
+    EXPECT_TRUE(same(out, fortune, "model.embed_tokens.weight"));
+    const io::Checkpoint& tail = rule == merge::GradientRule::Current ? fortune : changelog;
+    EXPECT_TRUE(same(out, tail, "model.norm.weight"));
+    EXPECT_TRUE(same(out, tail, "lm_head.weight"));
+    EXPECT_FALSE(same(out, rule == merge::GradientRule::Current ? changelog : fortune, "lm_head.weight"));
+    // Inside the layers both rules agree: the first layer at t = 0, the last at t = 1.
+    EXPECT_TRUE(same(out, fortune, "model.layers.0.mlp.down_proj.weight"));
+    EXPECT_TRUE(same(out, changelog, "model.layers.7.mlp.down_proj.weight"));
+  }
 }
 
 TEST(Merge, TaskArithmeticWithWeightZeroIsTheBase) {

@@ -56,6 +56,9 @@ int run_merge(int argc, char** argv) {
       ("o,output", "output model directory (written atomically)", cxxopts::value<std::string>())
       ("shard-size", "maximum shard size, e.g. 5GB or 500MB", cxxopts::value<std::string>()->default_value("5GB"))
       ("seed", "seed for DARE's random drops", cxxopts::value<uint64_t>()->default_value("0"))
+      ("gradient-rule", "where a gradient parameter (t: [0, 0.5, 1]) is evaluated for the embeddings, final norm and "
+       "LM head: current (t = 0 for all three, as mergekit since 2025-03) or legacy (final norm and LM head at t = 1, "
+       "as older mergekit did)", cxxopts::value<std::string>()->default_value("current"))
       ("eval", "after merging, score perplexity on these text files", cxxopts::value<std::vector<std::string>>())
       ("more", "", cxxopts::value<std::vector<std::string>>())
       ("eval-inputs", "with --eval, also score every input model")
@@ -85,6 +88,10 @@ int run_merge(int argc, char** argv) {
   if (opts.device != "cpu" && opts.device != "cuda") throw UsageError("--device must be cpu or cuda");
   if (args.count("dtype")) opts.out_dtype = args["dtype"].as<std::string>();
   opts.seed = args["seed"].as<uint64_t>();
+  if (const std::string rule = args["gradient-rule"].as<std::string>(); rule == "legacy")
+    opts.gradient_rule = merge::GradientRule::Legacy;
+  else if (rule != "current")
+    throw UsageError("--gradient-rule must be current or legacy, not '" + rule + "'");
   try {
     opts.max_shard_bytes = io::parse_byte_size(args["shard-size"].as<std::string>());
   } catch (const Error& e) {

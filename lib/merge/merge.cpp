@@ -73,15 +73,18 @@ std::string shape_text(const std::vector<int64_t>& s) {
 
 class Planner {
  public:
-  Planner(const MergeConfig& config, const MergeMethod& method, std::map<std::string, std::unique_ptr<Model>>& models)
-      : config_(config), method_(method), models_(models) {}
+  Planner(const MergeConfig& config, const MergeMethod& method, std::map<std::string, std::unique_ptr<Model>>& models,
+          GradientRule gradient_rule)
+      : config_(config), method_(method), models_(models), gradient_rule_(gradient_rule) {}
 
   std::vector<PlannedTensor> plan(int64_t* layers_out) {
     std::vector<PlannedTensor> pre, layers, post;
     const OutputSlice& first = config_.slices.front();
     const OutputSlice& last = config_.slices.back();
-    // Non-layer tensors come from the first slice's models (embeddings, t = 0) or the last
-    // slice's (final norm and LM head, t = 1), as in mergekit.
+    // Non-layer tensors come from the first slice's models (embeddings) or the last slice's (final
+    // norm and LM head), as in mergekit; a gradient is evaluated at t = 0 for both (mergekit's
+    // plan_module since 2025-03), or at t = 1 for the last slice's under the legacy rule.
+    const double post_t = gradient_rule_ == GradientRule::Legacy ? 1.0 : 0.0;
     const Model& ref = model(first.sources.front().path);
     const model::Architecture& arch = *ref.config.arch;
     for (const auto& name : ref.ckpt->names()) {
@@ -89,7 +92,7 @@ class Planner {
       const auto role = model::parse_hf_name(arch, name);
       bool is_pre = role && role->role == model::TensorRole::TokenEmbedding;
       const OutputSlice& slice = is_pre ? first : last;
-      (is_pre ? pre : post).push_back(plan_tensor(slice, name, name, -1, is_pre ? 0.0 : 1.0));
+      (is_pre ? pre : post).push_back(plan_tensor(slice, name, name, -1, is_pre ? 0.0 : post_t));
     }
     int64_t out_layer = 0;
     for (const auto& slice : config_.slices) {
@@ -125,6 +128,7 @@ class Planner {
 
  private:
   std::vector<std::pair<const Model*, int64_t>> layer_origins_;
+  GradientRule gradient_rule_;
   const Model& model(const fs::path& p) const { return *models_.at(p.string()); }
 
   std::pair<int64_t, int64_t> range(const InputSlice& src) const {
@@ -316,7 +320,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   }
 
   int64_t layers = 0;
-  Planner planner(cfg, *method, models);
+  Planner planner(cfg, *method, models, options.gradient_rule);
   std::vector<PlannedTensor> plan = planner.plan(&layers);
 
   std::string dtype_name = options.out_dtype ? *options.out_dtype

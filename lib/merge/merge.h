@@ -12,7 +12,14 @@
 
 namespace anvil::merge {
 
+// Where a gradient parameter (`t: [0, 0.5, 1]`) is evaluated for the tensors outside the layers.
+enum class GradientRule {
+  Current,  // mergekit since its 2025-03 multi-module planner: t = 0 for embeddings, final norm, LM head
+  Legacy,   // mergekit before it: t = 0 for the embeddings, t = 1 for the final norm and LM head
+};
+
 struct MergeOptions {
+  GradientRule gradient_rule = GradientRule::Current;
   std::string device = "cpu";            // cpu or cuda
   std::optional<std::string> out_dtype;  // overrides the config (bf16, f16, f32)
   uint64_t max_shard_bytes = 5'000'000'000ull;
