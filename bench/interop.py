@@ -239,6 +239,25 @@ def ties_in_fp32(r, mergekit_yaml, config, detail_bf16):
                               "choice of k, anvil the first k in index order)" % (differ, at_threshold))
 
 
+def in_fp32(r, mergekit_yaml, config, detail_bf16, tolerance):
+    """The config again with dtype float32 on both sides (no bf16 rounding in mergekit's steps):
+    the largest difference, relative to the largest weight, must be under `tolerance`."""
+    import torch
+    name = os.path.splitext(os.path.basename(config))[0]
+    text = open(config).read().replace("dtype: bfloat16", "dtype: float32").replace("../../shared", r.shared)
+    cfg = r.path(name + "-fp32.yaml")
+    open(cfg, "w").write(text)
+    ours, theirs = r.path("anvil-%s-fp32" % name), r.path("mergekit-%s-fp32" % name)
+    r.anvil_run("merge", cfg, "-o", ours)
+    subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    a, b = dir_tensors(ours), dir_tensors(theirs)
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+    scale = max(b[k].float().abs().max().item() for k in b)
+    return worst <= tolerance * scale, detail_bf16 + "; in fp32 the largest difference is %.3g (%.1e of the largest weight)" % (
+        worst, worst / scale)
+
+
 def check_mergekit(r, mergekit_yaml, config):
     def check():
         import torch
@@ -265,6 +284,9 @@ def check_mergekit(r, mergekit_yaml, config):
         method = name.split("_")[0] if name.startswith("dare") or name.startswith("slerp") else name
         if method in ("linear", "passthrough"):
             return same == len(a), detail
+        if method in ("nearswap", "model_stock", "karcher"):
+            # mergekit computes these in the config's dtype, every step rounded to bf16: compare in fp32.
+            return in_fp32(r, mergekit_yaml, config, detail, 1e-5)
         if method in ("slerp", "task_arithmetic"):
             # mergekit computes in the config's dtype (bf16: every delta, product and sum rounded),
             # anvil in fp32 with one rounding at the end: up to a couple of bf16 ulps apart.

@@ -107,6 +107,37 @@ TEST(MergeMethods, TaskArithmeticAndLinearByHand) {
   expect_close(u, {8, 12});
 }
 
+// The newer mergekit methods on hand-computed cases (mergekit 0.1.5's formulas, see each file).
+TEST(MergeMethods, NearSwapModelStockKarcherByHand) {
+  c10::InferenceMode guard;
+  // nearswap, t = 1: w = clamp(1 / max(|a - b|, 1e-6), 0, 1) = [1, 0.5, 1, 1].
+  auto ns = merge::find_merge_method("nearswap")
+                ->merge(task_of({{vec({0, 0, 0, 0}), {}, true}, {vec({0.5, 2, -0.1f, 0}), {}, false}}, {{"t", 1.0}}));
+  expect_close(ns, {0.5, 1, -0.1f, 0});
+  auto stock = [](std::vector<float> w1, std::vector<float> w2, double filter_wise = 0) {
+    return merge::find_merge_method("model_stock")
+        ->merge(task_of({{vec({0, 0}), {}, true}, {vec(w1), {}, false}, {vec(w2), {}, false}}, {{"filter_wise", filter_wise}}));
+  };
+  // Orthogonal task vectors: cos 0, t 0, the base. At 45 degrees: cos = 1/sqrt(2),
+  // t = 2 cos / (1 + cos) = 0.828427, times the average [1, 0.5].
+  expect_close(stock({1, 0}, {0, 1}), {0, 0});
+  expect_close(stock({1, 0}, {1, 1}), {0.828427f, 0.414214f});
+  expect_close(stock({1, 0}, {1, 1}, 1), {0.828427f, 0.414214f});  // one row: the same
+  // Identities: identical fine-tunes (cos 1, t 1) give the fine-tune; fine-tunes equal to the base give the base.
+  expect_close(stock({3, -2}, {3, -2}), {3, -2});
+  auto karcher = [](std::vector<std::vector<float>> in) {
+    std::vector<MergeInput> inputs;
+    for (auto& v : in) inputs.push_back({vec(v), {}, false});
+    return merge::find_merge_method("karcher")->merge(task_of(inputs, {{"max_iter", 10}, {"tol", 1e-5}}));
+  };
+  // [2, 0] and [0, 4]: the directions' spherical mean is 45 degrees, the scale the mean norm 3.
+  expect_close(karcher({{2, 0}, {0, 4}}), {3 / std::sqrt(2.0f), 3 / std::sqrt(2.0f)}, 1e-5);
+  expect_close(karcher({{1, 2}, {1, 2}, {1, 2}}), {1, 2}, 1e-6);
+  // Three directions 0, 60 and 90 degrees on the circle: the Karcher mean is their angle mean, 50.
+  const float r = 50 * 3.14159265f / 180;
+  expect_close(karcher({{1, 0}, {0.5f, std::sqrt(3.0f) / 2}, {0, 1}}), {std::cos(r), std::sin(r)}, 1e-4);
+}
+
 TEST(MergeMethods, SlerpEndpointsKnownAngleAndParallelFallback) {
   auto v0 = vec({2, 0}), v1 = vec({0, 1});
   expect_close(merge::slerp(0, v0, v1), {2, 0});
@@ -333,9 +364,10 @@ TEST(Merge, ChunkedStreamingEqualsWholeTensors) {
                           m("ft-changelog") + "\n    parameters: {weight: 0.7}\ndtype: float32\n";
   const std::string ties_two = "  - model: " + m("ft-fortune") + "\n    parameters: {weight: 0.3, density: 0.4}\n  - model: " +
                                m("ft-changelog") + "\n    parameters: {weight: 0.7, density: 0.6}\ndtype: float32\n";
-  for (std::string method : {"linear", "slerp", "ties"}) {
+  for (std::string method : {"linear", "slerp", "ties", "nearswap"}) {
     std::string yaml = "merge_method: " + method + "\nbase_model: " + m(method == "ties" ? "base" : "ft-fortune") +
-                       "\nparameters: {t: 0.3}\nmodels:\n" + (method == "ties" ? ties_two : two);
+                       "\nparameters: {t: " + (method == "nearswap" ? "0.002" : "0.3") + "}\nmodels:\n" +
+                       (method == "ties" ? ties_two : two);
     MergeRun whole(yaml), chunked(yaml, 0, 20000);
     io::Checkpoint a(whole.out), b(chunked.out);
     for (const auto& name : a.names()) {

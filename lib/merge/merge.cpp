@@ -128,7 +128,6 @@ class Planner {
 
  private:
   std::vector<std::pair<const Model*, int64_t>> layer_origins_;
-  GradientRule gradient_rule_;
   const Model& model(const fs::path& p) const { return *models_.at(p.string()); }
 
   std::pair<int64_t, int64_t> range(const InputSlice& src) const {
@@ -192,6 +191,7 @@ class Planner {
   const MergeConfig& config_;
   const MergeMethod& method_;
   std::map<std::string, std::unique_ptr<Model>>& models_;
+  GradientRule gradient_rule_;
 };
 
 // Same architecture, tensor names and shapes: listed as the first few differences.

@@ -1,7 +1,7 @@
 #pragma once
 // One interface for every merge method (as in mergekit): a method declares its parameters and
-// merges one tensor at a time. Adding a method is a new file in methods/ and a row in
-// methods/registry.cpp.
+// merges one tensor at a time. Adding a method is a new file in methods/ and a line in
+// methods/methods.def.
 #include <ATen/ATen.h>
 
 #include <cstdint>

@@ -9,13 +9,9 @@ namespace anvil::merge {
 
 [[noreturn]] void throw_merge_error(const MergeTask& task, const std::string& what);
 
-std::unique_ptr<MergeMethod> make_linear();
-std::unique_ptr<MergeMethod> make_slerp();
-std::unique_ptr<MergeMethod> make_task_arithmetic();
-std::unique_ptr<MergeMethod> make_ties();
-std::unique_ptr<MergeMethod> make_dare_linear();
-std::unique_ptr<MergeMethod> make_dare_ties();
-std::unique_ptr<MergeMethod> make_passthrough();
+#define ANVIL_MERGE_METHOD(name) std::unique_ptr<MergeMethod> make_##name();
+#include "merge/methods/methods.def"
+#undef ANVIL_MERGE_METHOD
 
 // Spherical interpolation of two tensors seen as flat vectors (exposed for tests).
 at::Tensor slerp(double t, const at::Tensor& v0, const at::Tensor& v1);

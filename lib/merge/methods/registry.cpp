@@ -1,6 +1,4 @@
 // The merge methods anvil knows, by mergekit's names.
-#include <array>
-
 #include "merge/methods/methods.h"
 #include "util/error.h"
 
@@ -12,15 +10,11 @@ struct Entry {
   std::unique_ptr<MergeMethod> (*make)();
 };
 
-constexpr std::array<Entry, 7> kMethods{{
-    {"linear", make_linear},
-    {"slerp", make_slerp},
-    {"task_arithmetic", make_task_arithmetic},
-    {"ties", make_ties},
-    {"dare_linear", make_dare_linear},
-    {"dare_ties", make_dare_ties},
-    {"passthrough", make_passthrough},
-}};
+constexpr Entry kMethods[] = {
+#define ANVIL_MERGE_METHOD(name) {#name, make_##name},
+#include "merge/methods/methods.def"
+#undef ANVIL_MERGE_METHOD
+};
 
 }  // namespace
 
