@@ -281,10 +281,10 @@ def check_mergekit(r, mergekit_yaml, config):
         total = sum(a[k].numel() for k in a)
         detail = "%d/%d tensors bit-identical, %.2f%% of elements differ, largest difference %.3g (largest weight %.3g)" % (
             same, len(a), 100.0 * differ / total, worst, scale)
-        method = name.split("_")[0] if name.startswith("dare") or name.startswith("slerp") else name
+        method = name.split("_")[0] if name.startswith("dare") or name.startswith("slerp_") else name
         if method in ("linear", "passthrough"):
             return same == len(a), detail
-        if method in ("nearswap", "model_stock", "karcher"):
+        if method in ("nearswap", "model_stock", "karcher", "multislerp", "nuslerp"):
             # mergekit computes these in the config's dtype, every step rounded to bf16: compare in fp32.
             return in_fp32(r, mergekit_yaml, config, detail, 1e-5)
         if method in ("slerp", "task_arithmetic"):

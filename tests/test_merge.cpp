@@ -138,6 +138,40 @@ TEST(MergeMethods, NearSwapModelStockKarcherByHand) {
   expect_close(karcher({{1, 0}, {0.5f, std::sqrt(3.0f) / 2}, {0, 1}}), {std::cos(r), std::sin(r)}, 1e-4);
 }
 
+// multislerp and nuslerp by hand. multislerp projects onto the tangent space at the weighted mean
+// of the directions, so for two inputs at weights 3:1 it lands on that mean (18.43 degrees for
+// e1, e2), not on SLERP's 22.5: mergekit's formula, pinned here.
+TEST(MergeMethods, MultiSlerpAndNuSlerpByHand) {
+  c10::InferenceMode guard;
+  auto multi = [](std::vector<MergeInput> in) {
+    return merge::find_merge_method("multislerp")->merge(task_of(std::move(in), {{"normalize_weights", 1}, {"eps", 1e-8}}));
+  };
+  expect_close(multi({{vec({1, 0}), {{"weight", 1}}, false}, {vec({0, 1}), {{"weight", 1}}, false}}), {0.707107f, 0.707107f});
+  expect_close(multi({{vec({1, 0}), {{"weight", 3}}, false}, {vec({0, 1}), {{"weight", 1}}, false}}), {0.948683f, 0.316228f});
+  // Norms 2 and 4 at equal weights: the mean norm 3; with a base the task vectors interpolate.
+  expect_close(multi({{vec({2, 0}), {{"weight", 1}}, false}, {vec({0, 4}), {{"weight", 1}}, false}}), {2.12132f, 2.12132f}, 1e-5);
+  expect_close(multi({{vec({1, 1}), {}, true}, {vec({2, 1}), {{"weight", 1}}, false}, {vec({1, 2}), {{"weight", 1}}, false}}),
+               {1.707107f, 1.707107f});
+  // Opposed inputs: linear.
+  expect_close(multi({{vec({1, 0}), {{"weight", 1}}, false}, {vec({-1, 0}), {{"weight", 1}}, false}}), {0, 0});
+  auto nu = [](std::vector<MergeInput> in, double row_wise = 0, double flatten = 1) {
+    return merge::find_merge_method("nuslerp")
+        ->merge(task_of(std::move(in), {{"nuslerp_row_wise", row_wise}, {"nuslerp_flatten", flatten}}));
+  };
+  // t = w2 / (w1 + w2): 0.5, then 0.75 (67.5 degrees from e1).
+  expect_close(nu({{vec({1, 0}), {{"weight", 1}}, false}, {vec({0, 1}), {{"weight", 1}}, false}}), {0.707107f, 0.707107f});
+  expect_close(nu({{vec({1, 0}), {{"weight", 1}}, false}, {vec({0, 1}), {{"weight", 3}}, false}}), {0.382683f, 0.923880f});
+  expect_close(nu({{vec({1, 1}), {}, true}, {vec({2, 1}), {{"weight", 1}}, false}, {vec({1, 2}), {{"weight", 1}}, false}}),
+               {1.707107f, 1.707107f});
+  // Row by row: [[1, 0], [2, 0]] and [[0, 1], [2, 0]] -> the first row turns 45 degrees, the second
+  // (parallel) stays; flattened, the whole tensor turns by one angle.
+  const auto a = at::tensor({1.f, 0.f, 2.f, 0.f}).view({2, 2}), b = at::tensor({0.f, 1.f, 2.f, 0.f}).view({2, 2});
+  expect_close(nu({{a, {{"weight", 1}}, false}, {b, {{"weight", 1}}, false}}, 0, 0).reshape({-1}), {0.707107f, 0.707107f, 2, 0});
+  const double cos_ab = 4.0 / 5.0, th = std::acos(cos_ab), k = std::sin(th / 2) / std::sin(th);
+  expect_close(nu({{a, {{"weight", 1}}, false}, {b, {{"weight", 1}}, false}}).reshape({-1}),
+               {static_cast<float>(k), static_cast<float>(k), static_cast<float>(4 * k), 0});
+}
+
 TEST(MergeMethods, SlerpEndpointsKnownAngleAndParallelFallback) {
   auto v0 = vec({2, 0}), v1 = vec({0, 1});
   expect_close(merge::slerp(0, v0, v1), {2, 0});
