@@ -63,6 +63,16 @@ std::optional<LayerName> split_layer_name(const Architecture& arch, const std::s
   return LayerName{layer, hf_name.substr(end + 1)};
 }
 
+RoleNames llama_hf_names_with_mlp_experts() {
+  using R = TensorRole;
+  RoleNames n = llama_hf_names();
+  set_name(n, R::MoeRouter, "model.layers.{L}.mlp.gate.weight");
+  set_name(n, R::ExpertGate, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight");
+  set_name(n, R::ExpertUp, "model.layers.{L}.mlp.experts.{E}.up_proj.weight");
+  set_name(n, R::ExpertDown, "model.layers.{L}.mlp.experts.{E}.down_proj.weight");
+  return n;
+}
+
 const Architecture* find_architecture(std::string_view model_type) {
   for (const Architecture* a : all_architectures())
     if (a->model_type == model_type) return a;

@@ -102,5 +102,9 @@ std::string layer_prefix(const Architecture& arch, int64_t layer);  // "model.la
 // The names llama.cpp-style families share: Llama's layout, from which the others differ by a
 // few entries (families/llama_names.cpp).
 RoleNames llama_hf_names();
+// Llama's names with the FFN as transformers' MoE blocks spell it (Qwen2-MoE, DeepSeekMoE): the
+// router "mlp.gate" and routed experts "mlp.experts.E.{gate,up,down}_proj"; the dense "mlp.*_proj"
+// stay for the dense layers.
+RoleNames llama_hf_names_with_mlp_experts();
 
 }  // namespace anvil::model

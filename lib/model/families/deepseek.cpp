@@ -53,11 +53,7 @@ const Architecture& deepseek_family() {
                                     HParam::ExpertWeightsScale,     HParam::ExpertSharedCount};
   static const RoleNames names = [] {
     using R = TensorRole;
-    RoleNames n = llama_hf_names();
-    set_name(n, R::MoeRouter, "model.layers.{L}.mlp.gate.weight");
-    set_name(n, R::ExpertGate, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight");
-    set_name(n, R::ExpertUp, "model.layers.{L}.mlp.experts.{E}.up_proj.weight");
-    set_name(n, R::ExpertDown, "model.layers.{L}.mlp.experts.{E}.down_proj.weight");
+    RoleNames n = llama_hf_names_with_mlp_experts();
     set_name(n, R::SharedGate, "model.layers.{L}.mlp.shared_experts.gate_proj.weight");
     set_name(n, R::SharedUp, "model.layers.{L}.mlp.shared_experts.up_proj.weight");
     set_name(n, R::SharedDown, "model.layers.{L}.mlp.shared_experts.down_proj.weight");

@@ -50,11 +50,7 @@ const Architecture& qwen2_moe_family() {
                                     HParam::ExpertFeedForwardLength, HParam::ExpertSharedFeedForwardLength};
   static const RoleNames names = [] {
     using R = TensorRole;
-    RoleNames n = llama_hf_names();
-    set_name(n, R::MoeRouter, "model.layers.{L}.mlp.gate.weight");
-    set_name(n, R::ExpertGate, "model.layers.{L}.mlp.experts.{E}.gate_proj.weight");
-    set_name(n, R::ExpertUp, "model.layers.{L}.mlp.experts.{E}.up_proj.weight");
-    set_name(n, R::ExpertDown, "model.layers.{L}.mlp.experts.{E}.down_proj.weight");
+    RoleNames n = llama_hf_names_with_mlp_experts();
     set_name(n, R::SharedGate, "model.layers.{L}.mlp.shared_expert.gate_proj.weight");
     set_name(n, R::SharedUp, "model.layers.{L}.mlp.shared_expert.up_proj.weight");
     set_name(n, R::SharedDown, "model.layers.{L}.mlp.shared_expert.down_proj.weight");
