@@ -455,3 +455,48 @@ TEST(FamilyConfig, LinearRopeScalingOnGemma3) {
   EXPECT_LT(test::max_abs_diff(a, b), 1e-5);
   EXPECT_GT(test::max_abs_diff(a, model::Transformer::load(test::model_dir("tiny-gemma3"))->forward(ids)), 1e-3);
 }
+
+// What a GGUF cannot say is refused before anything is written: a Gemma 3 whose window pattern is
+// not llama.cpp's fixed one (a passthrough cut makes such models), a MoE with norm_topk_prob the
+// family's GGUF has no key for. And a Gemma 3 GGUF from an older converter, without
+// rope.freq_base_swa, gets llama.cpp's 10000 on its windowed layers.
+TEST(FamilyConfig, GgufRefusesWhatItCannotSayAndFillsWhatLlamaCppFixes) {
+  auto refused = [](const char* family, const std::function<void(nlohmann::json&)>& edit, const char* needle) {
+    test::TempDir dir;
+    auto j = nlohmann::json::parse(io::read_text_file(test::model_dir(family) / "config.json"));
+    edit(j);
+    io::write_text_file(dir / "config.json", j.dump());
+    for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"})
+      std::filesystem::create_symlink(test::model_dir(family) / f, dir / f);
+    quant::GgufExportOptions opts;
+    opts.type = "F32";
+    try {
+      quant::export_gguf(dir.path(), dir / "m.gguf", opts);
+      ADD_FAILURE() << family << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir / "m.gguf"));
+  };
+  refused("tiny-gemma3", [](nlohmann::json& j) { j["layer_types"][0] = "full_attention"; }, "window pattern");
+  refused("tiny-qwen2-moe", [](nlohmann::json& j) { j["norm_topk_prob"] = true; }, "norm_topk_prob");
+
+  test::TempDir dir;
+  {
+    io::GgufFile theirs(test::model_dir("tiny-gemma3") / "model-f32.gguf");
+    std::vector<std::pair<std::string, io::GgufValue>> meta;
+    for (const auto& kv : theirs.metadata())
+      if (kv.first != "gemma3.rope.freq_base_swa") meta.push_back(kv);
+    std::vector<io::GgufTensorInfo> infos(theirs.tensors().begin(), theirs.tensors().end());
+    io::GgufWriter w(dir / "old.gguf", meta, infos);
+    for (const auto& t : theirs.tensors()) w.write_part(t.name, 0, std::vector<uint8_t>(t.data.begin(), t.data.end()));
+    w.commit();
+  }
+  io::GgufFile old(dir / "old.gguf");
+  const auto c = model::ModelConfig::from_gguf(old);
+  ASSERT_TRUE(c.rope.sliding_theta);
+  EXPECT_EQ(*c.rope.sliding_theta, 10000.0);
+  EXPECT_LT(max_logit_diff(*model::load_gguf_transformer(old), test::model_dir("tiny-gemma3") / "reference_logits.safetensors"),
+            6e-4);
+}

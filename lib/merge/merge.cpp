@@ -241,7 +241,7 @@ void write_layer_keys(nlohmann::ordered_json& cfg, const std::vector<std::pair<c
     cfg.erase("sliding_window_pattern");
   }
   if (!sparse) return;
-  if (cfg.contains("first_k_dense_replace")) {  // DeepSeekMoE: dense layers must lead
+  if (origins.front().first->config.arch->shared_experts == model::SharedExperts::Plain) {  // DeepSeekMoE: dense layers lead
     int64_t dense = 0;
     while (dense < static_cast<int64_t>(origins.size()) && !origins[dense].first->config.layer_is_sparse(origins[dense].second)) ++dense;
     for (size_t i = static_cast<size_t>(dense); i < origins.size(); ++i)

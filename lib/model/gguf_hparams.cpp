@@ -201,6 +201,22 @@ GgufMetadata write_gguf_hparams(const ModelConfig& c) {
   return m;
 }
 
+void check_gguf_can_describe(const ModelConfig& c, const std::string& where) {
+  ModelConfig read_back = c;  // what the GGUF reader would fix for the family
+  if (c.arch->complete_gguf_config) c.arch->complete_gguf_config(read_back);
+  for (int64_t i = 0; i < c.num_layers; ++i)
+    if (read_back.layer_is_sliding(i) != c.layer_is_sliding(i))
+      fail(where, "layer " + std::to_string(i) + " is " + (c.layer_is_sliding(i) ? "windowed" : "global") +
+                      ", but llama.cpp fixes the " + std::string(c.arch->gguf_arch) +
+                      " window pattern (a GGUF would say otherwise; see layer_types)");
+  if (read_back.query_pre_attn_scalar != c.query_pre_attn_scalar)
+    fail(where, "query_pre_attn_scalar " + std::to_string(static_cast<int64_t>(c.query_pre_attn_scalar)) +
+                    " is not what llama.cpp assumes for this " + std::string(c.arch->gguf_arch) + " model");
+  if (c.arch->is_moe() && c.renormalize_top_k != c.arch->renormalize_top_k)
+    fail(where, std::string("norm_topk_prob is ") + (c.renormalize_top_k ? "true" : "false") +
+                    ", which llama.cpp's " + std::string(c.arch->gguf_arch) + " models cannot say");
+}
+
 void read_gguf_hparams(const io::GgufFile& f, ModelConfig& c) {
   const KeyReader r(f, std::string(c.arch->gguf_arch));
   c.hidden_size = r.required("embedding_length", 1, kMaxWidth);

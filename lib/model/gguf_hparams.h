@@ -45,6 +45,11 @@ using GgufMetadata = std::vector<std::pair<std::string, io::GgufValue>>;
 
 // The {arch}.* keys for a config: the six common ones, then the family's list.
 GgufMetadata write_gguf_hparams(const ModelConfig& config);
+// Refuses (an anvil::Error naming `where`) a config whose model a GGUF of its family cannot
+// describe, because llama.cpp fixes what the config varies: Gemma 2/3's window pattern and query
+// scale, a MoE's top-k renormalisation. Reading the GGUF back would give another model.
+void check_gguf_can_describe(const ModelConfig& config, const std::string& where);
+
 // Fills a config from a GGUF's keys (the common ones and the family's list), every value checked
 // for type and range; an anvil::Error naming the file and key otherwise.
 void read_gguf_hparams(const io::GgufFile& gguf, ModelConfig& config);

@@ -134,7 +134,8 @@ Transformer::Transformer(ModelConfig config, const WeightProvider& get, const We
       const auto wide = n.scale.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
       n.scale = (n.scale.to(wide) + 1).contiguous();
     }
-    if (a.norm == NormKind::LayerNorm) n.bias = fetch(name_of(bias_role, layer), {width});
+    if (a.norm == NormKind::LayerNorm && bias_role != R::Count && a.has(bias_role))
+      n.bias = fetch(name_of(bias_role, layer), {width});
     return n;
   };
   // A gated MLP from separate gate/up, fused gate/up, or an ungated up; `ffn` wide.
@@ -411,7 +412,9 @@ at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, si
     auto scores = at::matmul(qg, k.transpose(-1, -2)).mul_(1.0 / std::sqrt(scale_base));  // [B, NKV, G*T, S]
     if (c.attn_logit_softcap > 0) scores = at::tanh(scores / c.attn_logit_softcap) * c.attn_logit_softcap;
     if (mask.defined()) scores.view({B, NKV, G, T, S}).add_(mask);
-    auto probs = at::softmax(scores, -1);
+    // Half types: softmax in fp32, as transformers' eager attention computes it.
+    const bool half = scores.scalar_type() == at::kBFloat16 || scores.scalar_type() == at::kHalf;
+    auto probs = half ? at::softmax(scores, -1, at::kFloat).to(scores.scalar_type()) : at::softmax(scores, -1);
     out = at::matmul(probs, v).view({B, NH, T, D});
   }
   (void)plain;

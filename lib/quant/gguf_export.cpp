@@ -310,6 +310,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     model::check_checkpoint_shapes(c, *ckpt, (input / "config.json").string());
     ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight"),
            c.num_experts};
+    model::check_gguf_can_describe(c, (input / "config.json").string());
     meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string());
     auto tok = tokenizer::Tokenizer::load(input);
     tok.check_fits_model(c.vocab_size, (input / "config.json").string());

@@ -12,6 +12,7 @@ class KarcherMerge final : public MergeMethod {
  public:
   std::string_view name() const override { return "karcher"; }
   std::vector<ParamDef> parameters() const override { return {{"max_iter", 10.0}, {"tol", 1e-5}}; }
+  bool base_is_input() const override { return true; }  // mergekit averages a given base_model too
   void check(const MergeTask& task) const override {
     const double iters = task.params.at("max_iter"), tol = task.params.at("tol");
     if (!(iters >= 0 && iters <= 1e6 && iters == std::floor(iters))) throw_merge_error(task, "karcher's max_iter must be a whole number in [0, 1e6]");

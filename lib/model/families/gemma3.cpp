@@ -20,6 +20,8 @@ void read_config(const util::JsonFields& f, ModelConfig& c) {
 
 void complete_gguf(ModelConfig& c) {
   periodic_sliding_layers(c, 6);  // llama.cpp: swa pattern 6
+  // Files from converters that predate rope.freq_base_swa: llama.cpp's fixed 10000.
+  if (!c.rope.sliding_theta) c.rope.sliding_theta = 10000.0;
   gemma_gguf_query_scale(c, 62);
 }
 

@@ -24,6 +24,7 @@ void read_config(const util::JsonFields& f, ModelConfig& c) {
   c.num_experts = f.integer("num_local_experts", 1, kMaxExperts);
   c.num_experts_per_tok = f.integer("num_experts_per_tok", 1, kMaxExperts);
   c.expert_intermediate_size = c.intermediate_size;
+  c.renormalize_top_k = true;  // transformers' Mixtral router always renormalises (no norm_topk_prob)
 }
 
 void write_config(const ModelConfig& c, nlohmann::ordered_json& j) {

@@ -6,17 +6,15 @@
 #include "util/json_reader.h"
 
 namespace anvil::model {
-namespace {
 
-// Older configs without layer_types: transformers windows the layers from max_window_layers on.
-void read_config(const util::JsonFields& f, ModelConfig& c) {
+// Configs without layer_types: transformers (Qwen2, Qwen3) windows the layers from
+// max_window_layers (default 28) on.
+void read_qwen_window_layers(const util::JsonFields& f, ModelConfig& c) {
   if (!c.sliding_window || !c.sliding_layers.empty()) return;
-  const int64_t first = f.integer_or("max_window_layers", 0, 0, kMaxLayers);
+  const int64_t first = f.integer_or("max_window_layers", 28, 0, kMaxLayers);
   c.sliding_layers.assign(static_cast<size_t>(c.num_layers), false);
   for (int64_t i = first; i < c.num_layers; ++i) c.sliding_layers[static_cast<size_t>(i)] = true;
 }
-
-}  // namespace
 
 const Architecture& qwen2_family() {
   static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeDimensionCount, HParam::RmsEpsilon, HParam::RopeFreqBase,
@@ -30,7 +28,7 @@ const Architecture& qwen2_family() {
       .sliding_window_default_on = false,
       .hf_names = &names,
       .gguf_keys = keys,
-      .read_config = read_config,
+      .read_config = read_qwen_window_layers,
   };
   return a;
 }

@@ -2,8 +2,11 @@
 // embedding, and an explicit head_dim (often not hidden / heads).
 #include "model/architecture.h"
 #include "model/gguf_hparams.h"
+#include "util/json_reader.h"
 
 namespace anvil::model {
+
+void read_qwen_window_layers(const util::JsonFields& f, ModelConfig& c);  // families/qwen2.cpp
 
 const Architecture& qwen3_family() {
   static constexpr HParam keys[] = {HParam::RopeScalingLinear, HParam::RopeFreqBase, HParam::RmsEpsilon, HParam::KeyLength, HParam::ValueLength};
@@ -21,6 +24,7 @@ const Architecture& qwen3_family() {
       .sliding_window_default_on = false,
       .hf_names = &names,
       .gguf_keys = keys,
+      .read_config = read_qwen_window_layers,
   };
   return a;
 }
