@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Writes a randomly initialised Llama-shaped bf16 checkpoint (default: Llama-3.2-1B's shapes,
-~2.5 GB) for merge and quantize benchmarks. Needs Debian's python3-numpy; no network, no torch.
+~2.5 GB; --shape 8b: Llama-3.1-8B's, ~16 GB, untied head) for merge, quantize and kernel
+benchmarks. Needs Debian's python3-numpy; no network, no torch.
 
-usage: make_synthetic_model.py OUT_DIR [--seed S] [--layers N]
+usage: make_synthetic_model.py OUT_DIR [--seed S] [--layers N] [--shape 1b|8b]
 """
 import argparse, json, os, struct
 import numpy as np
@@ -10,15 +11,20 @@ import numpy as np
 p = argparse.ArgumentParser()
 p.add_argument("out")
 p.add_argument("--seed", type=int, default=0)
-p.add_argument("--layers", type=int, default=16)
+p.add_argument("--layers", type=int, default=None)
+p.add_argument("--shape", choices=["1b", "8b"], default="1b")
 a = p.parse_args()
 
-H, F, V, NH, NKV, D = 2048, 8192, 128256, 32, 8, 64
+if a.shape == "1b":
+    H, F, V, NH, NKV, D, layers, tied = 2048, 8192, 128256, 32, 8, 64, 16, True
+else:
+    H, F, V, NH, NKV, D, layers, tied = 4096, 14336, 128256, 32, 8, 128, 32, False
+a.layers = a.layers or layers
 config = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": H,
     "intermediate_size": F, "num_hidden_layers": a.layers, "num_attention_heads": NH,
     "num_key_value_heads": NKV, "head_dim": D, "vocab_size": V, "max_position_embeddings": 131072,
-    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": True,
+    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": tied,
     "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
                      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
     "torch_dtype": "bfloat16", "bos_token_id": 128000, "eos_token_id": 128001, "hidden_act": "silu",
@@ -32,6 +38,8 @@ for i in range(a.layers):
                (pre + "mlp.gate_proj.weight", (F, H)), (pre + "mlp.up_proj.weight", (F, H)),
                (pre + "mlp.down_proj.weight", (H, F))]
 shapes.append(("model.norm.weight", (H,)))
+if not tied:
+    shapes.append(("lm_head.weight", (V, H)))
 
 header, offset = {"__metadata__": {"format": "pt"}}, 0
 for name, shape in shapes:

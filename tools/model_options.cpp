@@ -15,7 +15,8 @@ void add_runtime_options(cxxopts::Options& options) {
   options.add_options("runtime")
       ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
       ("device", "cpu or cuda", cxxopts::value<std::string>()->default_value("cpu"))
-      ("dtype", "compute dtype: f32, or bf16/f16 on cuda", cxxopts::value<std::string>()->default_value("f32"));
+      ("dtype", "compute dtype: f32, or bf16/f16 on cuda", cxxopts::value<std::string>()->default_value("f32"))
+      ("expand-weights", "hold every weight in fp32 instead of computing from the stored bytes (more memory; for comparisons)");
 }
 
 model::LoadOptions apply_runtime_options(const cxxopts::ParseResult& args) {
@@ -23,6 +24,7 @@ model::LoadOptions apply_runtime_options(const cxxopts::ParseResult& args) {
   at::set_num_threads(threads);
   set_blas_threads(threads);
   model::LoadOptions load;
+  load.keep_stored = !args.count("expand-weights");
   std::string device = args["device"].as<std::string>();
   if (device == "cuda") {
     if (!at::hasCUDA()) throw UsageError("--device cuda: no CUDA device (this LibTorch is CPU-only or no GPU is visible)");

@@ -128,4 +128,32 @@ HfTensor read_gguf_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config
   return out;
 }
 
+std::optional<GgufMatrixView> gguf_matrix_view(const io::GgufFile& gguf, const ModelConfig& config,
+                                               const std::string& hf_name) {
+  const Source src = find_source(gguf, config, hf_name);
+  if (!src.tensor || !quant::find_quant_type(src.tensor->type)) return std::nullopt;
+  const io::GgufTensorInfo& t = *src.tensor;
+  const quant::QuantType& type = *quant::find_quant_type(t.type);
+  GgufMatrixView v;
+  v.ggml_type = t.type;
+  v.data = t.data.data();
+  v.cols = static_cast<int64_t>(t.dims[0]);
+  if (src.expert >= 0) {
+    v.rows = static_cast<int64_t>(t.dims[1]);
+    v.data += src.expert * v.rows * type.row_bytes(v.cols);
+  } else {
+    const auto shape = hf_shape_of(t, src.role);
+    if (shape.size() != 2) return std::nullopt;
+    v.rows = shape[0];
+  }
+  const GgufTransform transform = gguf_transform(config, src.role);
+  if (transform.offset != 0) return std::nullopt;
+  if (transform.rotary_heads > 0) {
+    v.row_order.assign(static_cast<size_t>(v.rows), 0);
+    for (int64_t g = 0; g < v.rows; ++g)
+      v.row_order[static_cast<size_t>(hf_row_of_gguf_row(transform, g, v.rows))] = static_cast<int32_t>(g);
+  }
+  return v;
+}
+
 }  // namespace anvil::model

@@ -37,4 +37,17 @@ bool gguf_has_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config, con
 // (tensor_transforms.h) and cutting an expert's slice out of llama.cpp's stacked tensor.
 HfTensor read_gguf_hf_tensor(const io::GgufFile& gguf, const ModelConfig& config, const std::string& hf_name);
 
+// Where the matrix Hugging Face calls `hf_name` lies in the GGUF, for computing from it in place:
+// its ggml type, first byte and Hugging Face shape, and for q/k the stored row holding each
+// Hugging Face row. nullopt when the tensor is not a matrix, or its values need more than a row
+// order to become Hugging Face's (Gemma's norm offset).
+struct GgufMatrixView {
+  uint32_t ggml_type = 0;
+  const uint8_t* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  std::vector<int32_t> row_order;  // empty: the stored order
+};
+std::optional<GgufMatrixView> gguf_matrix_view(const io::GgufFile& gguf, const ModelConfig& config,
+                                               const std::string& hf_name);
+
 }  // namespace anvil::model

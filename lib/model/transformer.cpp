@@ -9,11 +9,13 @@
 #include <cmath>
 #include <limits>
 #include <numbers>
+#include <set>
 
 #include "io/checkpoint.h"
 #include "model/dropout.h"
 #include "model/layer_checkpoint.h"
 #include "model/lora_adapter.h"
+#include "model/stored_linear.h"
 #include "model/tensor_bridge.h"
 #include "quant/int_formats.h"
 #include "util/error.h"
@@ -82,13 +84,13 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& c, double theta) {
 std::vector<const LinearWeights*> LayerWeights::linears() const {
   std::vector<const LinearWeights*> out{&qkv, &o};
   for (const ExpertWeights* e : {&mlp, &shared})
-    if (e->down.weight.defined()) out.insert(out.end(), {&e->gate_up, &e->down});
+    if (e->down.defined()) out.insert(out.end(), {&e->gate_up, &e->down});
   for (const auto& e : experts) out.insert(out.end(), {&e.gate_up, &e.down});
   return out;
 }
 
 Transformer::Transformer(ModelConfig config, const WeightProvider& get, const WeightExists& has,
-                         const LoadOptions& options)
+                         const LoadOptions& options, const StoredWeightProvider& stored)
     : config_(std::move(config)), options_(options) {
   using R = TensorRole;
   const ModelConfig& c = config_;
@@ -104,25 +106,44 @@ Transformer::Transformer(ModelConfig config, const WeightProvider& get, const We
                              shape_str(shape));
     return t;
   };
+  // Weights stay as stored where the source serves them in place and the product runs on the CPU in fp32.
+  const bool in_place = stored && options.keep_stored && options.device.is_cpu() && options.compute_dtype == at::kFloat;
+  auto fetch_stored = [&](const std::string& name, int64_t rows, int64_t cols) -> WeightMatrixPtr {
+    if (!in_place || !has(name)) return nullptr;
+    WeightMatrixPtr m = stored(name);
+    if (m && (m->rows() != rows || m->cols() != cols))
+      fail("checkpoint", "tensor '" + name + "' has shape " + shape_str({m->rows(), m->cols()}) +
+                             " but config.json implies " + shape_str({rows, cols}));
+    return m;
+  };
   // A linear layer by role; its bias by the bias role when the family has one and the file holds it.
   auto fetch_linear = [&](R role, R bias_role, int64_t out, int64_t in, int64_t layer, int64_t expert = -1) {
     LinearWeights w;
-    w.weight = fetch(name_of(role, layer, expert), {out, in});
+    const std::string name = name_of(role, layer, expert);
+    w.stored = fetch_stored(name, out, in);
+    if (!w.stored) w.weight = fetch(name, {out, in});
     if (bias_role != R::Count && a.has(bias_role) && has(name_of(bias_role, layer)))
       w.bias = fetch(name_of(bias_role, layer), {out});
     return w;
   };
+  // Stored parts are stacked in place; a mix of stored and dense parts is concatenated densely.
   auto fuse = [&](std::vector<LinearWeights> parts) {
     LinearWeights f;
     std::vector<at::Tensor> ws, bs;
-    bool any_bias = false;
-    for (auto& p : parts) any_bias |= p.bias.defined();
+    std::vector<WeightMatrixPtr> stacked;
+    at::Tensor any_bias;
     for (auto& p : parts) {
-      ws.push_back(p.weight);
-      if (any_bias) bs.push_back(p.bias.defined() ? p.bias : at::zeros({p.weight.size(0)}, p.weight.options()));
+      if (p.bias.defined()) any_bias = p.bias;
+      if (p.stored) stacked.push_back(p.stored);
     }
-    f.weight = at::cat(ws, 0).contiguous();
-    if (any_bias) f.bias = at::cat(bs, 0).contiguous();
+    for (auto& p : parts) {
+      if (stacked.size() != parts.size())
+        ws.push_back(p.stored ? dequantize_matrix(*p.stored).to(options.device, options.compute_dtype) : p.weight);
+      if (any_bias.defined()) bs.push_back(p.bias.defined() ? p.bias : at::zeros({p.out_features()}, any_bias.options()));
+    }
+    if (stacked.size() == parts.size()) f.stored = stacked_rows(stacked);
+    else f.weight = at::cat(ws, 0).contiguous();
+    if (any_bias.defined()) f.bias = at::cat(bs, 0).contiguous();
     return f;
   };
   // Gemma's (1 + w) is added once here, in at least fp32 as transformers computes it.
@@ -151,11 +172,16 @@ Transformer::Transformer(ModelConfig config, const WeightProvider& get, const We
   };
 
   const int64_t H = c.hidden_size, D = c.head_dim, Q = c.num_heads * D, KV = c.num_kv_heads * D;
-  embed_ = fetch(name_of(R::TokenEmbedding), {c.vocab_size, H});
+  embed_stored_ = fetch_stored(name_of(R::TokenEmbedding), c.vocab_size, H);
+  if (!embed_stored_) embed_ = fetch(name_of(R::TokenEmbedding), {c.vocab_size, H});
   final_norm_ = fetch_norm(R::OutputNorm, R::OutputNormBias, H, -1);
-  if (!c.tie_word_embeddings && has(name_of(R::Output))) lm_head_.weight = fetch(name_of(R::Output), {c.vocab_size, H});
-  else if (c.tie_word_embeddings) lm_head_.weight = embed_;
-  else fail("checkpoint", "tensor '" + name_of(R::Output) + "' is missing and tie_word_embeddings is false");
+  if (!c.tie_word_embeddings && has(name_of(R::Output))) {
+    lm_head_.stored = fetch_stored(name_of(R::Output), c.vocab_size, H);
+    if (!lm_head_.stored) lm_head_.weight = fetch(name_of(R::Output), {c.vocab_size, H});
+  } else if (c.tie_word_embeddings) {
+    lm_head_.weight = embed_;
+    lm_head_.stored = embed_stored_;
+  } else fail("checkpoint", "tensor '" + name_of(R::Output) + "' is missing and tie_word_embeddings is false");
   if (a.has(R::OutputBias) && has(name_of(R::OutputBias))) lm_head_.bias = fetch(name_of(R::OutputBias), {c.vocab_size});
 
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -215,7 +241,7 @@ void Transformer::index_linear_slots() {
     add(R::AttnQkv, L.qkv, 0, Q + 2 * KV);
     add(R::AttnOut, L.o, 0, H);
     auto add_mlp = [&](R gate, R up, R down, ExpertWeights& m, int64_t expert) {
-      const int64_t F = m.down.weight.size(1);
+      const int64_t F = m.down.in_features();
       if (a.gated_ffn) {
         add(gate, m.gate_up, 0, F, expert);
         add(up, m.gate_up, F, F, expert);
@@ -226,11 +252,11 @@ void Transformer::index_linear_slots() {
     };
     if (!L.sparse) {
       add_mlp(R::FfnGate, R::FfnUp, R::FfnDown, L.mlp, -1);
-      add(R::FfnGateUp, L.mlp.gate_up, 0, L.mlp.gate_up.weight.size(0));
+      add(R::FfnGateUp, L.mlp.gate_up, 0, L.mlp.gate_up.out_features());
       continue;
     }
     for (int64_t e = 0; e < c.num_experts; ++e) add_mlp(R::ExpertGate, R::ExpertUp, R::ExpertDown, L.experts[e], e);
-    if (L.shared.down.weight.defined()) add_mlp(R::SharedGate, R::SharedUp, R::SharedDown, L.shared, -1);
+    if (L.shared.down.defined()) add_mlp(R::SharedGate, R::SharedUp, R::SharedDown, L.shared, -1);
   }
 }
 
@@ -242,7 +268,7 @@ std::vector<std::string> Transformer::adaptable_weights() const {
 
 std::vector<int64_t> Transformer::adaptable_shape(const std::string& weight_name) const {
   for (const auto& [name, slot] : slots_)
-    if (name == weight_name) return {slot.rows, slot.linear->weight.size(1)};
+    if (name == weight_name) return {slot.rows, slot.linear->in_features()};
   fail("lora", "'" + weight_name + "' is not a linear layer of this model");
 }
 
@@ -250,7 +276,7 @@ void Transformer::attach_lora(const std::string& weight_name, const at::Tensor& 
                               double dropout) {
   for (auto& [name, slot] : slots_) {
     if (name != weight_name) continue;
-    const int64_t in = slot.linear->weight.size(1);
+    const int64_t in = slot.linear->in_features();
     if (A.dim() != 2 || B.dim() != 2 || A.size(1) != in || B.size(0) != slot.rows || B.size(1) != A.size(0))
       fail("lora", "A/B shapes do not fit '" + weight_name + "'");
     auto& slices = slot.linear->lora;
@@ -266,7 +292,8 @@ void Transformer::attach_lora(const std::string& weight_name, const at::Tensor& 
 
 at::Tensor Transformer::project(const at::Tensor& x, const LinearWeights& w) const {
   if (observer_) observer_(fed_by_.at(&w), x);
-  at::Tensor y = dense_project(x, w.weight, w.bias);
+  at::Tensor y = w.stored ? stored_linear(w.stored, x) : dense_project(x, w.weight, w.bias);
+  if (w.stored && w.bias.defined()) y = y + w.bias;
   if (w.lora.empty()) return y;
   // One update per fused part (q, k, v or gate, up), each with its own dropout, concatenated
   // with zeros over the parts that have none, then added once.
@@ -300,14 +327,39 @@ std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& con
   return std::make_unique<Transformer>(config, get, has, options);
 }
 
+std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& config,
+                                                          std::shared_ptr<const io::Checkpoint> ckpt,
+                                                          const LoadOptions& options, const LoraAdapter* adapter) {
+  if (adapter) adapter->check_fits(config, *ckpt);
+  auto get = [&](const std::string& name) {
+    if (adapter)
+      if (at::Tensor d = adapter->delta(name); d.defined())
+        return (load_tensor(ckpt->get(name), at::kFloat) + d).to(options.device, options.compute_dtype).contiguous();
+    return load_tensor(ckpt->get(name), options.compute_dtype, options.device);
+  };
+  auto has = [&](const std::string& name) { return ckpt->contains(name); };
+  // In place: 2-D float tensors the adapter leaves alone (a merged update needs a private copy).
+  std::set<std::string> adapted;
+  if (adapter)
+    for (const auto& w : adapter->adapted_weights()) adapted.insert(w);
+  auto stored = [&](const std::string& name) -> WeightMatrixPtr {
+    const io::TensorView& view = ckpt->get(name);
+    const int type = ggml_type_of_dtype(view.spec.dtype);
+    if (type < 0 || view.spec.shape.size() != 2 || adapted.count(name)) return nullptr;
+    return stored_rows(static_cast<uint32_t>(type), view.bytes.data(), view.spec.shape[0], view.spec.shape[1], ckpt);
+  };
+  return std::make_unique<Transformer>(config, get, has, options, stored);
+}
+
 std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir, const LoadOptions& options,
                                                const LoraAdapter* adapter) {
   ModelConfig config = ModelConfig::load(dir);
-  io::Checkpoint ckpt(dir);
+  auto shared_ckpt = std::make_shared<const io::Checkpoint>(dir);
+  const io::Checkpoint& ckpt = *shared_ckpt;
   auto quantized = quant::detect_int_checkpoint(dir);
   if (!quantized) {
     check_checkpoint_shapes(config, ckpt, (dir / "config.json").string());
-    return from_checkpoint(config, ckpt, options, adapter);
+    return from_checkpoint(config, shared_ckpt, options, adapter);
   }
   // INT4/INT8 safetensors (compressed-tensors, GPTQ): dequantized as they load.
   if (adapter) fail(dir.string(), "applying an adapter to an integer-quantized model is not supported");
@@ -424,7 +476,7 @@ at::Tensor Transformer::attention(const at::Tensor& x, const LayerWeights& w, si
 
 at::Tensor Transformer::mlp(const at::Tensor& x, const ExpertWeights& w) const {
   auto gu = project(x, w.gate_up);
-  const int64_t F = w.down.weight.size(1);
+  const int64_t F = w.down.in_features();
   auto act = [&](const at::Tensor& t) {
     switch (config_.activation) {
       case Activation::Silu: return at::silu(t);
@@ -458,7 +510,7 @@ at::Tensor Transformer::moe(const at::Tensor& x, const LayerWeights& w) const {
     auto ye = mlp(flat.index_select(0, tokens), w.experts[e]) * top_w.index({tokens, slots}).unsqueeze(1);
     out.index_add_(0, tokens, ye);
   }
-  if (w.shared.down.weight.defined()) {
+  if (w.shared.down.defined()) {
     auto shared = mlp(flat, w.shared);
     if (w.shared_gate.defined()) shared = shared * at::sigmoid(dense_project(flat, w.shared_gate));
     out = out + shared;
@@ -477,7 +529,7 @@ at::Tensor Transformer::hidden_states(const at::Tensor& ids, KVCache* cache) con
                             std::to_string(config_.vocab_size) + " (the tokenizer and the model disagree)");
   }
   int64_t start = cache ? cache->length : 0;
-  auto h = at::embedding(embed_, ids.to(options_.device));
+  auto h = embed_stored_ ? stored_embedding(*embed_stored_, ids) : at::embedding(embed_, ids.to(options_.device));
   if (config_.arch->embeddings_times_sqrt_hidden)  // Gemma: the factor rounded to the model's dtype first
     h = h * at::scalar_tensor(std::sqrt(static_cast<double>(config_.hidden_size)), h.options());
   else if (config_.embedding_scale != 1)
@@ -515,7 +567,9 @@ at::Tensor Transformer::layer_forward(const at::Tensor& h, size_t i, int64_t sta
 at::Tensor Transformer::lm_head(const at::Tensor& hidden_in) const {
   const at::Tensor hidden = config_.logit_scale != 1 ? hidden_in / config_.logit_scale : hidden_in;  // MiniCPM
   if (observer_) observer_({expand_name(config_.arch->hf_template(TensorRole::Output), -1)}, hidden);
-  at::Tensor logits = dense_project(hidden, lm_head_.weight, lm_head_.bias);
+  at::Tensor logits = lm_head_.stored ? stored_linear(lm_head_.stored, hidden)
+                                      : dense_project(hidden, lm_head_.weight, lm_head_.bias);
+  if (lm_head_.stored && lm_head_.bias.defined()) logits = logits + lm_head_.bias;
   if (config_.final_logit_softcap > 0)
     logits = at::tanh(logits / config_.final_logit_softcap) * config_.final_logit_softcap;
   return logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat);  // fp64 for gradient checks
@@ -525,10 +579,30 @@ at::Tensor Transformer::forward(const at::Tensor& ids, KVCache* cache) const {
   return lm_head(hidden_states(ids, cache));
 }
 
+std::vector<WeightFormatCount> Transformer::weight_formats() const {
+  std::vector<WeightFormatCount> out;
+  auto count = [&](const WeightMatrixPtr& m, const at::Tensor& dense) {
+    if (!m && !dense.defined()) return;
+    const std::string format = m ? m->format() : "F32 (expanded)";
+    auto it = std::find_if(out.begin(), out.end(), [&](const WeightFormatCount& f) { return f.format == format; });
+    if (it == out.end()) it = out.insert(out.end(), {format, 0, 0});
+    it->matrices += 1;
+    it->bytes += m ? m->stored_bytes() : static_cast<uint64_t>(dense.numel() * dense.element_size());
+  };
+  count(embed_stored_, embed_);
+  if (!config_.tie_word_embeddings) count(lm_head_.stored, lm_head_.weight);
+  for (const auto& L : layers_)
+    for (const LinearWeights* w : L.linears()) count(w->stored, w->weight);
+  return out;
+}
+
 int64_t Transformer::parameter_count() const {
-  auto lin = [](const LinearWeights& w) { return w.weight.numel() + (w.bias.defined() ? w.bias.numel() : 0); };
+  auto lin = [](const LinearWeights& w) {
+    return w.out_features() * w.in_features() + (w.bias.defined() ? w.bias.numel() : 0);
+  };
   auto nrm = [](const NormWeights& n) { return (n.scale.defined() ? n.scale.numel() : 0) + (n.bias.defined() ? n.bias.numel() : 0); };
-  int64_t n = embed_.numel() + nrm(final_norm_) + (config_.tie_word_embeddings ? 0 : lm_head_.weight.numel()) +
+  const int64_t vocab_by_hidden = config_.vocab_size * config_.hidden_size;
+  int64_t n = vocab_by_hidden + nrm(final_norm_) + (config_.tie_word_embeddings ? 0 : vocab_by_hidden) +
               (lm_head_.bias.defined() ? lm_head_.bias.numel() : 0);
   for (const auto& L : layers_) {
     for (const NormWeights* w : {&L.attn_norm, &L.attn_post_norm, &L.ffn_norm, &L.ffn_post_norm, &L.q_norm, &L.k_norm})

@@ -2,8 +2,11 @@
 // The inference kernel: a decoder-only transformer in LibTorch, for every family in
 // model/families/ (the block reads the family's row: norms, activation, q/k norms, sandwich or
 // parallel blocks, partial rotary, windows, soft-caps, scales, routed and shared experts).
-// Weights are read from the checkpoint once and held in the compute dtype (fp32 on CPU); q/k/v and
-// gate/up projections are fused at load so each block runs few, large GEMMs.
+// On CPU in fp32, linear weights and embeddings stay as the file stores them (bf16/f16/f32
+// safetensors, GGUF blocks of any type), read in place from the memory map through
+// model/weight_matrix.h; elsewhere (CUDA, other compute dtypes, a merged adapter) they are held in
+// the compute dtype. q/k/v and gate/up projections are fused at load (stacked in place, or
+// concatenated) so each block runs few, large products.
 #include <ATen/ATen.h>
 
 #include <filesystem>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/weight_matrix.h"
 
 namespace anvil::io {
 class Checkpoint;
@@ -24,6 +28,9 @@ namespace anvil::model {
 struct LoadOptions {
   at::Device device = at::kCPU;
   at::ScalarType compute_dtype = at::kFloat;
+  // CPU + fp32: compute from the stored bytes (false: expand every weight to fp32 at load, the
+  // behaviour before stored weights; tests compare the two).
+  bool keep_stored = true;
 };
 
 // Keys and values of every layer for positions [0, length), room for `capacity`.
@@ -42,9 +49,14 @@ struct LoraSlice {
 };
 
 struct LinearWeights {
-  at::Tensor weight;  // [out, in]
-  at::Tensor bias;    // [out] or undefined
+  at::Tensor weight;      // [out, in] in the compute dtype, or undefined when stored is set
+  WeightMatrixPtr stored; // the weight as the file stores it
+  at::Tensor bias;        // [out] or undefined
   std::vector<LoraSlice> lora;
+
+  bool defined() const { return weight.defined() || stored; }
+  int64_t out_features() const { return stored ? stored->rows() : weight.size(0); }
+  int64_t in_features() const { return stored ? stored->cols() : weight.size(1); }
 };
 
 // A dense MLP: gate/up fused [2*ffn, hidden] (gated) or up alone [ffn, hidden], then down.
@@ -79,10 +91,21 @@ struct LayerWeights {
 // Lets adapters (LoRA) or quantized sources supply weights without the kernel knowing.
 using WeightProvider = std::function<at::Tensor(const std::string& name)>;
 using WeightExists = std::function<bool(const std::string& name)>;
+// A weight as the file stores it, or nullptr where the source cannot serve it in place (then the
+// provider's dense tensor is used).
+using StoredWeightProvider = std::function<WeightMatrixPtr(const std::string& name)>;
+
+// What a loaded model computes from: per storage format, the number of matrices and their bytes.
+struct WeightFormatCount {
+  std::string format;
+  int64_t matrices = 0;
+  uint64_t bytes = 0;
+};
 
 class Transformer {
  public:
-  Transformer(ModelConfig config, const WeightProvider& get, const WeightExists& has, const LoadOptions& options);
+  Transformer(ModelConfig config, const WeightProvider& get, const WeightExists& has, const LoadOptions& options,
+              const StoredWeightProvider& stored = {});
 
   // A model directory (config.json + safetensors).
   static std::unique_ptr<Transformer> load(const std::filesystem::path& dir, const LoadOptions& options = {},
@@ -90,6 +113,11 @@ class Transformer {
   // A checkpoint already open, with its config; an adapter's updates are merged into the weights
   // (in fp32, before any conversion to the compute dtype).
   static std::unique_ptr<Transformer> from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
+                                                      const LoadOptions& options = {},
+                                                      const class LoraAdapter* adapter = nullptr);
+  // The same with a checkpoint the model may keep open, so weights are read in place.
+  static std::unique_ptr<Transformer> from_checkpoint(const ModelConfig& config,
+                                                      std::shared_ptr<const io::Checkpoint> ckpt,
                                                       const LoadOptions& options = {},
                                                       const class LoraAdapter* adapter = nullptr);
 
@@ -104,6 +132,8 @@ class Transformer {
   const ModelConfig& config() const { return config_; }
   const LoadOptions& options() const { return options_; }
   int64_t parameter_count() const;
+  // The formats the linear layers and embeddings compute from ("F32" for tensors held expanded).
+  std::vector<WeightFormatCount> weight_formats() const;
 
   // LoRA training. The HF names of the linear weights an adapter may target, in model order
   // (e.g. "model.layers.0.self_attn.q_proj.weight"), and the [out, in] shape of one.
@@ -142,6 +172,7 @@ class Transformer {
   ModelConfig config_;
   LoadOptions options_;
   at::Tensor embed_;
+  WeightMatrixPtr embed_stored_;  // the embedding as stored (embed_ undefined then)
   NormWeights final_norm_;
   LinearWeights lm_head_;
   std::vector<LayerWeights> layers_;

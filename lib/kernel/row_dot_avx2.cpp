@@ -1,0 +1,3 @@
+// The row dot kernels built for AVX2 + FMA; see row_dot_lanes.inc.
+#define ANVIL_SIMD_ISA avx2
+#include "kernel/row_dot_lanes.inc"
