@@ -70,3 +70,40 @@ TEST(Perplexity, BatchingAndThreadsDoNotChangeTheResult) {
   EXPECT_NEAR(ra.perplexity, rb.perplexity, 1e-6 * ra.perplexity);
   EXPECT_EQ(ra.tokens_scored, rb.tokens_scored);
 }
+
+namespace anvil {
+namespace {
+
+// Scoring one vocabulary slice at a time (running log-sum-exp, target logit, argmax, and the
+// reference's running p * (l_ref - l)) equals scoring full log_softmax rows, written out here.
+TEST(Perplexity, VocabularySlicesGiveTheFullSoftmaxNumbers) {
+  auto tok = tokenizer::Tokenizer::load(test::model_dir("base"));
+  auto tokens = tok.encode(io::read_text_file(test::shared_dir() / "data" / "fortune.val.txt").substr(0, 6000));
+  auto m = model::Transformer::load(test::model_dir("ft-fortune"));
+  auto ref = model::Transformer::load(test::model_dir("base"));
+  eval::PerplexityOptions sliced;
+  sliced.window = 128;
+  sliced.logit_bytes = 1;  // the smallest slice: 256 of base's 4096 ids
+  auto r = eval::evaluate_perplexity(*m, tokens, sliced, ref.get());
+
+  const int64_t W = sliced.window, n = static_cast<int64_t>(tokens.size()) / W;
+  auto ids = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.begin() + n * W)).view({n, W});
+  at::NoGradGuard no_grad;
+  auto logp = at::log_softmax(m->forward(ids).narrow(1, 0, W - 1).to(at::kDouble), -1);
+  auto ref_logp = at::log_softmax(ref->forward(ids).narrow(1, 0, W - 1).to(at::kDouble), -1);
+  auto targets = ids.narrow(1, 1, W - 1).unsqueeze(-1);
+  const double count = static_cast<double>(n * (W - 1));
+  const double nll = -logp.gather(-1, targets).sum().item<double>();
+  const double ref_nll = -ref_logp.gather(-1, targets).sum().item<double>();
+  const double kl = (ref_logp.exp() * (ref_logp - logp)).sum().item<double>() / count;
+  const double agree = ref_logp.argmax(-1).eq(logp.argmax(-1)).sum().item<int64_t>() / count;
+  // fp32 logits, reductions in fp64 either way: the results agree to ~1e-7 relative (a slice
+  // lost or counted twice moves them by more than 1e-2).
+  EXPECT_NEAR(r.perplexity, std::exp(nll / count), 1e-6 * r.perplexity);
+  EXPECT_NEAR(*r.reference_perplexity, std::exp(ref_nll / count), 1e-6 * *r.reference_perplexity);
+  EXPECT_NEAR(*r.mean_kl, kl, 1e-5 * kl);
+  EXPECT_NEAR(*r.top1_agreement, agree, 1.5 / count);  // one near-tie may break either way
+}
+
+}  // namespace
+}  // namespace anvil

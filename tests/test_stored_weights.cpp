@@ -84,7 +84,7 @@ TEST(RowDot, EveryTypeEqualsDequantizeThenDotOnEveryInstructionSet) {
 }
 
 TEST(RowDot, FusedKernelsCoverTheTypesOfQ4KMQ8AndBf16Models) {
-  for (const char* name : {"Q4_K", "Q6_K", "Q5_K", "Q8_0", "Q4_0", "BF16", "F32"})
+  for (const char* name : {"Q4_K", "Q6_K", "Q5_K", "Q8_0", "Q4_0", "BF16", "F16", "F32"})
     EXPECT_TRUE(kernel::has_fused_dot(quant::find_quant_type(name)->ggml_type)) << name;
 }
 

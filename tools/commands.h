@@ -12,6 +12,7 @@
   X(eval, "perplexity on text files, optionally KL divergence against a reference model", torch)                  \
   X(generate, "generate text from a prompt (greedy or sampled, KV cache)", torch)                                  \
   X(chat, "chat with a model on the terminal, using its own chat template", torch)                               \
+  X(bench, "prompt-processing and generation speed, load time and peak memory (like llama-bench)", torch)        \
   X(convert, "Hugging Face directory <-> GGUF (f32/f16/bf16/q8_0)", light)                                         \
   X(quantize, "quantize to GGUF with llama.cpp's types and mixes (Q4_K_M, Q8_0, ...)", light)                      \
   X(merge, "merge models from a mergekit-style YAML config (linear, slerp, ties, dare, ...)", torch)               \

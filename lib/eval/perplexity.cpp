@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <mutex>
 
 #include "model/transformer.h"
@@ -23,18 +25,74 @@ struct BatchSums {
   int64_t agree = 0;
 };
 
-BatchSums score_batch(const model::Transformer& model, const model::Transformer* reference, const at::Tensor& ids) {
+// The logits of a batch are scored one vocabulary slice at a time (at most options.logit_bytes
+// of fp32 logits at once): per position a running log-sum-exp, the target's logit and the argmax, and with
+// a reference model the running sum of p_ref * (logit_ref - logit), from which
+// KL(ref || model) = sum p_ref (l_ref - l) - lse_ref + lse. Over a 128k vocabulary a batch of four
+// 256-token windows would otherwise hold 0.5 GB of logits (twice, with log_softmax's copy).
+struct LogitStream {
+  at::Tensor max, sum, target, best, best_id;  // fp64 [N] (best_id int64)
+  explicit LogitStream(int64_t n) {
+    auto f64 = at::TensorOptions().dtype(at::kDouble);
+    max = at::full({n}, -std::numeric_limits<double>::infinity(), f64);
+    sum = at::zeros({n}, f64);
+    target = at::zeros({n}, f64);
+    best = at::full({n}, -std::numeric_limits<double>::infinity(), f64);
+    best_id = at::zeros({n}, at::TensorOptions().dtype(at::kLong));
+  }
+  // Folds in the logits [N, c] of vocabulary ids [v0, v0 + c); returns the rescale factor
+  // exp(old max - new max) for running sums the caller keeps on the same scale.
+  at::Tensor add(const at::Tensor& logits, int64_t v0, const at::Tensor& targets) {
+    const int64_t c = logits.size(1);
+    auto [chunk_max, chunk_arg] = logits.max(1);
+    auto new_max = at::maximum(max, chunk_max.to(at::kDouble));
+    auto rescale = at::exp(max - new_max);
+    auto shifted = (logits - new_max.to(logits.scalar_type()).unsqueeze(1)).exp();
+    sum = sum * rescale + at::sum(shifted, {1}, false, at::kDouble);
+    max = new_max;
+    auto inside = targets.ge(v0).logical_and(targets.lt(v0 + c));
+    auto picked = logits.gather(1, (targets - v0).clamp(0, c - 1).unsqueeze(1)).squeeze(1).to(at::kDouble);
+    target = target + at::where(inside, picked, at::zeros_like(picked));
+    auto better = chunk_max.to(at::kDouble).gt(best);  // strict: the first maximum wins, as argmax
+    best = at::where(better, chunk_max.to(at::kDouble), best);
+    best_id = at::where(better, chunk_arg + v0, best_id);
+    return rescale;
+  }
+  at::Tensor log_sum_exp() const { return max + at::log(sum); }
+};
+
+BatchSums score_batch(const model::Transformer& model, const model::Transformer* reference, const at::Tensor& ids,
+                      int64_t logit_bytes) {
   c10::InferenceMode guard;
   const int64_t W = ids.size(1), vocab = model.config().vocab_size;
+  auto targets = ids.narrow(1, 1, W - 1).reshape({-1}).to(model.options().device);
+  const int64_t N = targets.numel();
+  auto positions = [&](const model::Transformer& m) {
+    auto h = m.hidden_states(ids);
+    return h.narrow(1, 0, W - 1).reshape({N, h.size(-1)});
+  };
+  const auto h = positions(model);
+  const auto h_ref = reference ? positions(*reference) : at::Tensor();
+  const int64_t slice = std::clamp<int64_t>(logit_bytes / (4 * N), 256, vocab);
+  LogitStream own(N), ref(N);
+  auto kl_sum = at::zeros({N}, at::TensorOptions().dtype(at::kDouble));
+  for (int64_t v0 = 0; v0 < vocab; v0 += slice) {
+    const int64_t c = std::min(slice, vocab - v0);
+    auto logits = model.lm_head(h, v0, c);
+    own.add(logits, v0, targets);
+    if (!reference) continue;
+    auto ref_logits = reference->lm_head(h_ref, v0, c);
+    auto rescale = ref.add(ref_logits, v0, targets);
+    auto weight = (ref_logits - ref.max.to(ref_logits.scalar_type()).unsqueeze(1)).exp();
+    kl_sum = kl_sum * rescale + at::sum(weight * (ref_logits - logits), {1}, false, at::kDouble);
+  }
   BatchSums s;
-  auto targets = ids.narrow(1, 1, W - 1).reshape({-1, 1}).to(model.options().device);
-  auto logp = at::log_softmax(model.forward(ids).narrow(1, 0, W - 1).reshape({-1, vocab}), -1);
-  s.nll = -logp.gather(1, targets).sum().item<double>();
+  s.nll = (own.log_sum_exp() - own.target).sum().item<double>();
   if (reference) {
-    auto ref_logp = at::log_softmax(reference->forward(ids).narrow(1, 0, W - 1).reshape({-1, vocab}), -1);
-    s.ref_nll = -ref_logp.gather(1, targets).sum().item<double>();
-    s.kl = (ref_logp.exp() * (ref_logp - logp)).sum().item<double>();
-    s.agree = (ref_logp.argmax(-1) == logp.argmax(-1)).sum().item<int64_t>();
+    const auto lse_ref = ref.log_sum_exp();
+    s.ref_nll = (lse_ref - ref.target).sum().item<double>();
+    s.kl = (kl_sum / ref.sum - lse_ref + own.log_sum_exp()).sum().item<double>();
+    s.agree = ref.best_id.eq(own.best_id).sum().item<int64_t>();
   }
   return s;
 }
@@ -83,13 +141,13 @@ PerplexityResult evaluate_perplexity(const model::Transformer& model, const std:
     arena.execute([&] {
       tbb::parallel_for(int64_t{0}, n_batches, [&](int64_t b) {
         at::set_num_threads(1);  // this worker's operators stay on this worker
-        sums[b] = score_batch(model, reference, batch_ids(b));
+        sums[b] = score_batch(model, reference, batch_ids(b), options.logit_bytes);
         report(b);
       });
     });
   } else {
     for (int64_t b = 0; b < n_batches; ++b) {
-      sums[b] = score_batch(model, reference, batch_ids(b));
+      sums[b] = score_batch(model, reference, batch_ids(b), options.logit_bytes);
       report(b);
     }
   }

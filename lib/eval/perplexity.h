@@ -19,6 +19,9 @@ struct PerplexityOptions {
   // CPU: forward passes run concurrently, one per thread, each single-threaded. This beats
   // splitting every GEMM across threads on few cores (no fork/join or spin-wait per operator).
   int threads = 1;
+  // At most this many bytes of fp32 logits at once per forward pass: the batch is scored one
+  // vocabulary slice at a time (at least 256 ids per slice).
+  int64_t logit_bytes = 64 << 20;
   std::function<void(int64_t windows_done, int64_t windows_total, int64_t tokens_done)> progress;
 };
 

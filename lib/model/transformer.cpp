@@ -564,12 +564,18 @@ at::Tensor Transformer::layer_forward(const at::Tensor& h, size_t i, int64_t sta
   return rs == 1 ? x + m : x + m * rs;
 }
 
-at::Tensor Transformer::lm_head(const at::Tensor& hidden_in) const {
+at::Tensor Transformer::lm_head(const at::Tensor& hidden) const { return lm_head(hidden, 0, config_.vocab_size); }
+
+at::Tensor Transformer::lm_head(const at::Tensor& hidden_in, int64_t first, int64_t count) const {
+  if (first < 0 || count <= 0 || first + count > config_.vocab_size) fail("lm_head", "vocabulary slice out of range");
+  const bool whole = first == 0 && count == config_.vocab_size;
   const at::Tensor hidden = config_.logit_scale != 1 ? hidden_in / config_.logit_scale : hidden_in;  // MiniCPM
-  if (observer_) observer_({expand_name(config_.arch->hf_template(TensorRole::Output), -1)}, hidden);
-  at::Tensor logits = lm_head_.stored ? stored_linear(lm_head_.stored, hidden)
-                                      : dense_project(hidden, lm_head_.weight, lm_head_.bias);
-  if (lm_head_.stored && lm_head_.bias.defined()) logits = logits + lm_head_.bias;
+  if (observer_ && first == 0) observer_({expand_name(config_.arch->hf_template(TensorRole::Output), -1)}, hidden);
+  const at::Tensor bias = lm_head_.bias.defined() && !whole ? lm_head_.bias.narrow(0, first, count) : lm_head_.bias;
+  at::Tensor logits =
+      lm_head_.stored ? stored_linear(row_slice(lm_head_.stored, first, count), hidden)
+                      : dense_project(hidden, whole ? lm_head_.weight : lm_head_.weight.narrow(0, first, count), bias);
+  if (lm_head_.stored && bias.defined()) logits = logits + bias;
   if (config_.final_logit_softcap > 0)
     logits = at::tanh(logits / config_.final_logit_softcap) * config_.final_logit_softcap;
   return logits.scalar_type() == at::kDouble ? logits : logits.to(at::kFloat);  // fp64 for gradient checks

@@ -127,6 +127,9 @@ class Transformer {
   // The final normalized hidden states [batch, seq, hidden] (before the LM head).
   at::Tensor hidden_states(const at::Tensor& ids, KVCache* cache = nullptr) const;
   at::Tensor lm_head(const at::Tensor& hidden) const;
+  // The logits of vocabulary ids [first, first + count) only: scoring over a large vocabulary one
+  // slice at a time keeps the logits of a batch out of memory.
+  at::Tensor lm_head(const at::Tensor& hidden, int64_t first, int64_t count) const;
 
   KVCache new_cache(int64_t batch, int64_t capacity) const;
   const ModelConfig& config() const { return config_; }

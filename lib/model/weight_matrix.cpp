@@ -97,7 +97,32 @@ class StackedRows final : public WeightMatrix {
   int64_t rows_ = 0;
 };
 
+class RowSlice final : public WeightMatrix {
+ public:
+  RowSlice(WeightMatrixPtr m, int64_t first, int64_t count) : m_(std::move(m)), first_(first), count_(count) {}
+  int64_t rows() const override { return count_; }
+  int64_t cols() const override { return m_->cols(); }
+  std::string format() const override { return m_->format(); }
+  uint64_t stored_bytes() const override { return m_->stored_bytes() / m_->rows() * count_; }
+  void dequantize_rows(int64_t first, int64_t count, float* out) const override {
+    m_->dequantize_rows(first_ + first, count, out);
+  }
+  void dot_rows(int64_t first, int64_t count, const float* x, float* y) const override {
+    m_->dot_rows(first_ + first, count, x, y);
+  }
+
+ private:
+  WeightMatrixPtr m_;
+  int64_t first_, count_;
+};
+
 }  // namespace
+
+WeightMatrixPtr row_slice(WeightMatrixPtr matrix, int64_t first, int64_t count) {
+  if (first < 0 || count <= 0 || first + count > matrix->rows()) fail("weights", "row slice outside the matrix");
+  if (first == 0 && count == matrix->rows()) return matrix;
+  return std::make_shared<RowSlice>(std::move(matrix), first, count);
+}
 
 WeightMatrixPtr stored_rows(uint32_t ggml_type, const uint8_t* data, int64_t rows, int64_t cols,
                             std::shared_ptr<const void> owner, std::vector<int32_t> row_order) {

@@ -42,6 +42,9 @@ WeightMatrixPtr stored_rows(uint32_t ggml_type, const uint8_t* data, int64_t row
 // Matrices with the same cols stacked by rows: q, k and v (or gate and up) as one product.
 WeightMatrixPtr stacked_rows(std::vector<WeightMatrixPtr> parts);
 
+// Rows [first, first + count) of `matrix`, read in place (the LM head one vocabulary slice at a time).
+WeightMatrixPtr row_slice(WeightMatrixPtr matrix, int64_t first, int64_t count);
+
 // The ggml type id of a safetensors dtype that stored_rows can read in place (F32, F16, BF16),
 // or -1.
 int ggml_type_of_dtype(io::DType dtype);
