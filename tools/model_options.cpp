@@ -46,7 +46,7 @@ std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path
                                                const std::string& adapter_dir) {
   if (model::is_gguf_file(path)) {
     if (!adapter_dir.empty()) throw UsageError("--adapter applies to Hugging Face model directories, not GGUF files");
-    return model::load_gguf_transformer(io::GgufFile(path), options);
+    return model::load_gguf_transformer(std::make_shared<const io::GgufFile>(path), options);
   }
   if (!std::filesystem::is_directory(path))
     fail(path.string(), "is neither a GGUF file (its magic is not GGUF) nor a model directory");

@@ -32,13 +32,13 @@ struct BatchSums {
 // 256-token windows would otherwise hold 0.5 GB of logits (twice, with log_softmax's copy).
 struct LogitStream {
   at::Tensor max, sum, target, best, best_id;  // fp64 [N] (best_id int64)
-  explicit LogitStream(int64_t n) {
-    auto f64 = at::TensorOptions().dtype(at::kDouble);
+  LogitStream(int64_t n, at::Device device) {
+    auto f64 = at::TensorOptions().dtype(at::kDouble).device(device);
     max = at::full({n}, -std::numeric_limits<double>::infinity(), f64);
     sum = at::zeros({n}, f64);
     target = at::zeros({n}, f64);
     best = at::full({n}, -std::numeric_limits<double>::infinity(), f64);
-    best_id = at::zeros({n}, at::TensorOptions().dtype(at::kLong));
+    best_id = at::zeros({n}, at::TensorOptions().dtype(at::kLong).device(device));
   }
   // Folds in the logits [N, c] of vocabulary ids [v0, v0 + c); returns the rescale factor
   // exp(old max - new max) for running sums the caller keeps on the same scale.
@@ -73,9 +73,10 @@ BatchSums score_batch(const model::Transformer& model, const model::Transformer*
   };
   const auto h = positions(model);
   const auto h_ref = reference ? positions(*reference) : at::Tensor();
-  const int64_t slice = std::clamp<int64_t>(logit_bytes / (4 * N), 256, vocab);
-  LogitStream own(N), ref(N);
-  auto kl_sum = at::zeros({N}, at::TensorOptions().dtype(at::kDouble));
+  const int64_t slice = std::clamp<int64_t>(logit_bytes / (4 * N), std::min<int64_t>(256, vocab), vocab);
+  const at::Device device = model.options().device;
+  LogitStream own(N, device), ref(N, device);
+  auto kl_sum = at::zeros({N}, at::TensorOptions().dtype(at::kDouble).device(device));
   for (int64_t v0 = 0; v0 < vocab; v0 += slice) {
     const int64_t c = std::min(slice, vocab - v0);
     auto logits = model.lm_head(h, v0, c);

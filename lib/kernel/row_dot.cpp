@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <vector>
 
 #include "quant/quant_types.h"
 #include "util/error.h"
@@ -14,7 +15,7 @@ namespace anvil::kernel {
   namespace isa {                                                                                               \
   bool has_fused(uint32_t type);                                                                                \
   bool dot_rows_fused(uint32_t type, const uint8_t* w, size_t stride, const int32_t* index, int64_t rows,     \
-                      int64_t cols, const float* x, float* y);                                                  \
+                      int64_t cols, const float* x, const float* x_sums32, float* y);                           \
   float dot_decoded(const float* w, const float* x, int64_t n);                                                 \
   }
 ANVIL_DECLARE_ROW_DOT(generic)
@@ -47,12 +48,19 @@ Isa current_isa() {
 
 bool fused(Isa isa, uint32_t type, const uint8_t* w, size_t stride, const int32_t* index, int64_t rows, int64_t cols,
            const float* x, float* y) {
+  // The k-quants with minimums need x's sums per 32 elements, once per call (not per row).
+  std::vector<float> sums;
+  if (type == 12 || type == 13) {  // Q4_K, Q5_K
+    sums.assign(static_cast<size_t>(cols / 32), 0.f);
+    for (int64_t g = 0; g < cols / 32; ++g)
+      for (int k = 0; k < 32; ++k) sums[g] += x[g * 32 + k];
+  }
   switch (isa) {
 #if defined(ANVIL_ROW_DOT_X86)
-    case Isa::avx512: return avx512::dot_rows_fused(type, w, stride, index, rows, cols, x, y);
-    case Isa::avx2: return avx2::dot_rows_fused(type, w, stride, index, rows, cols, x, y);
+    case Isa::avx512: return avx512::dot_rows_fused(type, w, stride, index, rows, cols, x, sums.data(), y);
+    case Isa::avx2: return avx2::dot_rows_fused(type, w, stride, index, rows, cols, x, sums.data(), y);
 #endif
-    default: return generic::dot_rows_fused(type, w, stride, index, rows, cols, x, y);
+    default: return generic::dot_rows_fused(type, w, stride, index, rows, cols, x, sums.data(), y);
   }
 }
 

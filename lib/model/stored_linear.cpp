@@ -1,12 +1,14 @@
 #include "model/stored_linear.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <vector>
 
+#include "util/blas_info.h"
 #include "util/error.h"
 
 namespace anvil::model {
@@ -45,7 +47,7 @@ int64_t tile_rows(const WeightMatrix& w) {
 
 // A tile of rows [r0, r0 + n) dequantized (in parallel) into this thread's scratch.
 at::Tensor dequantized_tile(const WeightMatrix& w, int64_t r0, int64_t n) {
-  float* buf = scratch(tile_rows(w) * w.cols());
+  float* buf = scratch(n * w.cols());
   at::parallel_for(0, n, kRowsPerTask, [&](int64_t b, int64_t e) {
     w.dequantize_rows(r0 + b, e - b, buf + b * w.cols());
   });
@@ -59,6 +61,7 @@ at::Tensor product(const WeightMatrix& w, const at::Tensor& x) {  // x [M, cols]
     const float* xp = x.data_ptr<float>();
     float* yp = y.data_ptr<float>();
     at::parallel_for(0, N, kRowsPerTask, [&](int64_t b, int64_t e) {
+      if (M == 1) return w.dot_rows(b, e - b, xp, yp + b);  // one call: per-call set-up once
       for (int64_t r = b; r < e; r += kRowsPerTask) {
         const int64_t n = std::min(kRowsPerTask, e - r);
         for (int64_t m = 0; m < M; ++m) w.dot_rows(r, n, xp + m * K, yp + m * N + r);
@@ -67,13 +70,29 @@ at::Tensor product(const WeightMatrix& w, const at::Tensor& x) {  // x [M, cols]
     return y;
   }
   // One tile of W's rows at a time fills a block of y's columns: a row-major matrix with leading
-  // dimension N, which the GEMM writes in place (no copy).
+  // dimension N, which the GEMM writes in place (no copy). With several threads, each thread
+  // dequantizes and multiplies whole tiles with a single-threaded GEMM: alternating OpenMP
+  // dequantization with OpenBLAS's own threads left each pool spinning while the other ran (on
+  // two cores, 40% of a prompt's time).
   auto y = at::empty({M, N}, x.options());
-  const int64_t T = tile_rows(w);
-  for (int64_t r0 = 0; r0 < N; r0 += T) {
-    const int64_t n = std::min(T, N - r0);
+  const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  int64_t T = tile_rows(w);
+  if (threads > 1) T = std::min(T, (N + threads * kRowsPerTask - 1) / (threads * kRowsPerTask) * kRowsPerTask);
+  const int64_t tiles = (N + T - 1) / T;
+  auto run_tile = [&](int64_t t) {
+    const int64_t r0 = t * T, n = std::min(T, N - r0);
     auto out = y.narrow(1, r0, n);
     at::mm_out(out, x, dequantized_tile(w, r0, n).t());
+  };
+  if (threads > 1) {
+    SingleThreadedBlas blas;
+    const at::ThreadLocalState caller;  // inference/grad mode: thread-local, and the workers run ATen ops
+    at::parallel_for(0, tiles, 1, [&](int64_t b, int64_t e) {
+      at::ThreadLocalStateGuard same_state(caller);
+      for (int64_t t = b; t < e; ++t) run_tile(t);
+    });
+  } else {
+    for (int64_t t = 0; t < tiles; ++t) run_tile(t);
   }
   return y;
 }

@@ -35,7 +35,19 @@ BlasInfo blas_info() {
 }
 
 void set_blas_threads(int threads) {
-  if (auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(threads);
+  static const auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (set) set(threads);
+}
+
+bool blas_uses_openmp() {
+  static const auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  return get && get() == 2;  // 0 sequential, 1 pthreads, 2 OpenMP
+}
+
+std::optional<int> blas_threads() {
+  static const auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  if (!get) return std::nullopt;
+  return get();
 }
 
 }  // namespace anvil

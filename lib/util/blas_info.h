@@ -16,13 +16,22 @@ struct BlasInfo {
 BlasInfo blas_info();
 // Sets OpenBLAS's own thread pool size (LibTorch's set_num_threads does not reach it).
 void set_blas_threads(int threads);
+// OpenBLAS's thread pool size, cheaply (for guards taken per product); nullopt for another BLAS.
+std::optional<int> blas_threads();
+// OpenBLAS built on OpenMP: it runs single-threaded inside an OpenMP parallel region by itself, and
+// its set_num_threads would also set OpenMP's (serialising ATen's parallel loops).
+bool blas_uses_openmp();
 
 // OpenBLAS single-threaded for the guard's lifetime (while data-parallel workers each run their
 // own operators), restored afterwards.
 class SingleThreadedBlas {
  public:
-  SingleThreadedBlas() : saved_(blas_info().threads.value_or(1)) { set_blas_threads(1); }
-  ~SingleThreadedBlas() { set_blas_threads(saved_); }
+  SingleThreadedBlas() : saved_(blas_uses_openmp() ? 1 : blas_threads().value_or(1)) {
+    if (saved_ != 1) set_blas_threads(1);
+  }
+  ~SingleThreadedBlas() {
+    if (saved_ != 1) set_blas_threads(saved_);
+  }
   SingleThreadedBlas(const SingleThreadedBlas&) = delete;
   SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
 
