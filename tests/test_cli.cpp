@@ -159,6 +159,39 @@ TEST(Cli, GenerateStreamsText) {
   EXPECT_NE(r.out.find("tok/s"), std::string::npos) << r.out;
 }
 
+// anvil bench computes from the stored bytes: the weights it reports are the file's (bf16 for base,
+// llama-quantize's Q4_K/Q6_K blocks for its Q4_K_M), and it measures what llama-bench measures.
+TEST(Cli, BenchReportsSpeedMemoryAndTheStoredFormats) {
+  const auto gguf = test::shared_dir() / "refs" / "gguf" / "base-Q4_K_M.gguf";
+  for (const std::string model : {models() + "/base", gguf.string()}) {
+    auto r = run("bench " + model + " -p 32 -n 8 -r 2 --threads 2 --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_GT(j["prompt"]["tokens_per_second"].get<double>(), 0.0);
+    EXPECT_EQ(j["prompt"]["runs"].size(), 2u);
+    EXPECT_GT(j["generation"]["tokens_per_second"].get<double>(), 0.0);
+    std::string formats;
+    for (const auto& f : j["weights"]) formats += f["format"].get<std::string>() + " ";
+    EXPECT_EQ(formats.find("expanded"), std::string::npos) << formats;
+    EXPECT_NE(formats.find(model == gguf.string() ? "Q4_K" : "BF16"), std::string::npos) << formats;
+    // The matrices are (nearly) all of the file; the process holds them once.
+    uint64_t file_bytes = 0;
+    if (model == gguf.string()) file_bytes = std::filesystem::file_size(gguf);
+    else
+      for (const auto& e : std::filesystem::directory_iterator(model))
+        if (e.path().extension() == ".safetensors") file_bytes += e.file_size();
+    const auto weights = j["weight_bytes"].get<uint64_t>();
+    EXPECT_LE(weights, file_bytes);
+    EXPECT_GT(weights, file_bytes * 9 / 10);
+    EXPECT_GT(j["peak_rss_bytes"].get<uint64_t>(), weights);
+  }
+  auto text = run("bench " + models() + "/base -p 16 -n 4 -r 1");
+  EXPECT_EQ(text.status, 0) << text.out;
+  EXPECT_NE(text.out.find("pp16"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("peak RSS"), std::string::npos) << text.out;
+  EXPECT_EQ(run("bench " + models() + "/base -r 0").status, 2);
+}
+
 TEST(Cli, EnvReportsBlasAndThreads) {
   auto r = run("env --threads 1");
   EXPECT_EQ(r.status, 0);

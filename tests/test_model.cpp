@@ -86,14 +86,19 @@ class KVCacheTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(KVCacheTest, IncrementalDecodingEqualsFullForward) {
   c10::InferenceMode guard;
   auto m = model::Transformer::load(test::model_dir(GetParam()));
+  at::manual_seed(40);
   auto ids = at::randint(5, m->config().vocab_size, {1, 40}, at::TensorOptions().dtype(at::kLong));
   auto full = m->forward(ids);
   auto cache = m->new_cache(1, 64);
   auto first = m->forward(ids.narrow(1, 0, 12), &cache);
-  EXPECT_LT(test::max_abs_diff(first, full.narrow(1, 0, 12)), 1e-4);
+  // One token at a time runs the fused row-dot kernels, the full pass the tiled GEMM: fp32 sums in
+  // another order, through every layer. 1e-4 of the largest logit (Gemma 2's reach 30 and differed
+  // by 1.01e-4 once); a cache bug moves logits by O(1).
+  const double tol = 1e-4 * std::max(1.0, full.abs().max().item<double>());
+  EXPECT_LT(test::max_abs_diff(first, full.narrow(1, 0, 12)), tol);
   for (int64_t t = 12; t < 40; ++t) {
     auto step = m->forward(ids.narrow(1, t, 1), &cache);
-    ASSERT_LT(test::max_abs_diff(step[0][0], full[0][t]), 1e-4) << "position " << t;
+    ASSERT_LT(test::max_abs_diff(step[0][0], full[0][t]), tol) << "position " << t;
   }
   EXPECT_EQ(cache.length, 40);
 }

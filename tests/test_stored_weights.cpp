@@ -18,6 +18,8 @@
 #include "model/gguf_model.h"
 #include "model/stored_linear.h"
 #include "model/transformer.h"
+#include "quant/int_export.h"
+#include "quant/int_matrix.h"
 #include "quant/quant_types.h"
 #include "test_support.h"
 #include "util/error.h"
@@ -161,6 +163,33 @@ TEST(StoredWeights, ModelsComputeFromTheFilesBytesAndMatchTheExpandedModel) {
     for (int64_t t = 0; t < 32; ++t) last = stored->forward(ids.narrow(0, 0, 1).narrow(1, t, 1), &cache);
     EXPECT_LT(test::max_abs_diff(last.view(-1), b[0][31]), 1e-4 * b.abs().max().item<double>()) << source;
   }
+}
+
+// INT4 and INT8 checkpoints in both layouts compute from their levels and scales (no fp32 copy of
+// a projection) and give the logits of the same checkpoint expanded at load.
+TEST(StoredWeights, IntegerCheckpointsComputeFromLevelsAndScales) {
+  test::TempDir dir;
+  model::LoadOptions expanded;
+  expanded.keep_stored = false;
+  auto ids = at::arange(1, 49, at::kLong).view({2, 24});
+  for (int bits : {4, 8})
+    for (auto format : {quant::IntFormat::CompressedTensors, quant::IntFormat::Gptq}) {
+      quant::IntExportOptions opts;
+      opts.spec = {bits, 128};
+      opts.format = format;
+      const auto out = dir / ("q" + std::to_string(bits) + (format == quant::IntFormat::Gptq ? "gptq" : "ct"));
+      quant::export_int_safetensors(test::model_dir("base"), out, opts);
+      auto stored = model::Transformer::load(out), dense = model::Transformer::load(out, expanded);
+      int64_t int_matrices = 0;
+      for (const auto& f : stored->weight_formats()) {
+        EXPECT_EQ(f.format.find("expanded"), std::string::npos) << f.format;
+        if (f.format == "INT" + std::to_string(bits) + " groups") int_matrices = f.matrices;
+      }
+      EXPECT_EQ(int_matrices, 8 * 4);  // per layer: q/k/v stacked, o, gate/up stacked, down
+      at::NoGradGuard no_grad;
+      auto a = stored->forward(ids), b = dense->forward(ids);
+      EXPECT_LT(test::max_abs_diff(a, b), 1e-4 * b.abs().max().item<double>()) << out;
+    }
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "model/stored_linear.h"
 #include "model/tensor_bridge.h"
 #include "quant/int_formats.h"
+#include "quant/int_matrix.h"
 #include "util/error.h"
 
 namespace anvil::model {
@@ -369,7 +370,16 @@ std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir,
     return load_tensor(ckpt.get(name), options.compute_dtype, options.device);
   };
   auto has = [&](const std::string& name) { return ckpt.contains(name) || quant::has_int_weight(ckpt, name, *quantized); };
-  return std::make_unique<Transformer>(config, get, has, options);
+  // Integer weights as levels and scales; float tensors (norms, embeddings) in place.
+  auto stored = [&](const std::string& name) -> WeightMatrixPtr {
+    if (quant::has_int_weight(ckpt, name, *quantized))
+      return quant::int_matrix(quant::load_int_levels(ckpt, name, *quantized), quantized->bits);
+    const io::TensorView& view = ckpt.get(name);
+    const int type = ggml_type_of_dtype(view.spec.dtype);
+    if (type < 0 || view.spec.shape.size() != 2) return nullptr;
+    return stored_rows(static_cast<uint32_t>(type), view.bytes.data(), view.spec.shape[0], view.spec.shape[1], shared_ckpt);
+  };
+  return std::make_unique<Transformer>(config, get, has, options, stored);
 }
 
 KVCache Transformer::new_cache(int64_t batch, int64_t capacity) const {

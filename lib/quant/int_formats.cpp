@@ -189,26 +189,29 @@ bool has_int_weight(const io::Checkpoint& ckpt, const std::string& weight_name, 
   return ckpt.contains(stem(weight_name) + (info.format == IntFormat::Gptq ? ".qweight" : ".weight_packed"));
 }
 
-at::Tensor load_int_weight(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info) {
+IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info) {
   const std::string s = stem(weight_name), where = ckpt.path().string() + ": '" + s + "'";
   const int per = 32 / info.bits;
+  IntLevels out;
   if (info.format == IntFormat::CompressedTensors) {
     at::Tensor packed = view(ckpt, s + ".weight_packed"), scale = view(ckpt, s + ".weight_scale");
     at::Tensor shape = view(ckpt, s + ".weight_shape").to(at::kLong);
     if (packed.dim() != 2 || scale.dim() != 2 || shape.numel() != 2 || packed.scalar_type() != at::kInt)
       fail(where, "weight_packed / weight_scale / weight_shape have unexpected shapes or types");
-    const int64_t out = shape[0].item<int64_t>(), in = shape[1].item<int64_t>();
+    const int64_t rows = shape[0].item<int64_t>(), in = shape[1].item<int64_t>();
     const int64_t G = scale.size(1);
-    if (in <= 0 || packed.size(0) != out || packed.size(1) * per < in || scale.size(0) != out || G < 1 || in % G != 0)
+    if (in <= 0 || packed.size(0) != rows || packed.size(1) * per < in || scale.size(0) != rows || G < 1 || in % G != 0)
       fail(where, "packed sizes do not match weight_shape");
-    at::Tensor q = unpack(packed, info.bits, 1).narrow(1, 0, in) - (int64_t{1} << (info.bits - 1));
-    return (q.to(at::kFloat).view({out, G, in / G}) * scale.to(at::kFloat).unsqueeze(2)).view({out, in});
+    out.levels = (unpack(packed, info.bits, 1).narrow(1, 0, in) - (int64_t{1} << (info.bits - 1))).to(at::kChar).contiguous();
+    out.scales = scale.to(at::kFloat).contiguous();
+    out.group_of_column = at::arange(in, at::kLong).floor_divide(in / G);
+    return out;
   }
   at::Tensor qweight = view(ckpt, s + ".qweight"), qzeros = view(ckpt, s + ".qzeros"), scales = view(ckpt, s + ".scales");
   if (qweight.dim() != 2 || qzeros.dim() != 2 || scales.dim() != 2 || qweight.scalar_type() != at::kInt)
     fail(where, "qweight / qzeros / scales have unexpected shapes or types");
-  const int64_t in = qweight.size(0) * per, out = qweight.size(1), G = scales.size(0);
-  if (G < 1 || scales.size(1) != out || qzeros.size(0) != G || qzeros.size(1) * per < out)
+  const int64_t in = qweight.size(0) * per, rows = qweight.size(1), G = scales.size(0);
+  if (G < 1 || scales.size(1) != rows || qzeros.size(0) != G || qzeros.size(1) * per < rows)
     fail(where, "qweight, qzeros and scales disagree on sizes");
   if (!ckpt.contains(s + ".g_idx") && in % G != 0) fail(where, "the input size is not a multiple of the group count");
   at::Tensor g_idx = ckpt.contains(s + ".g_idx") ? view(ckpt, s + ".g_idx").to(at::kLong)
@@ -216,10 +219,22 @@ at::Tensor load_int_weight(const io::Checkpoint& ckpt, const std::string& weight
   if (g_idx.dim() != 1 || g_idx.numel() != in || g_idx.min().item<int64_t>() < 0 || g_idx.max().item<int64_t>() >= G)
     fail(where, "g_idx does not index the groups");
   at::Tensor q = unpack(qweight, info.bits, 0);                        // [in, out]
-  at::Tensor zeros = unpack(qzeros, info.bits, 1).narrow(1, 0, out);   // [G, out]
+  at::Tensor zeros = unpack(qzeros, info.bits, 1).narrow(1, 0, rows);  // [G, out]
   if (!info.gptq_v2_zeros) zeros = zeros + 1;
-  at::Tensor w = (q - zeros.index_select(0, g_idx)).to(at::kFloat) * scales.to(at::kFloat).index_select(0, g_idx);
-  return w.t().contiguous();  // [out, in]
+  // Levels q - zero lie in [-(2^bits), 2^bits]: int16 holds them for 8 bits, int8 for 4.
+  const auto level_type = info.bits <= 4 ? at::kChar : at::kShort;
+  out.levels = (q - zeros.index_select(0, g_idx)).t().to(level_type).contiguous();  // [out, in]
+  out.scales = scales.to(at::kFloat).t().contiguous();                               // [out, G]
+  out.group_of_column = g_idx.contiguous();
+  return out;
+}
+
+at::Tensor dequantize_levels(const IntLevels& l) {
+  return l.levels.to(at::kFloat) * l.scales.index_select(1, l.group_of_column);
+}
+
+at::Tensor load_int_weight(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info) {
+  return dequantize_levels(load_int_levels(ckpt, weight_name, info));
 }
 
 }  // namespace anvil::quant

@@ -48,4 +48,14 @@ std::optional<IntCheckpoint> detect_int_checkpoint(const std::filesystem::path& 
 bool has_int_weight(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info);
 at::Tensor load_int_weight(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info);
 
+// The same weight as integer levels and scales, W[r, k] = levels[r, k] * scales[r, group_of_column[k]]
+// (GPTQ's zero points already subtracted): what the kernel computes from without expanding W.
+struct IntLevels {
+  at::Tensor levels;           // [out, in] int8 (int16 for 8-bit GPTQ, whose q - zero can reach 256)
+  at::Tensor scales;           // [out, groups] fp32
+  at::Tensor group_of_column;  // [in] int64 (GPTQ act-order: any order)
+};
+IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info);
+at::Tensor dequantize_levels(const IntLevels& levels);  // fp32 [out, in]
+
 }  // namespace anvil::quant
