@@ -81,6 +81,8 @@ print("|---|---|---|---|---|---|")
 for label, path, peer_file in rows:
     peer = peer_file or path
     size = (os.path.getsize(os.path.join(path, "model.safetensors")) if os.path.isdir(path) else os.path.getsize(path))
+    for f in {os.path.join(path, "model.safetensors") if os.path.isdir(path) else path, peer}:
+        subprocess.run(["cat", f], stdout=subprocess.DEVNULL, check=True)  # both tools start from a warm page cache
     out, rss = timed([a.anvil, "eval", path, "--data", text, "--threads", str(a.threads), "--json"])
     ev = json.loads(out[out.index("{"):out.rindex("}") + 1])["results"][0]["tokens_per_second"]
     out, peer_rss = timed([os.path.join(bin_dir, "llama-perplexity"), "-m", peer, "-f", text, "-c", "256", "-b", "256",

@@ -78,6 +78,11 @@ TEST(RowDot, EveryTypeEqualsDequantizeThenDotOnEveryInstructionSet) {
       } catch (const Error&) {
         continue;  // not on this CPU
       }
+      // Decoding gives ggml's reference values exactly.
+      std::vector<float> values(static_cast<size_t>(rows * cols));
+      e.matrix->dequantize_rows(0, rows, values.data());
+      EXPECT_EQ(test::max_abs_diff(at::from_blob(values.data(), {rows, cols}, at::kFloat), e.dequantized), 0.0)
+          << type.name << " decoded on " << isa;
       std::vector<float> y(rows);
       e.matrix->dot_rows(0, rows, x.data_ptr<float>(), y.data());
       expect_within_summation_bound(at::from_blob(y.data(), {1, rows}, at::kFloat), e.dequantized, x,

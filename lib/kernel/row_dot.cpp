@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <vector>
 
 #include "quant/quant_types.h"
@@ -17,6 +18,7 @@ namespace anvil::kernel {
   bool dot_rows_fused(uint32_t type, const uint8_t* w, size_t stride, const int32_t* index, int64_t rows,     \
                       int64_t cols, const float* x, const float* x_sums32, float* y);                           \
   float dot_decoded(const float* w, const float* x, int64_t n);                                                 \
+  bool decode_row_fused(uint32_t type, const uint8_t* row, int64_t cols, float* y);                             \
   }
 ANVIL_DECLARE_ROW_DOT(generic)
 #if defined(ANVIL_ROW_DOT_X86)
@@ -29,13 +31,23 @@ namespace {
 enum class Isa { generic, avx2, avx512 };
 constexpr std::string_view kIsaNames[] = {"generic", "avx2", "avx512"};
 
-Isa detect_isa() {
+Isa cpu_isa() {
 #if defined(ANVIL_ROW_DOT_X86)
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
     return Isa::avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
 #endif
   return Isa::generic;
+}
+
+// ANVIL_SIMD=avx2|generic runs a narrower build than the CPU has (to measure what an AVX2-only
+// or baseline machine gets); a wider one than the CPU has is ignored.
+Isa detect_isa() {
+  const Isa best = cpu_isa();
+  if (const char* env = std::getenv("ANVIL_SIMD"))
+    for (int i = 0; i <= static_cast<int>(best); ++i)
+      if (kIsaNames[i] == env) return static_cast<Isa>(i);
+  return best;
 }
 
 std::atomic<int> g_forced{-1};
@@ -74,7 +86,24 @@ float decoded_dot(Isa isa, const float* w, const float* x, int64_t n) {
   }
 }
 
+bool decode_fused(Isa isa, uint32_t type, const uint8_t* row, int64_t cols, float* y) {
+  switch (isa) {
+#if defined(ANVIL_ROW_DOT_X86)
+    case Isa::avx512: return avx512::decode_row_fused(type, row, cols, y);
+    case Isa::avx2: return avx2::decode_row_fused(type, row, cols, y);
+#endif
+    default: return generic::decode_row_fused(type, row, cols, y);
+  }
+}
+
 }  // namespace
+
+void decode_row(uint32_t ggml_type, const uint8_t* row, int64_t cols, float* y) {
+  if (decode_fused(current_isa(), ggml_type, row, cols, y)) return;
+  const quant::QuantType* type = quant::find_quant_type(ggml_type);
+  if (!type) fail("row decode", "ggml type " + std::to_string(ggml_type) + " cannot be decoded");
+  type->decode(row, y, cols);
+}
 
 bool has_fused_dot(uint32_t ggml_type) { return generic::has_fused(ggml_type); }
 
@@ -85,7 +114,7 @@ void force_dot_isa(std::string_view isa) {
     g_forced = -1;
     return;
   }
-  for (int i = static_cast<int>(detect_isa()); i >= 0; --i)
+  for (int i = static_cast<int>(cpu_isa()); i >= 0; --i)
     if (kIsaNames[i] == isa) {
       g_forced = i;
       return;

@@ -18,6 +18,10 @@ namespace anvil::kernel {
 void dot_rows(uint32_t ggml_type, const uint8_t* w, size_t row_stride, const int32_t* row_index, int64_t rows,
               int64_t cols, const float* x, float* y);
 
+// One row of `cols` elements in fp32, the values ggml's reference decoder gives (vectorized for the
+// types with fused kernels): the tiles the batched GEMM multiplies.
+void decode_row(uint32_t ggml_type, const uint8_t* row, int64_t cols, float* y);
+
 // Whether `ggml_type` has a fused kernel, and which instruction set runs them ("avx512", "avx2",
 // "generic").
 bool has_fused_dot(uint32_t ggml_type);

@@ -22,7 +22,7 @@ class GgmlRows final : public WeightMatrix {
   uint64_t stored_bytes() const override { return static_cast<uint64_t>(rows_) * row_bytes_; }
 
   void dequantize_rows(int64_t first, int64_t count, float* out) const override {
-    for (int64_t r = 0; r < count; ++r) type_.decode(row(first + r), out + r * cols_, cols_);
+    for (int64_t r = 0; r < count; ++r) kernel::decode_row(type_.ggml_type, row(first + r), cols_, out + r * cols_);
   }
   void dot_rows(int64_t first, int64_t count, const float* x, float* y) const override {
     if (order_.empty())

@@ -1,6 +1,7 @@
 #include "quant/scale_search.h"
 
 #include <atomic>
+#include <cstdlib>
 
 #include "util/error.h"
 
@@ -25,12 +26,21 @@ namespace {
 enum class Isa { generic, avx2, avx512 };
 constexpr std::string_view kIsaNames[] = {"generic", "avx2", "avx512"};
 
-Isa detect_isa() {
+Isa cpu_isa() {
 #if defined(ANVIL_SCALE_SEARCH_X86)
   return __builtin_cpu_supports("avx512f") ? Isa::avx512 : __builtin_cpu_supports("avx2") ? Isa::avx2 : Isa::generic;
 #else
   return Isa::generic;
 #endif
+}
+
+// ANVIL_SIMD=avx2|generic: a narrower build than the CPU has, as kernel/row_dot.cpp reads it.
+Isa detect_isa() {
+  const Isa best = cpu_isa();
+  if (const char* env = std::getenv("ANVIL_SIMD"))
+    for (int i = 0; i <= static_cast<int>(best); ++i)
+      if (kIsaNames[i] == env) return static_cast<Isa>(i);
+  return best;
 }
 
 std::atomic<int> g_forced{-1};
@@ -45,7 +55,7 @@ Isa best_isa() {
 
 std::vector<std::string_view> scale_search_isas() {
   std::vector<std::string_view> out;
-  for (int i = static_cast<int>(detect_isa()); i >= 0; --i) out.push_back(kIsaNames[i]);
+  for (int i = static_cast<int>(cpu_isa()); i >= 0; --i) out.push_back(kIsaNames[i]);
   return out;
 }
 
