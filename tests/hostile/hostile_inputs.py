@@ -330,6 +330,7 @@ def model_dir(rel, fixture, **edits):
 
 
 EVAL = "eval {f} --data {D}"
+BENCH = "bench {f} -p 4 -n 2 -r 1"
 TO_HF = "convert {f} -o {O}/hf"
 QUANT = "quantize {f} -o {O}/q.gguf --type Q8_0"
 TO_GGUF = "convert {f} -o {O}/m.gguf --type f32"
@@ -455,6 +456,8 @@ for n, m, key in TENSOR:
          rc=(0, 2) if n in ("dims_zero", "shape_mismatch") else (2,))
     case(f"gguf.{n}.convert", on(TO_HF, f), n + r"\.gguf", key, build=b)
     case(f"gguf.{n}.quantize", on(QUANT, f), n + r"\.gguf", key, build=b)
+    # bench computes from the stored blocks without a tokenizer: the same checks must stop it
+    case(f"gguf.{n}.bench", on(BENCH, f), n + r"\.gguf", key, build=b)
 case("gguf.shape_mismatch.eval", on(EVAL, "{T}/gguf/shape_mismatch.gguf"), r"shape_mismatch\.gguf", TENSOR[5][2],
      build=gguf_file("gguf/shape_mismatch.gguf", TENSOR[5][1]))
 
