@@ -1,11 +1,10 @@
 #include "kernel/row_dot.h"
 
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <vector>
 
 #include "quant/quant_types.h"
+#include "util/simd_level.h"
 #include "util/error.h"
 
 namespace anvil::kernel {
@@ -28,35 +27,8 @@ ANVIL_DECLARE_ROW_DOT(avx512)
 
 namespace {
 
-enum class Isa { generic, avx2, avx512 };
-constexpr std::string_view kIsaNames[] = {"generic", "avx2", "avx512"};
-
-Isa cpu_isa() {
-#if defined(ANVIL_ROW_DOT_X86)
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-    return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
-#endif
-  return Isa::generic;
-}
-
-// ANVIL_SIMD=avx2|generic runs a narrower build than the CPU has (to measure what an AVX2-only
-// or baseline machine gets); a wider one than the CPU has is ignored.
-Isa detect_isa() {
-  const Isa best = cpu_isa();
-  if (const char* env = std::getenv("ANVIL_SIMD"))
-    for (int i = 0; i <= static_cast<int>(best); ++i)
-      if (kIsaNames[i] == env) return static_cast<Isa>(i);
-  return best;
-}
-
-std::atomic<int> g_forced{-1};
-
-Isa current_isa() {
-  static const Isa detected = detect_isa();
-  const int forced = g_forced.load(std::memory_order_relaxed);
-  return forced >= 0 ? static_cast<Isa>(forced) : detected;
-}
+using Isa = simd::Level;
+simd::Choice g_choice;
 
 bool fused(Isa isa, uint32_t type, const uint8_t* w, size_t stride, const int32_t* index, int64_t rows, int64_t cols,
            const float* x, float* y) {
@@ -99,7 +71,7 @@ bool decode_fused(Isa isa, uint32_t type, const uint8_t* row, int64_t cols, floa
 }  // namespace
 
 void decode_row(uint32_t ggml_type, const uint8_t* row, int64_t cols, float* y) {
-  if (decode_fused(current_isa(), ggml_type, row, cols, y)) return;
+  if (decode_fused(g_choice.current(), ggml_type, row, cols, y)) return;
   const quant::QuantType* type = quant::find_quant_type(ggml_type);
   if (!type) fail("row decode", "ggml type " + std::to_string(ggml_type) + " cannot be decoded");
   type->decode(row, y, cols);
@@ -107,24 +79,13 @@ void decode_row(uint32_t ggml_type, const uint8_t* row, int64_t cols, float* y) 
 
 bool has_fused_dot(uint32_t ggml_type) { return generic::has_fused(ggml_type); }
 
-std::string_view dot_isa() { return kIsaNames[static_cast<int>(current_isa())]; }
+std::string_view dot_isa() { return simd::name(g_choice.current()); }
 
-void force_dot_isa(std::string_view isa) {
-  if (isa.empty()) {
-    g_forced = -1;
-    return;
-  }
-  for (int i = static_cast<int>(cpu_isa()); i >= 0; --i)
-    if (kIsaNames[i] == isa) {
-      g_forced = i;
-      return;
-    }
-  fail("row dot", "instruction set '" + std::string(isa) + "' is not available on this CPU");
-}
+void force_dot_isa(std::string_view isa) { g_choice.force(isa, "row dot"); }
 
 void dot_rows(uint32_t ggml_type, const uint8_t* w, size_t row_stride, const int32_t* row_index, int64_t rows,
               int64_t cols, const float* x, float* y) {
-  const Isa isa = current_isa();
+  const Isa isa = g_choice.current();
   if (fused(isa, ggml_type, w, row_stride, row_index, rows, cols, x, y)) return;
   // Decoded in pieces of whole blocks that stay in L1, then dotted.
   const quant::QuantType* type = quant::find_quant_type(ggml_type);
