@@ -20,7 +20,7 @@ namespace anvil::kernel {
   bool decode_row_fused(uint32_t type, const uint8_t* row, int64_t cols, float* y);                             \
   }
 ANVIL_DECLARE_ROW_DOT(generic)
-#if defined(ANVIL_ROW_DOT_X86)
+#if defined(ANVIL_SIMD_X86)
 ANVIL_DECLARE_ROW_DOT(avx2)
 ANVIL_DECLARE_ROW_DOT(avx512)
 #endif
@@ -40,7 +40,7 @@ bool fused(Isa isa, uint32_t type, const uint8_t* w, size_t stride, const int32_
       for (int k = 0; k < 32; ++k) sums[g] += x[g * 32 + k];
   }
   switch (isa) {
-#if defined(ANVIL_ROW_DOT_X86)
+#if defined(ANVIL_SIMD_X86)
     case Isa::avx512: return avx512::dot_rows_fused(type, w, stride, index, rows, cols, x, sums.data(), y);
     case Isa::avx2: return avx2::dot_rows_fused(type, w, stride, index, rows, cols, x, sums.data(), y);
 #endif
@@ -50,7 +50,7 @@ bool fused(Isa isa, uint32_t type, const uint8_t* w, size_t stride, const int32_
 
 float decoded_dot(Isa isa, const float* w, const float* x, int64_t n) {
   switch (isa) {
-#if defined(ANVIL_ROW_DOT_X86)
+#if defined(ANVIL_SIMD_X86)
     case Isa::avx512: return avx512::dot_decoded(w, x, n);
     case Isa::avx2: return avx2::dot_decoded(w, x, n);
 #endif
@@ -60,7 +60,7 @@ float decoded_dot(Isa isa, const float* w, const float* x, int64_t n) {
 
 bool decode_fused(Isa isa, uint32_t type, const uint8_t* row, int64_t cols, float* y) {
   switch (isa) {
-#if defined(ANVIL_ROW_DOT_X86)
+#if defined(ANVIL_SIMD_X86)
     case Isa::avx512: return avx512::decode_row_fused(type, row, cols, y);
     case Isa::avx2: return avx2::decode_row_fused(type, row, cols, y);
 #endif

@@ -14,7 +14,7 @@ namespace anvil::quant {
   void symmetric_scale_search(int, int, int, const float*, const float*, int8_t*, float*);                \
   }
 ANVIL_DECLARE_SEARCHES(generic)
-#if defined(ANVIL_SCALE_SEARCH_X86)
+#if defined(ANVIL_SIMD_X86)
 ANVIL_DECLARE_SEARCHES(avx2)
 ANVIL_DECLARE_SEARCHES(avx512)
 #endif
@@ -33,7 +33,7 @@ void force_scale_search_isa(std::string_view isa) { g_choice.force(isa, "scale s
 void scale_min_search(int count, int n, int nmax, const float* x, const float* weights, uint8_t* L, float* scales,
                       float* neg_mins, float rmin, float rdelta, int nstep, bool use_mad) {
   switch (g_choice.current()) {
-#if defined(ANVIL_SCALE_SEARCH_X86)
+#if defined(ANVIL_SIMD_X86)
     case Isa::avx512:
       return avx512::scale_min_search(count, n, nmax, x, weights, L, scales, neg_mins, rmin, rdelta, nstep, use_mad);
     case Isa::avx2:
@@ -47,7 +47,7 @@ void scale_min_search(int count, int n, int nmax, const float* x, const float* w
 void symmetric_scale_search(int count, int n, int nmax, const float* x, const float* weights, int8_t* L,
                             float* scales) {
   switch (g_choice.current()) {
-#if defined(ANVIL_SCALE_SEARCH_X86)
+#if defined(ANVIL_SIMD_X86)
     case Isa::avx512: return avx512::symmetric_scale_search(count, n, nmax, x, weights, L, scales);
     case Isa::avx2: return avx2::symmetric_scale_search(count, n, nmax, x, weights, L, scales);
 #endif
