@@ -315,8 +315,21 @@ at::Tensor Transformer::project(const at::Tensor& x, const LinearWeights& w) con
   return y + (parts.size() == 1 ? parts[0] : at::cat(parts, -1));
 }
 
-std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
-                                                          const LoadOptions& options, const LoraAdapter* adapter) {
+namespace {
+
+// A 2-D float tensor of a safetensors checkpoint as a matrix read in place (the checkpoint kept
+// open by it), or nullptr for another dtype or rank.
+WeightMatrixPtr in_place_matrix(const std::shared_ptr<const io::Checkpoint>& ckpt, const io::TensorView& view) {
+  const int type = ggml_type_of_dtype(view.spec.dtype);
+  if (type < 0 || view.spec.shape.size() != 2) return nullptr;
+  return stored_rows(static_cast<uint32_t>(type), view.bytes.data(), view.spec.shape[0], view.spec.shape[1], ckpt);
+}
+
+// Both from_checkpoint()s: an adapter's updates merged into the weights they change (in fp32);
+// with `shared`, every other matrix read in place.
+std::unique_ptr<Transformer> checkpoint_model(const ModelConfig& config, const io::Checkpoint& ckpt,
+                                              const std::shared_ptr<const io::Checkpoint>& shared,
+                                              const LoadOptions& options, const LoraAdapter* adapter) {
   if (adapter) adapter->check_fits(config, ckpt);
   auto get = [&](const std::string& name) {
     if (adapter)
@@ -325,31 +338,27 @@ std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& con
     return load_tensor(ckpt.get(name), options.compute_dtype, options.device);
   };
   auto has = [&](const std::string& name) { return ckpt.contains(name); };
-  return std::make_unique<Transformer>(config, get, has, options);
+  if (!shared) return std::make_unique<Transformer>(config, get, has, options);
+  std::set<std::string> adapted;  // a merged update needs a private copy
+  if (adapter)
+    for (const auto& w : adapter->adapted_weights()) adapted.insert(w);
+  auto stored = [&](const std::string& name) -> WeightMatrixPtr {
+    return adapted.count(name) ? nullptr : in_place_matrix(shared, ckpt.get(name));
+  };
+  return std::make_unique<Transformer>(config, get, has, options, stored);
+}
+
+}  // namespace
+
+std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& config, const io::Checkpoint& ckpt,
+                                                          const LoadOptions& options, const LoraAdapter* adapter) {
+  return checkpoint_model(config, ckpt, nullptr, options, adapter);
 }
 
 std::unique_ptr<Transformer> Transformer::from_checkpoint(const ModelConfig& config,
                                                           std::shared_ptr<const io::Checkpoint> ckpt,
                                                           const LoadOptions& options, const LoraAdapter* adapter) {
-  if (adapter) adapter->check_fits(config, *ckpt);
-  auto get = [&](const std::string& name) {
-    if (adapter)
-      if (at::Tensor d = adapter->delta(name); d.defined())
-        return (load_tensor(ckpt->get(name), at::kFloat) + d).to(options.device, options.compute_dtype).contiguous();
-    return load_tensor(ckpt->get(name), options.compute_dtype, options.device);
-  };
-  auto has = [&](const std::string& name) { return ckpt->contains(name); };
-  // In place: 2-D float tensors the adapter leaves alone (a merged update needs a private copy).
-  std::set<std::string> adapted;
-  if (adapter)
-    for (const auto& w : adapter->adapted_weights()) adapted.insert(w);
-  auto stored = [&](const std::string& name) -> WeightMatrixPtr {
-    const io::TensorView& view = ckpt->get(name);
-    const int type = ggml_type_of_dtype(view.spec.dtype);
-    if (type < 0 || view.spec.shape.size() != 2 || adapted.count(name)) return nullptr;
-    return stored_rows(static_cast<uint32_t>(type), view.bytes.data(), view.spec.shape[0], view.spec.shape[1], ckpt);
-  };
-  return std::make_unique<Transformer>(config, get, has, options, stored);
+  return checkpoint_model(config, *ckpt, ckpt, options, adapter);
 }
 
 std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir, const LoadOptions& options,
@@ -374,10 +383,7 @@ std::unique_ptr<Transformer> Transformer::load(const std::filesystem::path& dir,
   auto stored = [&](const std::string& name) -> WeightMatrixPtr {
     if (quant::has_int_weight(ckpt, name, *quantized))
       return quant::int_matrix(quant::load_int_levels(ckpt, name, *quantized), quantized->bits);
-    const io::TensorView& view = ckpt.get(name);
-    const int type = ggml_type_of_dtype(view.spec.dtype);
-    if (type < 0 || view.spec.shape.size() != 2) return nullptr;
-    return stored_rows(static_cast<uint32_t>(type), view.bytes.data(), view.spec.shape[0], view.spec.shape[1], shared_ckpt);
+    return in_place_matrix(shared_ckpt, ckpt.get(name));
   };
   return std::make_unique<Transformer>(config, get, has, options, stored);
 }
