@@ -130,7 +130,7 @@ void finish_scale_min_block(const float* x, Block& y, uint8_t* L, const float* s
 // both quantized to 6 bits. Returns the final levels in L. With an importance matrix (per-column
 // mean squared activations), each element's error is weighted by importance * sqrt(sigma2 + x^2)
 // and a finer grid of candidate scales is searched, as llama.cpp does with --imatrix.
-// Two super-blocks at a time: their 16 sub-blocks fill the scale search's 16 lanes.
+// Two super-blocks at a time: their 16 sub-blocks fill one AVX-512 search (two AVX2, four SSE2).
 template <typename Block>
 void encode_scale_min_blocks(const float* x, Block* y, int64_t nblocks, int nmax, float rmin, int nstep,
                              const float* importance, void (*set_levels)(uint8_t*, const int8_t*)) {
