@@ -228,8 +228,12 @@ TEST(GgufExport, MixtralWithInconsistentExpertsIsRejected) {
 // once per expert with that expert's Hugging Face name, its rows only, and its own importance.
 TEST(GgufExport, EncoderSeesEachExpertOfAStackOnItsOwn) {
   test::TempDir dir;
+  // Importance comes under GGUF names, a stack's experts one after another (llama-imatrix's layout):
+  // expert 2 of layer 1's ffn_down stack (128 columns each) is marked.
   const std::string marked = "model.layers.1.block_sparse_moe.experts.2.w2.weight";
-  std::map<std::string, std::vector<float>> importance{{marked, std::vector<float>(128, 7.0f)}};
+  std::vector<float> stack(4 * 128, 0.0f);
+  std::fill(stack.begin() + 2 * 128, stack.begin() + 3 * 128, 7.0f);
+  std::map<std::string, std::vector<float>> importance{{"blk.1.ffn_down_exps.weight", stack}};
   struct Call {
     int64_t rows, row;
     float importance;

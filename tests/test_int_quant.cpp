@@ -206,7 +206,7 @@ TEST(KQuantGptq, CalibratedQ4KMLosesLessThanLlamaQuantize) {
   auto fp = model::Transformer::load(base);
   auto cal = quant::calibrate(*fp, tok.encode(io::read_text_file(test::shared_dir() / "data" / "fortune.train.txt"), false),
                               256, 65536);
-  auto importance = quant::importance_matrix(cal);
+  auto importance = quant::imatrix_of(cal, fp->config()).importance();
   quant::GgufExportOptions plain, calibrated;
   plain.type = calibrated.type = "Q4_K_M";
   plain.threads = calibrated.threads = 2;

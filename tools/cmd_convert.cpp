@@ -59,7 +59,7 @@ int run_convert(int argc, char** argv) {
   if (type != "f32" && type != "f16" && type != "bf16" && type != "q8_0" && type != "F32" && type != "F16" &&
       type != "BF16" && type != "Q8_0")
     throw UsageError("--type must be f32, f16, bf16 or q8_0 (use anvil quantize for other types)");
-  return run_gguf_export(input, output, type, threads);
+  return run_gguf_export(input, output, export_options(type, threads));
 }
 
 }  // namespace anvil::cli

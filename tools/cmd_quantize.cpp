@@ -32,6 +32,9 @@ int run_quantize(int argc, char** argv) {
        "weighted scales plus GPTQ for the k-quants (GGUF)", cxxopts::value<std::vector<std::string>>())
       ("calib-tokens", "calibration tokens at most", cxxopts::value<int64_t>()->default_value("65536"))
       ("calib-window", "tokens per calibration window", cxxopts::value<int64_t>()->default_value("256"))
+      ("imatrix", "GGUF: an importance matrix file (llama-imatrix's GGUF or legacy .dat, or anvil imatrix's): the "
+       "k-quant scales are fitted with it and the mix takes llama-quantize's imatrix rules, so the bytes equal "
+       "llama-quantize --imatrix's", cxxopts::value<std::string>())
       ("calib-method", "GGUF with --calib: gptq (importance-weighted scales plus GPTQ error compensation) or imatrix "
        "(importance-weighted scales only, as llama.cpp)", cxxopts::value<std::string>()->default_value("gptq"))
       ("calib-passes", "GGUF with --calib gptq: 2 measures the Hessians again on the model pass 1 quantized, so "
@@ -54,8 +57,18 @@ int run_quantize(int argc, char** argv) {
     if (!quant::find_quant_mix(type)) throw UsageError("unknown --type '" + type + "' (one of " + types + ")");
     if (args.count("eval"))
       for (const auto& f : args["eval"].as<std::vector<std::string>>()) existing_path(f, "eval data file");
-    if (!args.count("calib") && !args.count("eval"))
-      return run_gguf_export(args["input"].as<std::string>(), args["output"].as<std::string>(), type, threads);
+    if (args.count("imatrix")) {
+      existing_path(args["imatrix"].as<std::string>(), "importance matrix");
+      // An imatrix file holds the Hessians' diagonals only: GPTQ needs the text itself.
+      if (args.count("calib")) throw UsageError("--imatrix and --calib both give the importance: use one");
+      if (args.count("calib-method") && args["calib-method"].as<std::string>() != "imatrix")
+        throw UsageError("--imatrix weights the scales (--calib-method imatrix); GPTQ needs --calib");
+    }
+    if (!args.count("calib") && !args.count("eval")) {
+      auto opts = export_options(type, threads);
+      const ImatrixFileUse imatrix(args.count("imatrix") ? args["imatrix"].as<std::string>() : "", opts);
+      return run_gguf_export(args["input"].as<std::string>(), args["output"].as<std::string>(), opts);
+    }
   }
   return quantize_with_torch(args);
 }

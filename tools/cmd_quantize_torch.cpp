@@ -9,6 +9,7 @@
 #include "eval/perplexity.h"
 #include "io/atomic_file.h"
 #include "io/gguf.h"
+#include "model/config.h"
 #include "model/gguf_model.h"
 #include "model_options.h"
 #include "progress.h"
@@ -71,8 +72,11 @@ quant::Calibration second_pass(const std::filesystem::path& input, const std::st
                                double damp) {
   const io::AtomicDir scratch(output + ".pass1");  // never committed: removed on return, failure or Ctrl-C
   const auto draft = scratch.temp_path() / "draft.gguf";
-  const auto importance = quant::importance_matrix(first);
-  export_gguf_with_progress(input, draft, type, threads, &importance, quant::gptq_tensor_encoder(first, damp));
+  const auto importance = quant::imatrix_of(first, model::ModelConfig::load(input)).importance();
+  auto opts = export_options(type, threads);
+  opts.importance = &importance;
+  opts.encoder = quant::gptq_tensor_encoder(first, damp);
+  export_gguf_with_progress(input, draft, opts);
   io::GgufFile file(draft);
   auto quantized = model::load_gguf_transformer(file);
   return run_calibration(*quantized, text, "calibration pass 2");
@@ -168,9 +172,11 @@ int quantize_with_torch(const cxxopts::ParseResult& args) {
     set_blas_threads(threads);
     return run_int_export(input, args["output"].as<std::string>(), *f, args);
   }
-  if (!args.count("calib"))  // --eval without calibration
-    return run_gguf_export(input, args["output"].as<std::string>(), args["type"].as<std::string>(), threads, nullptr, {}, "",
-                           0, measure_against_source(input, args));
+  if (!args.count("calib")) {  // --eval without calibration, perhaps with --imatrix
+    auto opts = export_options(args["type"].as<std::string>(), threads);
+    const ImatrixFileUse imatrix(args.count("imatrix") ? args["imatrix"].as<std::string>() : "", opts);
+    return run_gguf_export(input, args["output"].as<std::string>(), opts, measure_against_source(input, args));
+  }
   const std::string method = args["calib-method"].as<std::string>();
   if (method != "gptq" && method != "imatrix") throw UsageError("--calib-method must be gptq or imatrix");
   const int passes = args["calib-passes"].as<int>();
@@ -182,11 +188,13 @@ int quantize_with_torch(const cxxopts::ParseResult& args) {
   const auto text = calibration_text(input, args);
   quant::Calibration calibration = run_calibration(input, text);
   if (passes == 2) calibration = second_pass(input, output, type, threads, calibration, text, damp);
-  const auto importance = quant::importance_matrix(calibration);
-  return run_gguf_export(input, output, type, threads, &importance,
-                         method == "gptq" ? quant::gptq_tensor_encoder(calibration, damp) : quant::TensorEncoder{},
-                         text.names, text.window > 0 ? calibration.tokens / text.window : 0,
-                         measure_against_source(input, args));
+  const auto importance = quant::imatrix_of(calibration, model::ModelConfig::load(input)).importance();
+  auto opts = export_options(type, threads);
+  opts.importance = &importance;
+  if (method == "gptq") opts.encoder = quant::gptq_tensor_encoder(calibration, damp);
+  opts.imatrix_dataset = text.names;
+  opts.imatrix_chunks = text.window > 0 ? calibration.tokens / text.window : 0;
+  return run_gguf_export(input, output, opts, measure_against_source(input, args));
 }
 
 }  // namespace anvil::cli

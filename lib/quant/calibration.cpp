@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "model/transformer.h"
+#include "quant/imatrix_collect.h"
 #include "util/error.h"
 
 namespace anvil::quant {
@@ -42,6 +43,7 @@ Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tok
     }
     // Each batch's product in fp32 (BLAS), the running sum in fp64.
     it->second.add_(at::matmul(flat.t(), flat).to(at::kDouble));
+    for (const auto& w : weights) cal.rows[w] += flat.size(0);
   });
   {
     c10::InferenceMode guard;
@@ -59,13 +61,15 @@ Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tok
   return cal;
 }
 
-std::map<std::string, std::vector<float>> importance_matrix(const Calibration& calibration) {
-  std::map<std::string, std::vector<float>> out;
+Imatrix imatrix_of(const Calibration& calibration, const model::ModelConfig& config) {
+  std::map<std::string, ColumnSquares> columns;
   for (const auto& [name, h] : calibration.hessian) {
-    at::Tensor d = (h.diagonal() / static_cast<double>(std::max<int64_t>(1, calibration.tokens))).to(at::kFloat).contiguous();
-    out[name] = std::vector<float>(d.data_ptr<float>(), d.data_ptr<float>() + d.numel());
+    at::Tensor d = h.diagonal().contiguous();
+    auto rows = calibration.rows.find(name);
+    columns[name] = {std::vector<double>(d.data_ptr<double>(), d.data_ptr<double>() + d.numel()),
+                     rows == calibration.rows.end() ? 0 : rows->second};
   }
-  return out;
+  return imatrix_from_columns(config, columns);
 }
 
 }  // namespace anvil::quant

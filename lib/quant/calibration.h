@@ -10,14 +10,18 @@
 #include <string>
 #include <vector>
 
+#include "quant/imatrix_file.h"
+
 namespace anvil::model {
 class Transformer;
+struct ModelConfig;
 }
 
 namespace anvil::quant {
 
 struct Calibration {
   std::map<std::string, at::Tensor> hessian;  // weight name -> [in, in] fp64 (shared by q/k/v)
+  std::map<std::string, int64_t> rows;        // weight name -> inputs seen (an expert: its tokens)
   int64_t tokens = 0;
   const at::Tensor* find(const std::string& weight_name) const {
     auto it = hessian.find(weight_name);
@@ -36,8 +40,9 @@ std::vector<int32_t> interleave_windows(const std::vector<std::vector<int32_t>>&
 Calibration calibrate(model::Transformer& model, const std::vector<int32_t>& tokens, int64_t window,
                       int64_t max_tokens, const std::function<void(int64_t done, int64_t total)>& progress = {});
 
-// llama.cpp's importance matrix: per weight, the mean squared activation of each input column
-// (the Hessian's diagonal over the token count).
-std::map<std::string, std::vector<float>> importance_matrix(const Calibration& calibration);
+// llama.cpp's importance matrix: per weight, the sum of each input column's squared activation
+// (the Hessian's diagonal) and the inputs seen, under GGUF names (Imatrix::importance() gives
+// the mean squared activations the k-quant encoders weight their errors with).
+Imatrix imatrix_of(const Calibration& calibration, const model::ModelConfig& config);
 
 }  // namespace anvil::quant

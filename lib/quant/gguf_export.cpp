@@ -42,16 +42,33 @@ struct Job {
   // From a Hugging Face directory, the HF tensors behind the rows: one, or one per expert of a
   // stack (each `slice_rows` rows), so that calibration applies to each expert on its own.
   std::vector<std::string> hf_names;
-  int64_t slice_rows = 0;
-  std::vector<const std::vector<float>*> importance;  // per slice (per column), when calibrated
+  int64_t slice_rows = 0;  // rows per matrix: a 3-D expert stack has one matrix per expert
+  std::vector<const float*> importance;  // per matrix (one value per column), when given
 };
 
-// The importance vector of `hf` when calibrated and it fits a row of `row` columns.
-const std::vector<float>* find_importance(const std::map<std::string, std::vector<float>>* importance,
-                                          const std::string& hf, int64_t row) {
-  if (!importance) return nullptr;
-  auto it = importance->find(hf);
-  return it != importance->end() && static_cast<int64_t>(it->second.size()) == row ? &it->second : nullptr;
+int64_t row_count(const Job& j) {
+  return j.info.dims[0] ? static_cast<int64_t>(j.info.numel() / j.info.dims[0]) : 0;
+}
+
+// The job's importance per matrix, from the entry under its GGUF name (cols x matrices, as
+// llama-imatrix stores a stack). A missing entry leaves the tensor to the plain encoders, as in
+// llama-quantize; one of another size is an error there too (except for token_embd, which
+// llama-imatrix never measures).
+void attach_importance(Job& j, const GgufExportOptions& options) {
+  const int64_t rows = row_count(j), cols = static_cast<int64_t>(j.info.dims[0]);
+  if (j.slice_rows <= 0) j.slice_rows = rows;
+  if (!options.importance || rows == 0) return;
+  auto it = options.importance->find(j.info.name);
+  if (it == options.importance->end()) return;
+  const int64_t matrices = rows / j.slice_rows;
+  if (static_cast<int64_t>(it->second.size()) != cols * matrices) {
+    if (j.info.name == "token_embd.weight") return;
+    fail(options.imatrix_file.empty() ? "importance matrix" : options.imatrix_file,
+         "entry '" + j.info.name + "' has " + std::to_string(it->second.size()) + " values; the tensor needs " +
+             std::to_string(cols * matrices) + " (" + std::to_string(matrices) + " x " + std::to_string(cols) +
+             " columns): made for another model?");
+  }
+  for (int64_t m = 0; m < matrices; ++m) j.importance.push_back(it->second.data() + m * cols);
 }
 
 const QuantType& source_type(const io::TensorView& v) {
@@ -62,10 +79,6 @@ const QuantType& source_type(const io::TensorView& v) {
   if (!t) fail(v.file.string(), "tensor '" + v.name() + "' has dtype " + std::string(io::dtype_name(v.spec.dtype)) +
                                     "; only F32, F16 and BF16 can be converted");
   return *t;
-}
-
-int64_t row_count(const Job& j) {
-  return j.info.dims[0] ? static_cast<int64_t>(j.info.numel() / j.info.dims[0]) : 0;
 }
 
 // gguf-py's model_weight_count_rounded_notation: at least two significant digits.
@@ -128,11 +141,14 @@ void provenance_metadata(Metadata& m, const fs::path& input, const QuantMix& mix
   if (quantized) tags.push_back(io::GgufValue::str(std::string(mix.name)));
   set("general.tags", io::GgufValue::array(io::GgufType::STRING, std::move(tags)));
   if (options.importance && !options.importance->empty()) {
-    // As llama-quantize records an importance matrix (tools/quantize/quantize.cpp).
-    set("quantize.imatrix.dataset", io::GgufValue::str(options.imatrix_dataset));
-    set("quantize.imatrix.entries_count", io::GgufValue::i32(static_cast<int32_t>(options.importance->size())));
+    // As llama-quantize records an importance matrix (tools/quantize/quantize.cpp): its strings
+    // cut to 127 bytes (a key override's buffer), its counts u32.
+    auto str127 = [](const std::string& v) { return io::GgufValue::str(v.substr(0, 127)); };
+    if (!options.imatrix_file.empty()) set("quantize.imatrix.file", str127(options.imatrix_file));
+    if (!options.imatrix_dataset.empty()) set("quantize.imatrix.dataset", str127(options.imatrix_dataset));
+    set("quantize.imatrix.entries_count", io::GgufValue::u32(static_cast<uint32_t>(options.importance->size())));
     if (options.imatrix_chunks > 0)
-      set("quantize.imatrix.chunks_count", io::GgufValue::i32(static_cast<int32_t>(options.imatrix_chunks)));
+      set("quantize.imatrix.chunks_count", io::GgufValue::u32(static_cast<uint32_t>(options.imatrix_chunks)));
   }
 }
 
@@ -147,8 +163,7 @@ Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
 
 // llama.cpp's 3-D expert tensor from the per-expert 2-D ones: dims {cols, rows, experts}.
 Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
-                     const std::vector<const io::TensorView*>& experts, const QuantMix& mix, const MixContext& ctx,
-                     const std::map<std::string, std::vector<float>>* importance) {
+                     const std::vector<const io::TensorView*>& experts, const QuantMix& mix, const MixContext& ctx) {
   for (size_t e = 0; e < experts.size(); ++e)
     if (!experts[e] || experts[e]->spec.shape != experts[0]->spec.shape || experts[e]->spec.dtype != experts[0]->spec.dtype ||
         experts[e]->spec.shape.size() != 2)
@@ -162,7 +177,6 @@ Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
   for (const auto* v : experts) {
     j.input_bytes += v->bytes.size();
     j.hf_names.push_back(v->name());
-    j.importance.push_back(find_importance(importance, v->name(), cols));
   }
   const QuantType& src = source_type(*experts[0]);
   j.read_rows = [experts, &src, rows, cols](int64_t row0, int64_t n, float* out) {
@@ -180,7 +194,7 @@ Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
 // Jobs for a Hugging Face directory: every tensor under its role's GGUF name, with the family's
 // value transforms (q/k rotary rows, Gemma's norm offset), experts stacked.
 std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c, const QuantMix& mix,
-                         const MixContext& ctx, const std::map<std::string, std::vector<float>>* importance) {
+                         const MixContext& ctx) {
   std::vector<Job> jobs;
   std::map<std::string, std::vector<const io::TensorView*>> stacks;  // stacked name -> its experts
   for (const auto& hf : ckpt.names()) {
@@ -210,7 +224,6 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     j.input_bytes = v.bytes.size();
     j.hf_names = {hf};
     j.slice_rows = row_count(j);
-    j.importance = {find_importance(importance, hf, row)};
     const model::GgufTransform transform = model::gguf_transform(c, role->role);
     const QuantType& src = source_type(v);
     const int64_t rows = row_count(j);
@@ -228,7 +241,7 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     jobs.push_back(std::move(j));
   }
   for (const auto& [name, experts] : stacks)
-    jobs.push_back(expert_stack_job(ckpt, name, experts, mix, ctx, importance));
+    jobs.push_back(expert_stack_job(ckpt, name, experts, mix, ctx));
   return jobs;
 }
 
@@ -244,6 +257,7 @@ std::vector<Job> gguf_jobs(const io::GgufFile& in, const QuantMix& mix, const Mi
     j.info.type = choose_tensor_type(mix, ctx, t.name, static_cast<int64_t>(t.dims[0]), ggml_dimension_count(t.dims),
                                      src->block_elements == 1 ? src : find_quant_type("F32"))->ggml_type;
     j.input_bytes = t.nbytes;
+    if (t.dims.size() == 3) j.slice_rows = static_cast<int64_t>(t.dims[1]);  // one matrix per expert
     const int64_t row = static_cast<int64_t>(t.dims[0]);
     j.read_rows = [&t, src, row](int64_t row0, int64_t rows, float* out) {
       src->decode(t.data.data() + row0 * src->row_bytes(row), out, rows * row);
@@ -295,11 +309,12 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   std::vector<Job> jobs;
   MixContext ctx;
   std::vector<std::string> notes;
+  const bool has_imatrix = options.importance && !options.importance->empty();
   if (model::is_gguf_file(input)) {
     gguf_in = std::make_unique<io::GgufFile>(input);
     auto c = model::ModelConfig::from_gguf(*gguf_in);
     model::check_gguf_shapes(*gguf_in, c);
-    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings, c.num_experts};
+    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings, c.num_experts, has_imatrix};
     for (const auto& [k, v] : gguf_in->metadata())
       if (k != "general.file_type" && k != "general.quantization_version") meta.emplace_back(k, v);
     jobs = gguf_jobs(*gguf_in, *mix, ctx);
@@ -309,7 +324,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     ckpt = std::make_unique<io::Checkpoint>(input);
     model::check_checkpoint_shapes(c, *ckpt, (input / "config.json").string());
     ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight"),
-           c.num_experts};
+           c.num_experts, has_imatrix};
     model::check_gguf_can_describe(c, (input / "config.json").string());
     meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string());
     auto tok = tokenizer::Tokenizer::load(input);
@@ -322,7 +337,7 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     // The chat template travels with the vocabulary, as llama.cpp's converter writes it.
     if (const auto chat_template = chat::find_chat_template(input))
       meta.emplace_back("tokenizer.chat_template", io::GgufValue::str(chat_template->source));
-    jobs = hf_jobs(*ckpt, c, *mix, ctx, options.importance);
+    jobs = hf_jobs(*ckpt, c, *mix, ctx);
     if (c.rope.type == "llama3") {
       // llama.cpp's converter stores llama3 scaling as per-frequency divisors.
       auto divisors = std::make_shared<std::vector<float>>(model::llama3_rope_divisors(c.rope, c.rotary_dim));
@@ -338,6 +353,20 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   // converter (an HF input to a float type) keeps the checkpoint's shape.
   if (mix->quantized() || gguf_in)
     for (auto& j : jobs) j.info.dims.resize(ggml_dimension_count(j.info.dims));
+  for (auto& j : jobs) attach_importance(j, options);
+  {
+    // Q8_0 ignores an importance matrix in ggml too; other types without a weighted encoder here
+    // would not match llama-quantize --imatrix: say so rather than differ silently.
+    std::map<std::string, int> unweighted;
+    for (const auto& j : jobs) {
+      const QuantType* t = find_quant_type(j.info.type);
+      if (!j.importance.empty() && t && t->block_elements > 1 && !t->encode_weighted && t->name != "Q8_0")
+        ++unweighted[std::string(t->name)];
+    }
+    for (const auto& [type, n] : unweighted)
+      notes.push_back(std::to_string(n) + " " + type + " tensors are encoded without the importance matrix (anvil has no "
+                      "importance-weighted " + type + " encoder yet; llama-quantize --imatrix weights them)");
+  }
   {
     int64_t params = 0, expert_params = 0;
     for (const auto& j : jobs) {
@@ -367,9 +396,9 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     const int64_t rows = row_count(j);
     rows_left[i] = rows;
     if (rows == 0) continue;  // an empty tensor: nothing to write
-    // Chunks never cross slices (each has its own importance). A slice a custom encoder may take
-    // (GPTQ needs all its rows at once) is one chunk.
-    const int64_t slice_rows = j.hf_names.empty() ? rows : j.slice_rows;
+    // Chunks never cross matrices (each has its own importance). A matrix a custom encoder may
+    // take (GPTQ needs all its rows at once) is one chunk.
+    const int64_t slice_rows = j.slice_rows;
     const int64_t step = options.encoder && !j.hf_names.empty()
                              ? slice_rows
                              : std::max<int64_t>(1, kChunkElements / static_cast<int64_t>(j.info.dims[0]));
@@ -383,8 +412,8 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     std::vector<float> w(static_cast<size_t>(c.rows * row));
     j.read_rows(c.row0, c.rows, w.data());
-    const size_t slice = j.hf_names.empty() ? 0 : static_cast<size_t>(c.row0 / j.slice_rows);
-    const float* importance = slice < j.importance.size() && j.importance[slice] ? j.importance[slice]->data() : nullptr;
+    const size_t slice = static_cast<size_t>(c.row0 / j.slice_rows);
+    const float* importance = slice < j.importance.size() ? j.importance[slice] : nullptr;
     std::optional<std::vector<uint8_t>> custom;
     if (options.encoder && !j.hf_names.empty())
       custom = options.encoder(j.hf_names[slice], *type, w.data(), c.rows, row, importance);

@@ -26,13 +26,15 @@ struct GgufExportOptions {
   std::string type = "F16";  // a QuantMix name
   int threads = 1;
   std::function<void(int64_t tensors_done, int64_t tensors_total, uint64_t bytes_in)> progress;
-  // An importance matrix (HF weight name -> mean squared activation per input column, from
-  // calibrate()): k-quant types then weight each element's error by it, as llama.cpp's --imatrix.
+  // An importance matrix (GGUF weight name -> mean squared activation per input column, a 3-D
+  // expert stack's matrices one after another: Imatrix::importance()): the k-quant types then
+  // weight each element's error by it, and the mixes take llama-quantize's imatrix rules.
   const std::map<std::string, std::vector<float>>* importance = nullptr;
   TensorEncoder encoder;  // HF inputs only
   // With an importance matrix: what llama-quantize records of it (quantize.imatrix.*).
-  std::string imatrix_dataset;  // the calibration files
-  int64_t imatrix_chunks = 0;   // windows
+  std::string imatrix_file;     // the file it came from, if any
+  std::string imatrix_dataset;  // the calibration text (llama-quantize: the first dataset)
+  int64_t imatrix_chunks = 0;   // chunks it was computed on
 };
 
 // llama.cpp's general.size_label for a model of `params` parameters ("8.4M", "1.2B"; with experts

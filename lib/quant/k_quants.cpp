@@ -94,26 +94,99 @@ void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
+// Non-negative values to levels 0..nmax of one scale, fitted by weighted least squares: 9 scales
+// tried around nmax / max, then single levels moved while the fit improves (up to 5 sweeps).
+// ggml's make_qp_quants, which quantizes the k-quants' sub-block scales under an imatrix.
+float weighted_positive_scale(int n, int nmax, const float* x, uint8_t* L, const float* w) {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+  if (max < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  float iscale = nmax / max;
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+  const float scale = 1 / iscale;
+  float best_mse = 0;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * L[i];
+    best_mse += w[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * is + nmax) / max, scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const float diff = x[i] - scale_is * l;
+      mse += w[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = static_cast<uint8_t>(l);
+    sumlx += w[i] * x[i] * l;
+    suml2 += w[i] * l * l;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      float slx = sumlx - w[i] * x[i] * L[i], sl2 = suml2 - w[i] * L[i] * L[i];
+      if (slx > 0 && sl2 > 0) {
+        const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        if (new_l != L[i]) {
+          slx += w[i] * x[i] * new_l;
+          sl2 += w[i] * new_l * new_l;
+          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<uint8_t>(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++changed;
+          }
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
 // Quantizes the eight sub-block scales and mins to 6 bits against the block's fp16 d and dmin,
-// then re-picks every level against the quantized scales.
+// then re-picks every level against the quantized scales. Without an importance matrix the 6-bit
+// scales are rounded against the largest; with one (sub_weights: each sub-block's summed error
+// weights) they are fitted by weighted least squares, as ggml's quantize_row_q4_K_impl does.
 template <typename Block>
 void finish_scale_min_block(const float* x, Block& y, uint8_t* L, const float* scales, const float* mins, int nmax,
-                            void (*set_levels)(uint8_t*, const int8_t*)) {
-  float max_scale = 0, max_min = 0;
-  for (int j = 0; j < 8; ++j) {
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
-  }
-  float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+                            void (*set_levels)(uint8_t*, const int8_t*), const float* sub_weights) {
   std::memset(y.scales, 0, sizeof y.scales);
-  for (int j = 0; j < 8; ++j) {
-    uint8_t ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
-    uint8_t lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
-    pack_scale_min_k4(y.scales, j, std::min<uint8_t>(63, ls), std::min<uint8_t>(63, lm));
+  if (sub_weights) {
+    uint8_t Ls[8], Lm[8];
+    const float d_block = weighted_positive_scale(8, 63, scales, Ls, sub_weights);
+    const float m_block = weighted_positive_scale(8, 63, mins, Lm, sub_weights);
+    for (int j = 0; j < 8; ++j) pack_scale_min_k4(y.scales, j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]));
+    y.d = to_half(d_block);
+    y.dmin = to_half(m_block);
+  } else {
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+      if (scales[j] > max_scale) max_scale = scales[j];
+      if (mins[j] > max_min) max_min = mins[j];
+    }
+    float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t ls = static_cast<uint8_t>(nearest_int(inv_scale * scales[j]));
+      uint8_t lm = static_cast<uint8_t>(nearest_int(inv_min * mins[j]));
+      pack_scale_min_k4(y.scales, j, std::min<uint8_t>(63, ls), std::min<uint8_t>(63, lm));
+    }
+    y.d = to_half(max_scale / 63.f);
+    y.dmin = to_half(max_min / 63.f);
   }
-  y.d = to_half(max_scale / 63.f);
-  y.dmin = to_half(max_min / 63.f);
   for (int j = 0; j < 8; ++j) {
     uint8_t sc, m;
     unpack_scale_min_k4(j, y.scales, &sc, &m);
@@ -138,7 +211,7 @@ void encode_scale_min_blocks(const float* x, Block* y, int64_t nblocks, int nmax
   for (int64_t i0 = 0; i0 < nblocks; i0 += kPerCall) {
     const int nb = static_cast<int>(std::min<int64_t>(kPerCall, nblocks - i0));
     const float* xb = x + i0 * kQK_K;
-    float weights[kPerCall * kQK_K], scales[kPerCall * 8], mins[kPerCall * 8];
+    float weights[kPerCall * kQK_K], scales[kPerCall * 8], mins[kPerCall * 8], sub_weights[kPerCall * 8];
     uint8_t L[kPerCall * kQK_K];
     for (int b = 0; b < nb; ++b) {
       const float* xs = xb + b * kQK_K;
@@ -153,6 +226,9 @@ void encode_scale_min_blocks(const float* x, Block* y, int64_t nblocks, int nmax
         if (importance) {
           const float* imp = importance + (i0 + b) * kQK_K + 32 * j;
           for (int l = 0; l < 32; ++l) wj[l] = imp[l] * std::sqrt(sigma2 + xj[l] * xj[l]);
+          float sum_w = 0;
+          for (int l = 0; l < 32; ++l) sum_w += wj[l];
+          sub_weights[8 * b + j] = sum_w;
         } else {
           float sum_x2 = 0;
           for (int l = 0; l < 32; ++l) sum_x2 += xj[l] * xj[l];
@@ -164,7 +240,8 @@ void encode_scale_min_blocks(const float* x, Block* y, int64_t nblocks, int nmax
     if (importance) scale_min_search(8 * nb, 32, nmax, xb, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
     else scale_min_search(8 * nb, 32, nmax, xb, weights, L, scales, mins, rmin, 0.1f, nstep, false);
     for (int b = 0; b < nb; ++b)
-      finish_scale_min_block(xb + b * kQK_K, y[i0 + b], L + b * kQK_K, scales + 8 * b, mins + 8 * b, nmax, set_levels);
+      finish_scale_min_block(xb + b * kQK_K, y[i0 + b], L + b * kQK_K, scales + 8 * b, mins + 8 * b, nmax, set_levels,
+                             importance ? sub_weights + 8 * b : nullptr);
   }
 }
 
@@ -180,6 +257,97 @@ void scale_min_grid(const uint8_t* block, float* a, float* b) {
 }
 
 }  // namespace
+
+namespace {
+
+// Q2_K once its 4-bit scales and mins and fp16 d/dmin are set: every level re-picked against them, packed.
+void finish_q2_K_block(const float* x, BlockQ2_K& y, uint8_t* L) {
+  for (int j = 0; j < 16; ++j) {
+    const float d = from_half(y.d) * (y.scales[j] & 0xF);
+    if (!d) continue;
+    const float dm = from_half(y.dmin) * (y.scales[j] >> 4);
+    for (int ii = 0; ii < 16; ++ii)
+      L[16 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(3, nearest_int((x[16 * j + ii] + dm) / d))));
+  }
+  pack_2bit(L, y.qs);
+}
+
+// Q3_K once its 6-bit scales and fp16 d are set: levels re-picked, high bits to hmask, packed.
+void finish_q3_K_block(const float* x, BlockQ3_K& y, int8_t* L) {
+  for (int j = 0; j < 16; ++j) {
+    int8_t sc = static_cast<int8_t>(j < 8 ? y.scales[j] & 0xF : y.scales[j - 8] >> 4);
+    sc = static_cast<int8_t>((sc | (((y.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+    float d = from_half(y.d) * sc;
+    if (!d) continue;
+    for (int ii = 0; ii < 16; ++ii)
+      L[16 * j + ii] = static_cast<int8_t>(std::max(-4, std::min(3, nearest_int(x[16 * j + ii] / d))) + 4);
+  }
+  std::memset(y.hmask, 0, sizeof y.hmask);
+  // The high bit of element j goes to bit j / 32 of hmask[j % 32].
+  for (int j = 0; j < kQK_K; ++j)
+    if (L[j] > 3) {
+      y.hmask[j % 32] |= static_cast<uint8_t>(1 << (j / 32));
+      L[j] = static_cast<int8_t>(L[j] - 4);
+    }
+  pack_2bit(L, y.qs);
+}
+
+// Q3_K's packing of sixteen 6-bit scale levels (0..63): low nibbles in bytes 0-7, two high bits
+// each in bytes 8-11.
+void pack_q3_K_scale(uint8_t* scales, int j, int l) {
+  if (j < 8) scales[j] = static_cast<uint8_t>(l & 0xF);
+  else scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+  scales[j % 4 + 8] |= static_cast<uint8_t>((l >> 4) << (2 * (j / 4)));
+}
+
+// The k-quants' error weights under an importance matrix: importance * sqrt(sigma2 + x^2) per
+// element of one super-block, with each sub-block's sum (ggml's *_impl encoders).
+void super_block_weights(const float* x, const float* importance, float sigma2_factor, int sub, float* w, float* sub_sum) {
+  float sum_x2 = 0;
+  for (int l = 0; l < kQK_K; ++l) sum_x2 += x[l] * x[l];
+  const float sigma2 = sigma2_factor * sum_x2 / kQK_K;
+  for (int j = 0; j < kQK_K / sub; ++j) {
+    float s = 0;
+    for (int l = 0; l < sub; ++l) {
+      w[sub * j + l] = importance[sub * j + l] * std::sqrt(sigma2 + x[sub * j + l] * x[sub * j + l]);
+      s += w[sub * j + l];
+    }
+    sub_sum[j] = s;
+  }
+}
+
+}  // namespace
+
+void encode_q2_K_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
+  if (!importance) return encode_q2_K(x, out, n);
+  auto* y = blocks<BlockQ2_K>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    uint8_t L[kQK_K], Ls[16], Lm[16];
+    float weights[kQK_K], sw[16], mins[16], scales[16];
+    super_block_weights(x, importance + i * kQK_K, 1.f, 16, weights, sw);  // sigma2: the mean square, not twice
+    scale_min_search(16, 16, 3, x, weights, L, scales, mins, -0.9f, 0.05f, 36, false);
+    y[i].d = to_half(weighted_positive_scale(16, 15, scales, Ls, sw));
+    y[i].dmin = to_half(weighted_positive_scale(16, 15, mins, Lm, sw));
+    for (int j = 0; j < 16; ++j) y[i].scales[j] = static_cast<uint8_t>(Ls[j] | (Lm[j] << 4));
+    finish_q2_K_block(x, y[i], L);
+  }
+}
+
+void encode_q3_K_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
+  if (!importance) return encode_q3_K(x, out, n);
+  auto* y = blocks<BlockQ3_K>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
+    int8_t L[kQK_K], Ls[16];
+    float weights[kQK_K], sw[16], scales[16], d_block;
+    super_block_weights(x, importance + i * kQK_K, 2.f, 16, weights, sw);
+    symmetric_scale_search(16, 16, 4, x, weights, L, scales);
+    symmetric_scale_search(1, 16, 32, scales, sw, Ls, &d_block);  // the scales themselves, weighted by sw
+    std::memset(y[i].scales, 0, 12);
+    for (int j = 0; j < 16; ++j) pack_q3_K_scale(y[i].scales, j, Ls[j]);
+    y[i].d = to_half(d_block);
+    finish_q3_K_block(x, y[i], L);
+  }
+}
 
 void encode_q2_K(const float* x, uint8_t* out, int64_t n) {
   auto* y = blocks<BlockQ2_K>(out);
@@ -209,14 +377,7 @@ void encode_q2_K(const float* x, uint8_t* out, int64_t n) {
     } else {
       y[i].dmin = to_half(0.f);
     }
-    for (int j = 0; j < 16; ++j) {
-      const float d = from_half(y[i].d) * (y[i].scales[j] & 0xF);
-      if (!d) continue;
-      const float dm = from_half(y[i].dmin) * (y[i].scales[j] >> 4);
-      for (int ii = 0; ii < 16; ++ii)
-        L[16 * j + ii] = static_cast<uint8_t>(std::max(0, std::min(3, nearest_int((x[16 * j + ii] + dm) / d))));
-    }
-    pack_2bit(L, y[i].qs);
+    finish_q2_K_block(x, y[i], L);
   }
 }
 
@@ -246,34 +407,13 @@ void encode_q3_K(const float* x, uint8_t* out, int64_t n) {
     std::memset(y[i].scales, 0, 12);
     if (max_scale) {
       float iscale = -32.f / max_scale;
-      for (int j = 0; j < 16; ++j) {
-        int8_t l = static_cast<int8_t>(nearest_int(iscale * scales[j]));
-        l = static_cast<int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
-        if (j < 8) y[i].scales[j] = l & 0xF;
-        else y[i].scales[j - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
-        l = static_cast<int8_t>(l >> 4);
-        y[i].scales[j % 4 + 8] |= static_cast<uint8_t>(l << (2 * (j / 4)));
-      }
+      for (int j = 0; j < 16; ++j)
+        pack_q3_K_scale(y[i].scales, j, std::max(-32, std::min(31, nearest_int(iscale * scales[j]))) + 32);
       y[i].d = to_half(1 / iscale);
     } else {
       y[i].d = to_half(0.f);
     }
-    for (int j = 0; j < 16; ++j) {
-      int8_t sc = static_cast<int8_t>(j < 8 ? y[i].scales[j] & 0xF : y[i].scales[j - 8] >> 4);
-      sc = static_cast<int8_t>((sc | (((y[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
-      float d = from_half(y[i].d) * sc;
-      if (!d) continue;
-      for (int ii = 0; ii < 16; ++ii)
-        L[16 * j + ii] = static_cast<int8_t>(std::max(-4, std::min(3, nearest_int(x[16 * j + ii] / d))) + 4);
-    }
-    std::memset(y[i].hmask, 0, sizeof y[i].hmask);
-    // The high bit of element j goes to bit j / 32 of hmask[j % 32].
-    for (int j = 0; j < kQK_K; ++j)
-      if (L[j] > 3) {
-        y[i].hmask[j % 32] |= static_cast<uint8_t>(1 << (j / 32));
-        L[j] = static_cast<int8_t>(L[j] - 4);
-      }
-    pack_2bit(L, y[i].qs);
+    finish_q3_K_block(x, y[i], L);
   }
 }
 
@@ -394,12 +534,9 @@ void encode_q6_K_weighted(const float* x, uint8_t* out, int64_t n, const float* 
   for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
     int8_t L[kQK_K];
     float scales[16], weights[kQK_K];
-    if (importance) {
-      float sigma2 = 0;
-      for (int l = 0; l < kQK_K; ++l) sigma2 += x[l] * x[l];
-      sigma2 = 2 * sigma2 / kQK_K;
-      for (int l = 0; l < kQK_K; ++l) weights[l] = importance[i * kQK_K + l] * std::sqrt(sigma2 + x[l] * x[l]);
-    }
+    // Q6_K takes the importance itself as the error weight (the sigma2 factor of the other types
+    // is commented out in ggml's quantize_row_q6_K_impl).
+    if (importance) std::copy(importance + i * kQK_K, importance + (i + 1) * kQK_K, weights);
     symmetric_scale_search(16, 16, 32, x, importance ? weights : nullptr, L, scales);
     const float max_scale = signed_absmax(scales, 16), max_abs_scale = std::fabs(max_scale);
     if (max_abs_scale < kGroupMaxEps) {

@@ -5,9 +5,12 @@
 #include <cfloat>
 #include <cmath>
 
+#include <vector>
+
 #include "io/ggml_blocks.h"
 #include "quant/quant_math.h"
 #include "quant/quant_types.h"
+#include "quant/scale_search.h"
 
 namespace anvil::quant {
 // ggml's block structs and block lengths (kQK, kQK_K).
@@ -232,14 +235,25 @@ float refine_iq4_nl_scale(const float* x, const float* weight, float max, const 
 
 // IQ4_NL: 16 non-uniform levels; the block scale is refined by a weighted least-squares search
 // over 15 candidate scales (ggml's quantize_iq4_nl with ntry = 7, weights x^2).
-void encode_iq4_nl(const float* x, uint8_t* out, int64_t n) {
+void encode_iq4_nl(const float* x, uint8_t* out, int64_t n) { encode_iq4_nl_weighted(x, out, n, nullptr); }
+
+// With an importance matrix the error weights are importance * sqrt(sigma2 + x^2), sigma2 twice
+// the block's mean square (ggml's quantize_row_iq4_nl_impl with a 32-element super-block).
+void encode_iq4_nl_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
   auto* y = blocks<BlockIQ4_NL>(out);
   const int8_t* values = kIQ4NLValues;
   constexpr int ntry = 7;
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
     uint8_t L[kQK];
     float weight[kQK];
-    for (int j = 0; j < kQK; ++j) weight[j] = x[j] * x[j];
+    if (importance) {
+      float sigma2 = 0;
+      for (int j = 0; j < kQK; ++j) sigma2 += x[j] * x[j];
+      sigma2 *= 2.f / kQK;
+      for (int j = 0; j < kQK; ++j) weight[j] = importance[i * kQK + j] * std::sqrt(sigma2 + x[j] * x[j]);
+    } else {
+      for (int j = 0; j < kQK; ++j) weight[j] = x[j] * x[j];
+    }
     const float max = signed_absmax(x, kQK), amax = std::fabs(max);
     // An all-zero block keeps d = 0; its levels still come from the final pass (index 8, value 1).
     float d = 0;
@@ -261,6 +275,78 @@ void decode_iq4_nl(const uint8_t* in, float* y, int64_t n) {
       y[j + 16] = d * kIQ4NLValues[b[i].qs[j] >> 4];
     }
   }
+}
+
+// The importance-weighted 32-element encoders (ggml's quantize_row_q4_0_impl ... q5_1_impl):
+// per element, weight = importance * sqrt(sigma2 + x^2) with sigma2 the row's mean square; the
+// symmetric types then search 18 scales around nmax / max (make_qx_quants), the asymmetric ones
+// fit scale and min over 37 level assignments (make_qkx3_quants). One search call per row.
+namespace {
+
+std::vector<float> row_error_weights(const float* x, int64_t n, const float* importance) {
+  float sum_x2 = 0;
+  for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  const float sigma2 = sum_x2 / static_cast<float>(n);
+  std::vector<float> w(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) w[j] = importance[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  return w;
+}
+
+// Symmetric: levels + nmax in L (0 .. 2 nmax - 1), one scale per block.
+template <typename Block, int kNmax>
+void encode_symmetric_weighted(const float* x, uint8_t* out, int64_t n, const float* importance,
+                               void (*pack)(Block&, const uint8_t*)) {
+  auto* y = blocks<Block>(out);
+  const int nb = static_cast<int>(n / kQK);
+  const auto w = row_error_weights(x, n, importance);
+  std::vector<int8_t> L(static_cast<size_t>(n));
+  std::vector<float> scales(static_cast<size_t>(nb));
+  symmetric_scale_search(nb, kQK, kNmax, x, w.data(), L.data(), scales.data());
+  for (int i = 0; i < nb; ++i) {
+    y[i].d = to_half(scales[i]);
+    pack(y[i], reinterpret_cast<const uint8_t*>(L.data() + i * kQK));
+  }
+}
+
+// Asymmetric: levels 0 .. nmax, a scale and a (non-positive) min per block.
+template <typename Block, int kNmax>
+void encode_scale_min_weighted(const float* x, uint8_t* out, int64_t n, const float* importance,
+                               void (*pack)(Block&, const uint8_t*)) {
+  auto* y = blocks<Block>(out);
+  const int nb = static_cast<int>(n / kQK);
+  const auto w = row_error_weights(x, n, importance);
+  std::vector<uint8_t> L(static_cast<size_t>(n));
+  std::vector<float> scales(static_cast<size_t>(nb)), neg_mins(static_cast<size_t>(nb));
+  scale_min_search(nb, kQK, kNmax, x, w.data(), L.data(), scales.data(), neg_mins.data(), -0.9f, 0.05f, 36, false);
+  for (int i = 0; i < nb; ++i) {
+    y[i].d = to_half(scales[i]);
+    y[i].m = to_half(-neg_mins[i]);
+    pack(y[i], L.data() + i * kQK);
+  }
+}
+
+template <typename Block>
+void pack_q4(Block& b, const uint8_t* q) {
+  for (int j = 0; j < kQK / 2; ++j) b.qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+}
+
+}  // namespace
+
+void encode_q4_0_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
+  if (!importance) return encode_q4_0(x, out, n);
+  encode_symmetric_weighted<BlockQ4_0, 8>(x, out, n, importance, pack_q4<BlockQ4_0>);
+}
+void encode_q5_0_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
+  if (!importance) return encode_q5_0(x, out, n);
+  encode_symmetric_weighted<BlockQ5_0, 16>(x, out, n, importance, pack_q5<BlockQ5_0>);
+}
+void encode_q4_1_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
+  if (!importance) return encode_q4_1(x, out, n);
+  encode_scale_min_weighted<BlockQ4_1, 15>(x, out, n, importance, pack_q4<BlockQ4_1>);
+}
+void encode_q5_1_weighted(const float* x, uint8_t* out, int64_t n, const float* importance) {
+  if (!importance) return encode_q5_1(x, out, n);
+  encode_scale_min_weighted<BlockQ5_1, 31>(x, out, n, importance, pack_q5<BlockQ5_1>);
 }
 
 }  // namespace anvil::quant

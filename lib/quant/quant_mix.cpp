@@ -106,9 +106,11 @@ const QuantType* choose_tensor_type(const QuantMix& mix, const MixContext& ctx, 
     else if (f == "Q3_K_L") t = "Q5_K";
     else if (f == "Q4_K_M") {
       if (use_more_bits(layer, n)) t = "Q6_K";
-    } else if (layer < n / 8 && f == "IQ4_NL") t = "Q5_K";
+    } else if (layer < n / 8 && f == "IQ4_NL" && !ctx.has_imatrix) t = "Q5_K";
     else if (f == "Q5_K_M" && use_more_bits(layer, n)) t = "Q6_K";
     else if (f == "Q4_K_S" && layer < n / 8) t = "Q5_K";
+    // With an importance matrix, "against craziness in the first few ffn_down layers" (llama.cpp).
+    else if ((f == "Q4_0" || f == "Q5_0") && ctx.has_imatrix && layer < n / 8) t = f == "Q4_0" ? "Q4_1" : "Q5_1";
   } else if (name.find("attn_output.weight") != std::string::npos) {
     if (ctx.n_expert == 8) {
       if (f == "Q2_K" || f == "Q3_K_S" || f == "Q3_K_M" || f == "IQ4_NL" || f == "Q4_K_S" || f == "Q4_K_M") t = "Q5_K";

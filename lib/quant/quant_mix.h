@@ -29,6 +29,7 @@ struct MixContext {
   int64_t n_head = 1, n_head_kv = 1;
   bool tied_embeddings = false;
   int64_t n_expert = 0;  // MoE: experts per layer
+  bool has_imatrix = false;  // llama-quantize changes a few choices when given an importance matrix
 };
 
 // ggml_n_dims: the dimension count without trailing dimensions of one (a [64, 1] tensor, Qwen2-MoE's

@@ -52,6 +52,13 @@ void encode_q6_K(const float*, uint8_t*, int64_t);   void decode_q6_K(const uint
 void encode_q4_K_weighted(const float*, uint8_t*, int64_t, const float*);
 void encode_q5_K_weighted(const float*, uint8_t*, int64_t, const float*);
 void encode_q6_K_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q2_K_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q3_K_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q4_0_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q4_1_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q5_0_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_q5_1_weighted(const float*, uint8_t*, int64_t, const float*);
+void encode_iq4_nl_weighted(const float*, uint8_t*, int64_t, const float*);
 void grid_q4_K(const uint8_t*, float*, float*);  void set_levels_q4_K(uint8_t*, const int8_t*);
 void grid_q5_K(const uint8_t*, float*, float*);  void set_levels_q5_K(uint8_t*, const int8_t*);
 void grid_q6_K(const uint8_t*, float*, float*);  void set_levels_q6_K(uint8_t*, const int8_t*);
