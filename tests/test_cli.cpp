@@ -237,6 +237,42 @@ TEST(Cli, QuantizeAndInspectGguf) {
   EXPECT_EQ(g.status, 0) << g.out;
 }
 
+// anvil imatrix measures llama-imatrix's statistics (chunks of --chunk tokens, whole chunks only)
+// into llama.cpp's GGUF layout, and quantize --imatrix takes them with llama-quantize's keys; the
+// file's metadata and the card name what calibrated the model.
+TEST(Cli, ImatrixFileFeedsQuantize) {
+  test::TempDir dir;
+  const std::string data = test::shared_dir().string() + "/data/fortune.val.txt";
+  const std::string imatrix = (dir / "base.imatrix.gguf").string(), out = (dir / "q.gguf").string();
+  auto m = run("imatrix " + models() + "/base --calib " + data + " -o " + imatrix + " --chunk 128 --chunks 6 --threads 2");
+  ASSERT_EQ(m.status, 0) << m.out;
+  EXPECT_NE(m.out.find("56 entries, 6 chunks of 128 tokens"), std::string::npos) << m.out;  // 8 layers x 7 weights
+  auto i = nlohmann::json::parse(run("inspect " + imatrix + " --json").out);
+  ASSERT_EQ(i["tensors"].size(), 112u) << i;  // in_sum2 + counts per weight
+  auto q = run("quantize " + models() + "/base -o " + out + " --type Q4_K_M --imatrix " + imatrix + " --threads 2");
+  ASSERT_EQ(q.status, 0) << q.out;
+  EXPECT_NE(q.out.find("imatrix: 56 entries from " + imatrix + ", computed on 6 chunks"), std::string::npos) << q.out;
+  const auto p = nlohmann::json::parse(run("inspect " + out + " --json --no-tensors").out)["provenance"];
+  EXPECT_EQ(p["quantize.imatrix.file"], imatrix) << p;
+  EXPECT_EQ(p["quantize.imatrix.dataset"], data) << p;
+  EXPECT_EQ(p["quantize.imatrix.entries_count"], 56) << p;
+  EXPECT_EQ(p["quantize.imatrix.chunks_count"], 6) << p;
+  EXPECT_NE(test::read_bytes(out + ".md").find("importance matrix " + imatrix), std::string::npos);
+  // The legacy .dat (chosen by the name) goes the same way.
+  auto dat = run("imatrix " + models() + "/base --calib " + data + " -o " + (dir / "m.dat").string() +
+                 " --chunk 128 --chunks 6 --threads 2");
+  ASSERT_EQ(dat.status, 0) << dat.out;
+  auto qd = run("quantize " + models() + "/base -o " + (dir / "qd.gguf").string() + " --type Q4_K_M --imatrix " +
+                (dir / "m.dat").string());
+  ASSERT_EQ(qd.status, 0) << qd.out;
+  EXPECT_NE(qd.out.find("computed on 6 chunks (legacy .dat)"), std::string::npos) << qd.out;
+  // An imatrix replaces --calib's measurement; using both is an error, nothing written.
+  auto both = run("quantize " + models() + "/base -o " + (dir / "both.gguf").string() + " --type Q4_K_M --imatrix " +
+                  imatrix + " --calib " + data);
+  EXPECT_EQ(both.status, 2) << both.out;
+  EXPECT_FALSE(std::filesystem::exists(dir / "both.gguf"));
+}
+
 // --calib takes several files (repeated or comma-separated) and says how many tokens of which
 // it used; a missing one is an error naming it, with nothing written.
 TEST(Cli, QuantizeCalibratesOnSeveralFiles) {

@@ -28,7 +28,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 nlohmann::ordered_json gguf_provenance(const io::GgufFile& f) {
   nlohmann::ordered_json p = nlohmann::ordered_json::object();
   for (const char* key : {"general.name", "general.basename", "general.size_label", "general.license", "general.quantized_by",
-                          "quantize.imatrix.dataset", "quantize.imatrix.entries_count", "quantize.imatrix.chunks_count"}) {
+                          "quantize.imatrix.file", "quantize.imatrix.dataset", "quantize.imatrix.entries_count", "quantize.imatrix.chunks_count"}) {
     const io::GgufValue* v = f.find(key);
     if (!v) continue;
     if (v->as_string()) p[key] = *v->as_string();

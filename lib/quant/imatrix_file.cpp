@@ -37,6 +37,8 @@ Imatrix read_gguf(const fs::path& path) {
   const std::string where = path.string();
   if (const auto* type = f.find("general.type"); type && type->as_string() && *type->as_string() != "imatrix")
     fail(where, "general.type is '" + *type->as_string() + "', not an importance matrix ('imatrix')");
+  if (const auto* arch = f.find("general.architecture"); arch && arch->as_string())
+    fail(where, "is a model (general.architecture '" + *arch->as_string() + "'), not an importance matrix");
   Imatrix m;
   const auto* datasets = f.find("imatrix.datasets");
   const auto* chunk_count = f.find("imatrix.chunk_count");

@@ -655,6 +655,63 @@ for n, data, key in ST[:1] + ST[3:4] + ST[14:15]:
 case("safetensors.truncated_model.eval", on(EVAL, "{T}/stm/cut"), "stm/cut/model\\.safetensors", "past|truncat",
      build=model_dir("stm/cut", "tiny-llama", model__safetensors=lambda b: b[:len(b) // 2]))
 
+# --- importance matrices (quantize --imatrix) -------------------------------------------------
+def dat_entry(name, values, ncall=1, nval=None):
+    n = name.encode()
+    return struct.pack("<i", len(n)) + n + struct.pack("<ii", ncall, len(values) if nval is None else nval) + \
+        struct.pack(f"<{len(values)}f", *values)
+
+
+def imatrix_gguf(entries, meta=True, general_type="imatrix"):
+    """An imatrix GGUF as llama-imatrix writes one: ENTRIES are (tensor name, ggml type, dims, floats)."""
+    kv, n_kv = b"", 0
+    if general_type:
+        kv += gstr("general.type") + struct.pack("<I", 8) + gstr(general_type); n_kv += 1
+    if meta:
+        kv += gstr("imatrix.datasets") + struct.pack("<IIQ", 9, 8, 1) + gstr("calib.txt")
+        kv += gstr("imatrix.chunk_count") + struct.pack("<II", 4, 1)
+        kv += gstr("imatrix.chunk_size") + struct.pack("<II", 4, 512)
+        n_kv += 3
+    infos, data = b"", b""
+    for name, ttype, dims, values in entries:
+        infos += gstr(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        infos += struct.pack("<IQ", ttype, len(data))
+        data += struct.pack(f"<{len(values)}f", *values) if ttype == 0 else struct.pack(f"<{len(values)}e", *values)
+        data += b"\0" * (-len(data) % 32)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(entries), n_kv) + kv + infos
+    return head + b"\0" * (-len(head) % 32) + data
+
+
+Q = "blk.0.attn_q.weight"
+IMATRIX = [  # name, bytes, expected key
+    ("dat_empty", b"", "entry count|truncated"),
+    ("dat_count_huge", struct.pack("<i", 1 << 30), "entry count"),
+    ("dat_name_length", struct.pack("<ii", 1, -5) + bytes(32), "name length"),
+    ("dat_values_huge", struct.pack("<i", 1) + dat_entry(Q, [1.0], nval=1 << 30), "blk\\.0\\.attn_q|values"),
+    ("dat_nan", struct.pack("<i", 1) + dat_entry(Q, [float("nan")] * 256), "blk\\.0\\.attn_q"),
+    ("dat_negative", struct.pack("<i", 1) + dat_entry(Q, [-1.0] * 256), "blk\\.0\\.attn_q"),
+    ("dat_twice", struct.pack("<i", 2) + dat_entry(Q, [1.0] * 256) * 2, "twice"),
+    ("dat_wrong_size", struct.pack("<i", 1) + dat_entry(Q, [1.0] * 3), "blk\\.0\\.attn_q.*3 values"),
+    ("gguf_no_metadata", imatrix_gguf([(Q + ".in_sum2", 0, [256], [1.0] * 256), (Q + ".counts", 0, [1], [1.0])],
+                                      meta=False), "imatrix metadata"),
+    ("gguf_model_type", imatrix_gguf([], general_type="model"), "general\\.type"),
+    ("gguf_no_entries", imatrix_gguf([]), "no importance entries"),
+    ("gguf_sums_alone", imatrix_gguf([(Q + ".in_sum2", 0, [256], [1.0] * 256)]), "blk\\.0\\.attn_q.*counts"),
+    ("gguf_f16_counts", imatrix_gguf([(Q + ".in_sum2", 0, [256], [1.0] * 256), (Q + ".counts", 1, [1], [1.0])]),
+     "F32"),
+    ("gguf_split", imatrix_gguf([(Q + ".in_sum2", 0, [5], [1.0] * 5), (Q + ".counts", 0, [2], [1.0, 1.0])]),
+     "split"),
+    ("gguf_count_nan", imatrix_gguf([(Q + ".in_sum2", 0, [256], [1.0] * 256), (Q + ".counts", 0, [1], [float("nan")])]),
+     "count"),
+]
+for n, data, key in IMATRIX:
+    ext = ".dat" if n.startswith("dat") else ".gguf"
+    case(f"imatrix.{n}.quantize", "quantize {S}/refs/gguf/base-Q8_0.gguf -o {O}/q.gguf --type Q4_K_M --imatrix {T}/imatrix/" +
+         n + ext, n + "\\" + ext, key, build=raw_file("imatrix/" + n + ext, data))
+case("imatrix.missing.quantize", "quantize {S}/refs/gguf/base-Q8_0.gguf -o {O}/q.gguf --type Q4_K_M --imatrix {T}/none.dat",
+     "none\\.dat", "importance matrix")
+case("imatrix.text_too_short", "imatrix {M}/tiny-llama --calib {D} -o {O}/i.gguf --chunk 100000", "calibration|chunk")
+
 # --- merge YAML ------------------------------------------------------------------------------
 MERGE = [  # name, yaml (function of models dir), expected key
     ("billion_laughs", lambda m: laughs_yaml(m, 10), "alias|expan|large|nodes"),
