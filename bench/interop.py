@@ -835,6 +835,99 @@ def check_family_quantize(r, llama_cpp):
         done, len(FAMILIES))
 
 
+IMATRIX_TYPES = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q3_K_M", "Q3_K_L", "Q2_K", "Q4_0", "Q4_1", "Q5_0", "Q5_1",
+                 "IQ4_NL", "Q8_0")
+IMATRIX_RTOL = 1e-3  # llama-imatrix sums each column's squares in fp32, token by token (~70k here)
+
+
+def imatrix_setup(r, llama_cpp):
+    """base's F32 GGUF (both tools compute in fp32 on it), 200 kB of fortunes, and the importance
+    matrices llama-imatrix and anvil imatrix measure on them with llama-imatrix's defaults
+    (chunks of 512 tokens, BOS first)."""
+    if "imatrix" not in r.__dict__:
+        src, text = r.path("imx-base-f32.gguf"), r.path("imx-calib.txt")
+        r.anvil_run("convert", os.path.join(r.models, "base"), "-o", src, "--type", "f32")
+        with open(os.path.join(r.shared, "data", "fortune.train.txt"), encoding="utf-8") as f:
+            open(text, "w", encoding="utf-8").write(f.read()[:200_000])
+        theirs, ours = r.path("imx-llama.gguf"), r.path("imx-anvil.gguf")
+        subprocess.run([llama_bin(llama_cpp, "imatrix"), "-m", src, "-f", text, "-o", theirs, "-t", "2", "--no-ppl"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        r.anvil_run("imatrix", src, "--calib", text, "-o", ours)
+        r.imatrix = (src, theirs, ours)
+    return r.imatrix
+
+
+def imatrix_tensors(path):
+    import gguf
+    import numpy as np
+    return {t.name: np.array(t.data, dtype=np.float64).ravel() for t in gguf.GGUFReader(path).tensors}
+
+
+def llama_quantize(llama_cpp, src, out, t, imatrix):
+    subprocess.run([llama_bin(llama_cpp, "quantize"), "--imatrix", imatrix, src, out, t, "2"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
+def check_imatrix_statistics(r, llama_cpp):
+    """anvil imatrix = llama-imatrix on the same file and text: the same entries, token counts and
+    metadata exactly, the sums within fp32 accumulation error; and llama-quantize given either
+    file writes nearly the same Q4_K_M (a sum a rounding apart can flip a near-tie)."""
+    if not llama_cpp:
+        return None, "not run: pass --llama-cpp DIR"
+    src, theirs, ours = imatrix_setup(r, llama_cpp)
+    a, b = imatrix_tensors(ours), imatrix_tensors(theirs)
+    if a.keys() != b.keys():
+        return False, "entries differ: %s" % sorted(set(a) ^ set(b))[:4]
+    worst = 0.0
+    for name in b:
+        if name.endswith(".counts"):
+            if list(a[name]) != list(b[name]):
+                return False, "%s: %s tokens vs %s" % (name, a[name], b[name])
+        else:
+            worst = max(worst, float((abs(a[name] - b[name]) / abs(b[name]).clip(1e-30)).max()))
+    if worst > IMATRIX_RTOL:
+        return False, "sums differ by up to %.2g (relative)" % worst
+    qa, qb = r.path("imx-q-from-anvil.gguf"), r.path("imx-q-from-llama.gguf")
+    llama_quantize(llama_cpp, src, qa, "Q4_K_M", ours)
+    llama_quantize(llama_cpp, src, qb, "Q4_K_M", theirs)
+    ta, tb = gguf_tensors(qa), gguf_tensors(qb)
+    blocks = same = 0
+    for name, (_, _, bytes_b) in tb.items():
+        size = 144 if "Q4_K" in tb[name][0] else 210 if "Q6_K" in tb[name][0] else len(bytes_b)
+        for i in range(0, len(bytes_b), size):
+            blocks += 1
+            same += ta[name][2][i:i + size] == bytes_b[i:i + size]
+    # The blocks that differ are near-ties either way: the two files' models score the same.
+    pa, pb = r.anvil_ppl(qa), r.anvil_ppl(qb)
+    return abs(pa / pb - 1) < 2e-3, "%d entries, token counts identical, sums within %.1e (relative; llama-imatrix " \
+        "adds fp32, anvil fp64); llama-quantize Q4_K_M from either file: %.2f%% of the %d blocks identical, " \
+        "perplexity %.4f vs %.4f (%+.3f%%)" % (len(b) // 2, worst, 100.0 * same / blocks, blocks, pa, pb, 100 * (pa / pb - 1))
+
+
+def check_quantize_imatrix(r, llama_cpp):
+    """anvil quantize --imatrix F = llama-quantize --imatrix F, F llama-imatrix's file: every tensor's
+    type, dims and bytes, for every type anvil writes; and the quantize.imatrix.* keys."""
+    if not llama_cpp:
+        return None, "not run: pass --llama-cpp DIR"
+    import gguf
+    src, theirs, _ = imatrix_setup(r, llama_cpp)
+    for t in IMATRIX_TYPES:
+        ours, lq = r.path("imx-%s-anvil.gguf" % t), r.path("imx-%s-lq.gguf" % t)
+        r.anvil_run("quantize", src, "-o", ours, "--type", t, "--imatrix", theirs)
+        llama_quantize(llama_cpp, src, lq, t, theirs)
+        a, b = gguf_tensors(ours), gguf_tensors(lq)
+        if a != b:
+            bad = [n for n in b if a.get(n) != b[n]]
+            return False, "%s: %d of %d tensors differ, first %s" % (t, len(bad), len(b), bad[:1])
+        keys = [k for k in gguf.GGUFReader(lq).fields if k.startswith("quantize.imatrix.")]
+        fa, fb = gguf.GGUFReader(ours).fields, gguf.GGUFReader(lq).fields
+        for k in keys:
+            if k not in fa or fa[k].contents() != fb[k].contents() or fa[k].types != fb[k].types:
+                return False, "%s: %s differs" % (t, k)
+    return True, "%d types (%s): every tensor's type, dims and bytes identical; keys %s identical" % (
+        len(IMATRIX_TYPES), ", ".join(IMATRIX_TYPES), ", ".join(sorted(k.split(".")[-1] for k in keys)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--anvil", required=True)
@@ -900,6 +993,10 @@ def main():
     checks.append(("llama-quantize accepts anvil's F32/F16/BF16 GGUFs", "llama.cpp", lambda: check_llama_quantize_input(r, lc)))
     checks.append(("anvil quantize of nine families = llama-quantize of llama.cpp's own GGUF of them", "llama.cpp",
                    lambda: check_family_quantize(r, lc)))
+    checks.append(("anvil imatrix measures what llama-imatrix measures", "llama.cpp",
+                   lambda: check_imatrix_statistics(r, lc)))
+    checks.append(("anvil quantize --imatrix = llama-quantize --imatrix (llama-imatrix's file)", "llama.cpp",
+                   lambda: check_quantize_imatrix(r, lc)))
     for family in FAMILIES:
         checks.append(("convert llama.cpp's GGUF of tiny-%s -> HF" % family, tf, check_family_gguf_to_hf(r, family)))
     checks.append(("Gemma 3 with linear rotary scaling (factor 8 on the global layers)", tf,
