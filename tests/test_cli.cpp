@@ -399,6 +399,37 @@ TEST(Cli, TrainWritesAnAdapterThatEvalApplies) {
   EXPECT_EQ(std::count(bad.out.begin(), bad.out.end(), '\n'), 1) << bad.out;
 }
 
+// precision: bf16 on a CPU without bf16 instructions (ANVIL_SIMD=avx2 stands for one) computes in
+// fp32 and says so once: the run is the fp32 run, loss for loss.
+TEST(Cli, TrainInBf16WithoutNativeBf16RunsTheFp32Run) {
+  test::TempDir dir;
+  const std::string shared = test::shared_dir().string();
+  auto recipe = [&](const std::string& name, const std::string& precision) {
+    std::ofstream(dir / (name + ".yaml")) << "base_model: " << models() << "/base\noutput_dir: " << (dir / name).string()
+                                          << "\ndatasets: [{path: " << shared << "/data/fortune.train.txt, type: raw}]\n"
+                                          << "sequence_len: 32\nmicro_batch_size: 4\nmax_steps: 2\nthreads: 1\n"
+                                          << "precision: " << precision << "\nlora: {r: 4, target_modules: [q_proj, v_proj]}\n";
+    return (dir / (name + ".yaml")).string();
+  };
+  auto emulated = shell("ANVIL_SIMD=avx2 " + std::string(ANVIL_BINARY) + " train " + recipe("bf16", "bf16"));
+  ASSERT_EQ(emulated.status, 0) << emulated.out;
+  EXPECT_NE(emulated.out.find("no native bf16"), std::string::npos) << emulated.out;
+  auto fp32 = run("train " + recipe("fp32", "fp32"));
+  ASSERT_EQ(fp32.status, 0) << fp32.out;
+  EXPECT_EQ(fp32.out.find("no native bf16"), std::string::npos) << fp32.out;
+  auto losses = [&](const std::string& name) {
+    std::vector<double> out;
+    std::ifstream in(dir / name / "log.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("loss")) out.push_back(j["loss"].get<double>());
+    }
+    return out;
+  };
+  ASSERT_EQ(losses("bf16").size(), 2u);
+  EXPECT_EQ(losses("bf16"), losses("fp32"));
+}
+
 // anvil tokenize against the tokenizers library's ids: the first 4 texts of the real Llama-3 and
 // Qwen3 cases (byte-level BPE; all 200 of each: Tokenizer.RealByteLevelTokenizersGiveTheLibrarysIds), with
 // and without special tokens, and a case of base's tokenizer.

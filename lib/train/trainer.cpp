@@ -21,6 +21,7 @@
 #include "model/dropout.h"
 #include "model/transformer.h"
 #include "tokenizer/tokenizer.h"
+#include "util/simd_level.h"
 #include "train/adamw.h"
 #include "train/dataset.h"
 #include "train/lora_parameters.h"
@@ -148,6 +149,7 @@ struct Trainer::Impl {
   std::unique_ptr<AdamW> optimizer;
   SpecialTokens special;
   std::ofstream log_file;
+  bool bf16 = false;  // precision bf16 where it runs natively (CUDA, or a CPU with bf16 instructions)
 };
 
 Batch make_batch(const std::vector<Example>& examples, int32_t pad, at::Device device) {
@@ -204,9 +206,16 @@ Trainer::Trainer(Recipe recipe, const TrainHooks& hooks)
   total_steps_ = std::max<int64_t>(total_steps_, 1);
 
   // bf16: the frozen weights are stored in bf16 (like a bf16 PEFT base), LoRA and AdamW in fp32.
+  // A CPU without bf16 instructions would emulate every bf16 operation (a shipped recipe ran ~30x
+  // slower than fp32 on AVX2): there the model computes in fp32 from the weights as stored (a bf16
+  // checkpoint stays bf16 in memory, dequantized tile by tile), and the user is told once.
+  I.bf16 = recipe_.precision == "bf16" && (I.device.is_cuda() || simd::native_bf16());
+  if (recipe_.precision == "bf16" && !I.bf16 && hooks_.info)
+    hooks_.info("note: this CPU has no native bf16 (AVX512-BF16/AMX), where LibTorch emulates it ~30x slower; "
+                "computing in fp32 instead, the frozen weights kept as stored");
   model::LoadOptions load;
   load.device = I.device;
-  load.compute_dtype = recipe_.precision == "bf16" ? at::kBFloat16 : at::kFloat;
+  load.compute_dtype = I.bf16 ? at::kBFloat16 : at::kFloat;
   model_ = model::Transformer::load(recipe_.base_model, load);
   model_->set_gradient_checkpointing(recipe_.gradient_checkpointing);
   I.lora = std::make_unique<LoraParameters>(*model_, recipe_.lora, recipe_.seed, I.device);
@@ -250,7 +259,7 @@ double Trainer::validation_loss() {
   if (val.empty()) return NAN;
   at::NoGradGuard no_grad;
   model_->set_training(false);
-  AutocastGuard autocast(recipe_.precision == "bf16", I.device);
+  AutocastGuard autocast(I.bf16, I.device);
   double nll = 0;
   int64_t count = 0;
   for (size_t i = 0; i < val.size(); i += recipe_.micro_batch_size) {
@@ -298,7 +307,7 @@ Trainer::StepResult Trainer::train_step(int64_t step) {
       Batch b = make_batch(part, I.special.pad, I.device);
       at::Tensor loss;
       {
-        AutocastGuard autocast(recipe_.precision == "bf16", I.device);
+        AutocastGuard autocast(I.bf16, I.device);
         loss = causal_lm_loss(model_->forward(b.ids), b.labels, /*sum=*/true);
       }
       shard_loss[k] = loss.item<double>();

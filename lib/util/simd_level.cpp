@@ -31,6 +31,21 @@ Level cpu_level() {
   return Level::generic;
 }
 
+bool native_bf16() {
+  bool cpu = false;
+#if defined(__x86_64__)
+  cpu = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+#endif
+  if (!cpu || default_level() != Level::avx512) return false;
+  const char* aten = std::getenv("ATEN_CPU_CAPABILITY");
+  if (aten && (std::string_view(aten) == "avx2" || std::string_view(aten) == "default")) return false;
+  const char* dnnl = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (dnnl && std::string_view(dnnl).find("AVX512") == std::string_view::npos &&
+      std::string_view(dnnl).find("AMX") == std::string_view::npos && std::string_view(dnnl) != "ALL")
+    return false;
+  return true;
+}
+
 std::vector<std::string_view> levels() {
   std::vector<std::string_view> out;
   for (int i = static_cast<int>(cpu_level()); i >= 0; --i) out.push_back(kNames[i]);
