@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -203,17 +204,20 @@ def dir_tensors(d):
     return out
 
 
-def ties_in_fp32(r, mergekit_yaml, config, detail_bf16):
-    """TIES again with dtype float32 (no bf16 rounding on either side): every element where the two
-    still differ must sit exactly at the density threshold of one task vector, where both keep k
-    entries of equal magnitude but choose different ones (mergekit: torch.argsort's unstable
-    order; anvil: index order). Anything else would be a real disagreement."""
+def selection_in_fp32(r, mergekit_yaml, config, detail_bf16, kept_counts):
+    """A magnitude-selecting method (TIES, breadcrumbs) again with dtype float32 (no bf16 rounding
+    on either side): every element where the two still differ must sit exactly at one of a task
+    vector's selection thresholds (the k-th largest |delta| for each k in kept_counts(numel)),
+    where both keep k entries of equal magnitude but choose different ones (mergekit:
+    torch.argsort's unstable order; anvil: index order). Anything else would be a real
+    disagreement."""
     import torch
+    name = os.path.splitext(os.path.basename(config))[0]
     text = open(config).read().replace("dtype: bfloat16", "dtype: float32")
     text = text.replace("../../shared", r.shared)
-    cfg = r.path("ties-fp32.yaml")
+    cfg = r.path(name + "-fp32.yaml")
     open(cfg, "w").write(text)
-    ours, theirs = r.path("anvil-ties-fp32"), r.path("mergekit-ties-fp32")
+    ours, theirs = r.path("anvil-%s-fp32" % name), r.path("mergekit-%s-fp32" % name)
     r.anvil_run("merge", cfg, "-o", ours)
     subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True)
@@ -230,13 +234,32 @@ def ties_in_fp32(r, mergekit_yaml, config, detail_bf16):
         at = torch.zeros_like(d)
         for ft in inputs:
             delta = (ft[k].float() - base[k].float()).abs().reshape(-1)
-            kept = max(1, int(0.7 * delta.numel()))  # the configs' density
-            at |= (delta == torch.topk(delta, kept).values.min()).reshape(d.shape)
+            ordered = torch.sort(delta, descending=True).values
+            for kept in kept_counts(delta.numel()):
+                if 0 < kept <= delta.numel():
+                    at |= (delta == ordered[kept - 1]).reshape(d.shape)
         at_threshold += int((d & at).sum())
     ok = at_threshold == differ
     return ok, detail_bf16 + ("; mergekit rounds each step to bf16; in fp32 %d elements differ, %d of them exactly at a "
-                              "task vector's density threshold (equal magnitudes: mergekit keeps torch.argsort's "
-                              "choice of k, anvil the first k in index order)" % (differ, at_threshold))
+                              "task vector's selection threshold (equal magnitudes: mergekit keeps torch.argsort's "
+                              "choice, anvil the first in index order)" % (differ, at_threshold))
+
+
+def config_density(config, key, default):
+    """The (single) per-model value of `key` in a shipped config, e.g. density: 0.7."""
+    m = re.search(r"^\s*%s:\s*([0-9.]+)" % key, open(config).read(), re.M)
+    return float(m.group(1)) if m else default
+
+
+def breadcrumbs_counts(density, gamma):
+    """mergekit's magnitude_outliers: the ranks it keeps are the top (target + n_top) minus the top n_top."""
+    def counts(n):
+        target, top = int(density * n), int(gamma * n)
+        bottom = n - target - top
+        if bottom < 0:
+            top += bottom
+        return [target + top, top]
+    return counts
 
 
 def in_fp32(r, mergekit_yaml, config, detail_bf16, tolerance):
@@ -297,8 +320,16 @@ def check_mergekit(r, mergekit_yaml, config):
                 detail += "; final norm and LM head bit-identical (t = 0, both)"
             return ok, detail + "; mergekit rounds each step to bf16, anvil once"
         if method == "ties":
-            return ties_in_fp32(r, mergekit_yaml, config, detail)
-        return None, detail + "; DARE's random drops: anvil's seeded generator, not torch's"
+            density = config_density(config, "density", 1.0)
+            return selection_in_fp32(r, mergekit_yaml, config, detail, lambda n: [int(density * n)])
+        if method in ("breadcrumbs", "breadcrumbs_ties"):
+            counts = breadcrumbs_counts(config_density(config, "density", 1.0), config_density(config, "gamma", 0.01))
+            return selection_in_fp32(r, mergekit_yaml, config, detail, counts)
+        if method == "sce":
+            # Deterministic but for equal variances at the selection threshold and the float
+            # rounding of the mean-square weights: compare in fp32.
+            return in_fp32(r, mergekit_yaml, config, detail, 1e-5)
+        return None, detail + "; random drops (DARE, DELLA): anvil's seeded generator, not torch's"
     return check
 
 

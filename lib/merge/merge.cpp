@@ -395,7 +395,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
     std::unique_ptr<BlockKernel> kernel = fusable ? method->block_kernel(probe) : nullptr;
 
     std::vector<double> stats(method->statistics_size(p.inputs.size()), 0.0);
-    const int passes = method->statistics_passes();
+    const int passes = method->statistics_passes(probe);
     // Between passes the pages of a tensor up to 64 MB per input stay mapped: dropping them only
     // to fault them in again costs more kernel time than the memory is worth.
     uint64_t largest_input = 0;

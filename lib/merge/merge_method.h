@@ -59,8 +59,9 @@ class MergeMethod {
   // run on chunks when each output element depends only on the same element of the inputs, plus
   // optional per-tensor statistics that accumulate() gathers over all chunks in a first pass.
   virtual bool chunkable() const { return false; }
-  // Passes over all chunks before merging, and the statistics they fill (per tensor).
-  virtual int statistics_passes() const { return 0; }
+  // Passes over all chunks before merging (they may depend on the task's parameters: tensors
+  // undefined), and the statistics they fill (per tensor).
+  virtual int statistics_passes(const MergeTask& task) const { return 0; }
   virtual size_t statistics_size(size_t n_inputs) const { return 0; }
   virtual void accumulate(const MergeTask& chunk, int pass, std::vector<double>& stats) const {}
   // The method as a linear combination, if it is one for this task (tensors undefined; stats set

@@ -91,7 +91,7 @@ class SlerpMerge final : public MergeMethod {
   bool needs_base_model() const override { return true; }
   bool base_is_input() const override { return false; }
   bool chunkable() const override { return true; }
-  int statistics_passes() const override { return 1; }
+  int statistics_passes(const MergeTask&) const override { return 1; }
   size_t statistics_size(size_t) const override { return 3; }  // dot, |v0|^2, |v1|^2
   void accumulate(const MergeTask& chunk, int, std::vector<double>& stats) const override {
     if (chunk.inputs.size() != 2) return;

@@ -12,11 +12,15 @@ namespace anvil::merge {
 std::vector<ParamDef> TaskVectorMerge::parameters() const {
   return {{"normalize", o_.default_normalize ? 1.0 : 0.0},
           {"rescale", o_.default_rescale ? 1.0 : 0.0},
+          {"lambda", 1.0},     // scales the mixed delta (after normalize)
           {"int8_mask", 0.0}};  // mergekit's memory option; results are the same without it
 }
 
 std::vector<ParamDef> TaskVectorMerge::tensor_parameters() const {
-  return {{"weight", std::nullopt}, {"density", 1.0}};
+  std::vector<ParamDef> defs{{"weight", std::nullopt}, {"density", 1.0}};
+  if (o_.sparsify == Sparsify::MagnitudeOutliers) defs.push_back({"gamma", 0.01});
+  if (o_.sparsify == Sparsify::DellaMagprune) defs.push_back({"epsilon", 0.15});
+  return defs;
 }
 
 at::Tensor sparsify_magnitude(const at::Tensor& delta, double density) {
@@ -30,14 +34,32 @@ at::Tensor sparsify_magnitude(const at::Tensor& delta, double density) {
   return (flat * mask).view(delta.sizes());
 }
 
-at::Tensor sparsify_random(const at::Tensor& delta, double density, bool rescale, uint64_t seed) {
+at::Tensor sparsify_random(const at::Tensor& delta, double density, uint64_t seed) {
   if (density >= 1) return delta;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto probs = at::full(delta.sizes(), density, at::TensorOptions().dtype(at::kFloat));
-  auto mask = at::bernoulli(probs, gen).to(delta.device());
-  auto out = delta * mask;
-  if (rescale && density > 0) out.div_(density);
-  return out;
+  return delta * at::bernoulli(probs, gen).to(delta.device());
+}
+
+at::Tensor sparsify_della(const at::Tensor& delta, double density, double epsilon, uint64_t seed) {
+  if (density >= 1) return delta;
+  if (density <= 0) return at::zeros_like(delta);
+  // Rows along dim 1, as mergekit ranks them; a vector is one row.
+  at::Tensor rows = delta.dim() < 2 ? delta.reshape({1, -1}) : delta.movedim(1, -1);
+  const auto moved_shape = rows.sizes().vec();
+  const int64_t cols = moved_shape.back();
+  rows = rows.reshape({-1, cols}).to(at::kCPU).contiguous();
+  // Stable sort: equal magnitudes rank in index order (mergekit's argsort breaks such ties in
+  // whatever order its sort leaves them).
+  auto order = std::get<1>(at::sort(rows.abs(), /*stable=*/true, /*dim=*/1, /*descending=*/false));
+  auto ranks = at::empty_like(order).scatter_(1, order, at::arange(cols, order.options()).expand_as(order).contiguous());
+  auto rank_norm = cols > 1 ? ranks.to(at::kFloat) / static_cast<float>(cols - 1) : at::full(ranks.sizes(), 0.5f);
+  auto probs = (rank_norm * 2 * epsilon + (density - epsilon)).clamp(0, 1);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto kept = rows * at::bernoulli(probs, gen);
+  kept = kept.view(moved_shape);
+  if (delta.dim() >= 2) kept = kept.movedim(-1, 1);
+  return kept.reshape(delta.sizes()).to(delta.device());
 }
 
 namespace {
@@ -50,11 +72,14 @@ uint32_t magnitude_bits(float x) {
 
 // Layout of a selector's slots: [0, 65536) high-half histogram, [65536, 131072) low-half
 // histogram of the boundary bucket, then bookkeeping.
-enum Meta : size_t { kTotal = 131072, kBucket, kAbove, kThreshold, kNeedEqual, kSeenEqual, kState };
+enum Meta : size_t { kTotal = 131072, kBucket, kAbove, kThreshold, kNeedEqual, kSeenEqual, kState, kSweep };
+static_assert(kSweep < MagnitudeSelector::kSlots);
 
 }  // namespace
 
-void MagnitudeSelector::count(const float* d, int64_t n, int pass, double density) {
+double MagnitudeSelector::total() const { return s_[kTotal]; }
+
+void MagnitudeSelector::count(const float* d, int64_t n, int pass, int64_t k_count) {
   if (pass == 0) {
     for (int64_t i = 0; i < n; ++i) s_[magnitude_bits(d[i]) >> 16] += 1;
     s_[kTotal] += static_cast<double>(n);
@@ -62,7 +87,7 @@ void MagnitudeSelector::count(const float* d, int64_t n, int pass, double densit
   }
   if (s_[kState] == 0) {
     // Pass 0 is complete: the bucket (high 16 bits) holding the k-th largest magnitude.
-    const double k = std::floor(density * s_[kTotal]);
+    const double k = static_cast<double>(k_count);
     double above = 0;
     int b = 65535;
     while (b > 0 && above + s_[b] < k) above += s_[b--];
@@ -77,8 +102,8 @@ void MagnitudeSelector::count(const float* d, int64_t n, int pass, double densit
   }
 }
 
-void MagnitudeSelector::keep(float* d, int64_t n, double density) {
-  const double k = std::floor(density * s_[kTotal]);
+void MagnitudeSelector::keep(float* d, int64_t n, int64_t k_count, int sweep) {
+  const double k = static_cast<double>(k_count);
   if (s_[kState] == 1) {
     // Pass 1 is complete: the exact threshold, and how many entries equal to it to keep.
     double cum = s_[kAbove];
@@ -87,7 +112,12 @@ void MagnitudeSelector::keep(float* d, int64_t n, double density) {
     s_[kThreshold] = static_cast<double>((static_cast<uint32_t>(s_[kBucket]) << 16) | static_cast<uint32_t>(low));
     s_[kNeedEqual] = k - cum;
     s_[kSeenEqual] = 0;
+    s_[kSweep] = sweep;
     s_[kState] = 2;
+  }
+  if (s_[kSweep] != sweep) {  // a new sweep over the chunks: count the kept equal entries afresh
+    s_[kSeenEqual] = 0;
+    s_[kSweep] = sweep;
   }
   const uint32_t threshold = static_cast<uint32_t>(s_[kThreshold]);
   if (k <= 0) {
@@ -113,18 +143,105 @@ void MagnitudeSelector::keep(float* d, int64_t n, double density) {
   s_[kSeenEqual] = seen;
 }
 
+namespace {
+
+// Selectors per input: magnitude keeps a top-k (one), breadcrumbs a top-k minus a smaller top-k
+// (two). After them each input's statistics hold its L1 norms before and after sparsification.
+size_t selectors(Sparsify s) { return s == Sparsify::Magnitude ? 1 : s == Sparsify::MagnitudeOutliers ? 2 : 0; }
+size_t stats_stride(Sparsify s) { return selectors(s) * MagnitudeSelector::kSlots + 2; }
+constexpr float kRescaleEpsilon = 1e-7f;  // mergekit's: below it a norm is not rescaled to
+constexpr int kMergeSweep = 100;         // keep()'s sweep id for merging (statistics passes use theirs)
+
+// The ranks a magnitude selection keeps, in mergekit's integer arithmetic: the `outer` largest
+// minus the `inner` largest (breadcrumbs' gamma outliers; n_top shrinks when density + gamma > 1).
+struct KeptRanks {
+  int64_t outer, inner;
+};
+KeptRanks kept_ranks(Sparsify s, double total, const MergeInput& in) {
+  const int64_t n = static_cast<int64_t>(total);
+  const int64_t target = static_cast<int64_t>(in.params.at("density") * static_cast<double>(n));
+  if (s == Sparsify::Magnitude) return {target, 0};
+  int64_t top = static_cast<int64_t>(in.params.at("gamma") * static_cast<double>(n));
+  const int64_t bottom = n - target - top;
+  if (bottom < 0) top += bottom;
+  return {target + top, top};
+}
+
+double abs_sum(const at::Tensor& t) {  // sequential, so the same for any thread count
+  const float* p = t.data_ptr<float>();
+  double s = 0;
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) s += std::abs(p[i]);
+  return s;
+}
+
+bool any_sparsified(const MergeTask& task) {
+  for (const auto& in : task.inputs)
+    if (!in.is_base && in.params.at("density") < 1) return true;
+  return false;
+}
+
+}  // namespace
+
+int TaskVectorMerge::statistics_passes(const MergeTask& task) const {
+  if (o_.sparsify == Sparsify::None || !any_sparsified(task)) return 0;
+  return (selectors(o_.sparsify) ? 2 : 0) + (task.params.at("rescale") != 0 ? 1 : 0);
+}
+
 size_t TaskVectorMerge::statistics_size(size_t n_inputs) const {
-  return o_.sparsify == Sparsify::Magnitude ? n_inputs * MagnitudeSelector::kSlots : 0;
+  return o_.sparsify == Sparsify::None ? 0 : n_inputs * stats_stride(o_.sparsify);
+}
+
+// Input `j`'s delta (CPU, contiguous fp32) as its sparsification leaves it, before rescaling.
+at::Tensor TaskVectorMerge::sparsified(const MergeTask& task, size_t j, const at::Tensor& delta,
+                                       std::vector<double>& stats, int sweep) const {
+  const MergeInput& in = task.inputs[j];
+  const double density = in.params.at("density");
+  // Random masks: one stream per input (the base does not count), as before breadcrumbs/DELLA.
+  uint64_t index = 0;
+  for (size_t i = 0; i <= j; ++i) index += task.inputs[i].is_base ? 0 : 1;
+  const uint64_t seed = task.seed + index * 0x9E3779B97F4A7C15ull;
+  double* st = stats.empty() ? nullptr : stats.data() + j * stats_stride(o_.sparsify);
+  switch (o_.sparsify) {
+    case Sparsify::None: return delta;
+    case Sparsify::Random: return sparsify_random(delta, density, seed);
+    case Sparsify::DellaMagprune: return sparsify_della(delta, density, in.params.at("epsilon"), seed);
+    case Sparsify::Magnitude:
+    case Sparsify::MagnitudeOutliers: {
+      MagnitudeSelector outer(st);
+      const KeptRanks r = kept_ranks(o_.sparsify, outer.total(), in);
+      auto out = delta.clone();
+      outer.keep(out.data_ptr<float>(), out.numel(), r.outer, sweep);
+      if (o_.sparsify == Sparsify::MagnitudeOutliers) {
+        auto largest = delta.clone();
+        MagnitudeSelector(st + MagnitudeSelector::kSlots).keep(largest.data_ptr<float>(), largest.numel(), r.inner, sweep);
+        out.masked_fill_(largest != 0, 0.0f);
+      }
+      return out;
+    }
+  }
+  return delta;
 }
 
 void TaskVectorMerge::accumulate(const MergeTask& chunk, int pass, std::vector<double>& stats) const {
   const MergeInput* base = chunk.base();
+  const int selection_passes = selectors(o_.sparsify) ? 2 : 0;
   for (size_t j = 0; j < chunk.inputs.size(); ++j) {
     const MergeInput& in = chunk.inputs[j];
-    const double density = in.params.at("density");
-    if (&in == base || density >= 1) continue;
+    if (&in == base || in.params.at("density") >= 1) continue;
     auto delta = (in.tensor - base->tensor).to(at::kCPU).contiguous();
-    MagnitudeSelector(stats.data() + j * MagnitudeSelector::kSlots).count(delta.data_ptr<float>(), delta.numel(), pass, density);
+    double* st = stats.data() + j * stats_stride(o_.sparsify);
+    if (pass < selection_passes) {
+      for (size_t s = 0; s < selectors(o_.sparsify); ++s) {
+        MagnitudeSelector sel(st + s * MagnitudeSelector::kSlots);
+        const KeptRanks r = kept_ranks(o_.sparsify, MagnitudeSelector(st).total(), in);
+        sel.count(delta.data_ptr<float>(), delta.numel(), pass, s == 0 ? r.outer : r.inner);
+      }
+      continue;
+    }
+    // The rescale pass: L1 norms before and after sparsification.
+    double* l1 = st + selectors(o_.sparsify) * MagnitudeSelector::kSlots;
+    l1[0] += abs_sum(delta);
+    l1[1] += abs_sum(sparsified(chunk, j, delta, stats, pass));
   }
 }
 
@@ -144,16 +261,30 @@ std::optional<LinearForm> TaskVectorMerge::linear_form(const MergeTask& task) co
   for (const auto& in : task.inputs)
     if (&in != base) sum += in.params.at("weight");
   const double divisor = task.params.at("normalize") != 0 && std::abs(sum) >= 1e-8 ? sum : 1.0;
-  for (const auto& in : task.inputs) f.coeffs.push_back(&in == base ? 0.0 : in.params.at("weight") / divisor);
+  const double lambda = task.params.at("lambda");
+  for (const auto& in : task.inputs) f.coeffs.push_back(&in == base ? 0.0 : in.params.at("weight") / divisor * lambda);
   return f;
 }
 
 void TaskVectorMerge::check(const MergeTask& task) const {
   if (!task.base()) throw_merge_error(task, std::string(o_.name) + " needs base_model among the inputs");
   for (const auto& in : task.inputs) {
-    double density = in.params.at("density");
-    if (density < 0 || density > 1) throw_merge_error(task, "density " + std::to_string(density) + " is outside [0, 1]");
+    const double density = in.params.at("density");
+    if (!(density >= 0 && density <= 1)) throw_merge_error(task, "density " + std::to_string(density) + " is outside [0, 1]");
+    if (in.is_base || density <= 0 || density >= 1) continue;
+    if (o_.sparsify == Sparsify::MagnitudeOutliers) {
+      const double gamma = in.params.at("gamma");
+      if (!(gamma >= 0 && gamma <= 1)) throw_merge_error(task, "gamma " + std::to_string(gamma) + " is outside [0, 1]");
+    }
+    if (o_.sparsify == Sparsify::DellaMagprune) {
+      // mergekit's rule: every keep probability density +/- epsilon must lie strictly inside (0, 1).
+      const double epsilon = in.params.at("epsilon");
+      if (!(epsilon >= 0) || density + epsilon >= 1 || density - epsilon <= 0)
+        throw_merge_error(task, "epsilon " + std::to_string(epsilon) + " with density " + std::to_string(density) +
+                                    ": density +/- epsilon must lie inside (0, 1)");
+    }
   }
+  if (!std::isfinite(task.params.at("lambda"))) throw_merge_error(task, "lambda must be a finite number");
 }
 
 namespace {
@@ -171,6 +302,7 @@ class TaskVectorKernel final : public BlockKernel {
       densities_.push_back(task.inputs[j].params.at("density"));
     }
     normalize_ = task.params.at("normalize") != 0;
+    lambda_ = static_cast<float>(task.params.at("lambda"));
     deltas_.resize(inputs_.size() * kBlockElements);
     mixed_.resize(kBlockElements);
     divisor_.resize(kBlockElements);
@@ -181,8 +313,8 @@ class TaskVectorKernel final : public BlockKernel {
     for (size_t k = 0; k < inputs_.size(); ++k) {
       if (densities_[k] >= 1) continue;
       float* d = delta(k, x, n);
-      MagnitudeSelector(stats.data() + static_cast<size_t>(inputs_[k]) * MagnitudeSelector::kSlots)
-          .count(d, n, pass, densities_[k]);
+      MagnitudeSelector sel(stats.data() + static_cast<size_t>(inputs_[k]) * stats_stride(o_.sparsify));
+      sel.count(d, n, pass, kept(sel, k));
     }
   }
 
@@ -192,9 +324,10 @@ class TaskVectorKernel final : public BlockKernel {
     const size_t K = inputs_.size();
     for (size_t k = 0; k < K; ++k) {
       float* d = delta(k, x, n);
-      if (o_.sparsify == Sparsify::Magnitude && densities_[k] < 1)
-        MagnitudeSelector(stats->data() + static_cast<size_t>(inputs_[k]) * MagnitudeSelector::kSlots)
-            .keep(d, n, densities_[k]);
+      if (o_.sparsify == Sparsify::Magnitude && densities_[k] < 1) {
+        MagnitudeSelector sel(stats->data() + static_cast<size_t>(inputs_[k]) * stats_stride(o_.sparsify));
+        sel.keep(d, n, kept(sel, k), kMergeSweep);
+      }
       const float w = weights_[k];
       for (int64_t i = 0; i < n; ++i) d[i] *= w;  // weighted delta
     }
@@ -233,13 +366,18 @@ class TaskVectorKernel final : public BlockKernel {
     }
     const float* __restrict base = x[base_];
     if (normalize_)
-      for (int64_t i = 0; i < n; ++i) out[i] = base[i] + mixed[i] / divisor[i];
-    else
-      for (int64_t i = 0; i < n; ++i) out[i] = base[i] + mixed[i];
+      for (int64_t i = 0; i < n; ++i) mixed[i] /= divisor[i];
+    if (lambda_ != 1.0f)
+      for (int64_t i = 0; i < n; ++i) mixed[i] *= lambda_;
+    for (int64_t i = 0; i < n; ++i) out[i] = base[i] + mixed[i];
   }
 
  private:
   static constexpr int64_t kBlockElements = kMergeBlock;
+
+  int64_t kept(const MagnitudeSelector& sel, size_t k) const {  // mergekit's int(density * numel)
+    return static_cast<int64_t>(densities_[k] * sel.total());
+  }
 
   float* delta(size_t k, const float* const* x, int64_t n) {
     float* d = deltas_.data() + k * kBlockElements;
@@ -255,13 +393,16 @@ class TaskVectorKernel final : public BlockKernel {
   std::vector<float> weights_;
   std::vector<double> densities_;
   bool normalize_ = false;
+  float lambda_ = 1.0f;
   std::vector<float> deltas_, mixed_, divisor_, majority_;
 };
 
 }  // namespace
 
 std::unique_ptr<BlockKernel> TaskVectorMerge::block_kernel(const MergeTask& task) const {
-  if (o_.sparsify == Sparsify::Random || !task.base()) return nullptr;
+  // Random drops, breadcrumbs' two selections and rescaling run as tensor operations.
+  if (!task.base() || (o_.sparsify != Sparsify::None && o_.sparsify != Sparsify::Magnitude)) return nullptr;
+  if (o_.sparsify == Sparsify::Magnitude && task.params.at("rescale") != 0 && any_sparsified(task)) return nullptr;
   if (o_.sparsify == Sparsify::None && !o_.sign_consensus) return nullptr;  // linear_form covers it
   return std::make_unique<TaskVectorKernel>(o_, task);
 }
@@ -269,24 +410,30 @@ std::unique_ptr<BlockKernel> TaskVectorMerge::block_kernel(const MergeTask& task
 at::Tensor TaskVectorMerge::merge(const MergeTask& task) const {
   const MergeInput* base = task.base();
   if (!base) throw_merge_error(task, std::string(o_.name) + " needs base_model");
+  // Called on a whole tensor without the runner's statistics: gather them here, in one chunk.
+  const int passes = statistics_passes(task);
+  std::vector<double> own_stats;
+  std::vector<double>& stats = task.stats ? *task.stats : own_stats;
+  if (!task.stats && passes > 0) {
+    own_stats.assign(statistics_size(task.inputs.size()), 0.0);
+    for (int pass = 0; pass < passes; ++pass) accumulate(task, pass, own_stats);
+  }
   const bool rescale = task.params.at("rescale") != 0;
   std::vector<at::Tensor> deltas;
   std::vector<double> weights;
-  uint64_t index = 0;
-  for (const auto& in : task.inputs) {
+  for (size_t j = 0; j < task.inputs.size(); ++j) {
+    const MergeInput& in = task.inputs[j];
     if (&in == base) continue;
-    ++index;
-    double density = in.params.at("density");
     at::Tensor delta = in.tensor - base->tensor;
-    if (o_.sparsify == Sparsify::Magnitude && task.stats && density < 1) {
-      delta = delta.to(at::kCPU).contiguous();
-      MagnitudeSelector(task.stats->data() + (&in - task.inputs.data()) * MagnitudeSelector::kSlots)
-          .keep(delta.data_ptr<float>(), delta.numel(), density);
-      delta = delta.to(in.tensor.device());
-    } else if (o_.sparsify == Sparsify::Magnitude) {
-      delta = sparsify_magnitude(delta, density);
+    if (o_.sparsify != Sparsify::None && in.params.at("density") < 1) {
+      auto kept = sparsified(task, j, delta.to(at::kCPU).contiguous(), stats, kMergeSweep);
+      if (rescale) {  // back to the task vector's L1 norm, unless either norm is ~0 (as mergekit)
+        const double* l1 = stats.data() + j * stats_stride(o_.sparsify) + selectors(o_.sparsify) * MagnitudeSelector::kSlots;
+        const float before = static_cast<float>(l1[0]), after = static_cast<float>(l1[1]);
+        if (before >= kRescaleEpsilon && after >= kRescaleEpsilon) kept.mul_(before / after);
+      }
+      delta = kept.to(in.tensor.device());
     }
-    else if (o_.sparsify == Sparsify::Random) delta = sparsify_random(delta, density, rescale, task.seed + index * 0x9E3779B97F4A7C15ull);
     deltas.push_back(delta);
     weights.push_back(in.params.at("weight"));
   }
@@ -308,6 +455,8 @@ at::Tensor TaskVectorMerge::merge(const MergeTask& task) const {
     divisor.masked_fill_(divisor.abs() < 1e-8, 1.0);
   }
   if (task.params.at("normalize") != 0) mixed.div_(divisor);
+  const double lambda = task.params.at("lambda");
+  if (lambda != 1) mixed.mul_(lambda);
   return base->tensor + mixed;
 }
 

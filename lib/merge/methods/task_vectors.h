@@ -1,19 +1,27 @@
 #pragma once
-// The task-vector family (task arithmetic, TIES, DARE): each input's delta from the base is
-// optionally sparsified, optionally filtered by a per-element sign election, then the weighted
-// deltas are summed (and normalized) onto the base. The methods differ only in these options.
+// The task-vector family (mergekit's "generalized task arithmetic": task arithmetic, TIES, DARE,
+// breadcrumbs, DELLA): each input's delta from the base is optionally sparsified (and then, with
+// `rescale`, scaled back to its L1 norm), optionally filtered by a per-element sign election,
+// then the weighted deltas are summed (normalized, times `lambda`) onto the base. The methods
+// differ only in these named options: a method of the family is one TaskVectorOptions row.
 #include "merge/methods/methods.h"
 
 namespace anvil::merge {
 
-enum class Sparsify { None, Magnitude, Random };
+enum class Sparsify {
+  None,
+  Magnitude,          // keep the int(density * n) largest |delta|
+  Random,             // keep each entry with probability density (DARE)
+  MagnitudeOutliers,  // drop the int(gamma * n) largest, then the smallest, down to density (breadcrumbs)
+  DellaMagprune,      // keep with probability rising with |delta|'s rank in its row (DELLA)
+};
 
 struct TaskVectorOptions {
   std::string_view name;
-  Sparsify sparsify;
-  bool sign_consensus;
-  bool default_normalize;
-  bool default_rescale;
+  Sparsify sparsify = Sparsify::None;
+  bool sign_consensus = false;  // TIES's election: the sign of the summed weighted deltas
+  bool default_normalize = false;
+  bool default_rescale = false;
 };
 
 class TaskVectorMerge final : public MergeMethod {
@@ -25,40 +33,49 @@ class TaskVectorMerge final : public MergeMethod {
   bool needs_base_model() const override { return true; }
   void check(const MergeTask& task) const override;
   std::optional<LinearForm> linear_form(const MergeTask& task) const override;
-  // Magnitude trimming and sign election on blocks (DARE's random drop stays on tensors: its
-  // masks come from LibTorch's generator).
+  // Magnitude trimming and sign election on blocks, without rescale (the random drops stay on
+  // tensors: their masks come from LibTorch's generator).
   std::unique_ptr<BlockKernel> block_kernel(const MergeTask& task) const override;
-  // Elementwise, except magnitude trimming, which streams too: two statistics passes find each
-  // task vector's exact top-k threshold (a radix select over |delta|'s float bits).
+  // Elementwise given per-tensor statistics, so every member streams: magnitude selections take
+  // two passes that find each task vector's exact thresholds (a radix select over |delta|'s
+  // float bits), and rescale one more for the L1 norms before and after sparsification.
   bool chunkable() const override { return true; }
-  int statistics_passes() const override { return o_.sparsify == Sparsify::Magnitude ? 2 : 0; }
+  int statistics_passes(const MergeTask& task) const override;
   size_t statistics_size(size_t n_inputs) const override;
   void accumulate(const MergeTask& chunk, int pass, std::vector<double>& stats) const override;
   at::Tensor merge(const MergeTask& task) const override;
 
  private:
+  at::Tensor sparsified(const MergeTask& task, size_t input, const at::Tensor& delta, std::vector<double>& stats,
+                        int sweep) const;
   TaskVectorOptions o_;
 };
 
 // Keeps the int(density * numel) entries of largest magnitude (whole tensor in memory).
 at::Tensor sparsify_magnitude(const at::Tensor& delta, double density);
 
-// The same selection streamed over chunks: histograms of |delta|'s float bits (high 16 bits, then
-// low 16 bits inside the boundary bucket) give the exact threshold; entries equal to it are kept
-// in index order until exactly k are kept.
+// The top-k selection streamed over chunks: histograms of |delta|'s float bits (high 16 bits,
+// then low 16 bits inside the boundary bucket) give the exact threshold; entries equal to it are
+// kept in index order until exactly k are kept. Pass 0 counts (k unused), pass 1 needs k, which
+// the caller computes from total(); keep() may sweep the chunks several times (one per `sweep`).
 class MagnitudeSelector {
  public:
   static constexpr size_t kSlots = 2 * 65536 + 8;
   explicit MagnitudeSelector(double* slots) : s_(slots) {}
-  void count(const float* delta, int64_t n, int pass, double density);  // pass 0, then 1
-  void keep(float* delta, int64_t n, double density);            // zeroes what is not kept
+  void count(const float* delta, int64_t n, int pass, int64_t k);
+  double total() const;
+  void keep(float* delta, int64_t n, int64_t k, int sweep = 0);  // zeroes what is not kept
 
  private:
   double* s_;
 };
-// Keeps each entry with probability `density` (a seeded Bernoulli mask); rescale divides the
-// survivors by density so the expected delta is unchanged.
-at::Tensor sparsify_random(const at::Tensor& delta, double density, bool rescale, uint64_t seed);
+
+// Keeps each entry with probability `density` (a seeded Bernoulli mask).
+at::Tensor sparsify_random(const at::Tensor& delta, double density, uint64_t seed);
+// DELLA's MagPrune: within each row (dim 1; a vector is one row), the entry of rank r (0 for the
+// smallest |delta|, ties in index order) among c is kept with probability
+// density - epsilon + 2 epsilon r / (c - 1) (density for a single column).
+at::Tensor sparsify_della(const at::Tensor& delta, double density, double epsilon, uint64_t seed);
 // TIES sign election over stacked weighted deltas [n, ...]: +1 where their sum is >= 0, else -1;
 // the mask keeps entries whose sign matches (zeros never match).
 at::Tensor sign_consensus_mask(const at::Tensor& weighted_deltas);

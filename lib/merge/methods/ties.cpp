@@ -5,7 +5,8 @@
 namespace anvil::merge {
 
 std::unique_ptr<MergeMethod> make_ties() {
-  return std::make_unique<TaskVectorMerge>(TaskVectorOptions{"ties", Sparsify::Magnitude, true, true, false});
+  return std::make_unique<TaskVectorMerge>(TaskVectorOptions{
+      .name = "ties", .sparsify = Sparsify::Magnitude, .sign_consensus = true, .default_normalize = true});
 }
 
 }  // namespace anvil::merge
