@@ -12,6 +12,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "merge/merge.h"
+#include "merge/merge_method.h"
 #include "model_cards.h"
 #include "progress.h"
 #include "tokenizer/tokenizer.h"
@@ -48,14 +49,16 @@ void print_eval_table(const std::vector<std::pair<std::string, std::filesystem::
 }  // namespace
 
 int run_merge(int argc, char** argv) {
-  cxxopts::Options options(argv[0], "Merge models as a mergekit-style YAML config says (linear, slerp, "
-                                    "task_arithmetic, ties, dare_linear, dare_ties, passthrough), tensor by tensor.");
+  std::string methods;
+  for (auto name : merge::merge_method_names()) methods += (methods.empty() ? "" : ", ") + std::string(name);
+  cxxopts::Options options(argv[0], "Merge models as a mergekit-style YAML config says (" + methods +
+                                        "), tensor by tensor.");
   options.positional_help("CONFIG.yaml -o OUT_DIR");
   options.add_options()
       ("config", "merge config (YAML)", cxxopts::value<std::string>())
       ("o,output", "output model directory (written atomically)", cxxopts::value<std::string>())
       ("shard-size", "maximum shard size, e.g. 5GB or 500MB", cxxopts::value<std::string>()->default_value("5GB"))
-      ("seed", "seed for DARE's random drops", cxxopts::value<uint64_t>()->default_value("0"))
+      ("seed", "seed for the random drops (DARE, DELLA)", cxxopts::value<uint64_t>()->default_value("0"))
       ("gradient-rule", "where a gradient parameter (t: [0, 0.5, 1]) is evaluated for the embeddings, final norm and "
        "LM head: current (t = 0 for all three, as mergekit since 2025-03) or legacy (final norm and LM head at t = 1, "
        "as older mergekit did)", cxxopts::value<std::string>()->default_value("current"))

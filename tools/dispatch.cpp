@@ -3,6 +3,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,10 +16,17 @@
 namespace anvil::cli {
 namespace {
 
+// A command as users type it: the table's identifiers with '-' for '_' (extract_lora -> extract-lora).
+std::string command_label(std::string_view name) {
+  std::string s(name);
+  std::replace(s.begin(), s.end(), '_', '-');
+  return s;
+}
+
 void print_help(std::span<const Command> commands) {
   std::cout << "anvil " << ANVIL_VERSION << ": convert, quantize, merge, fine-tune and check LLM checkpoints\n\n"
             << "usage: anvil <command> [options]    (anvil <command> --help for its options)\n\ncommands:\n";
-  for (const auto& c : commands) std::printf("  %-10s %s\n", std::string(c.name).c_str(), std::string(c.summary).c_str());
+  for (const auto& c : commands) std::printf("  %-13s %s\n", command_label(c.name).c_str(), std::string(c.summary).c_str());
   std::cout << "\nother: anvil --version | anvil --help\n";
 }
 
@@ -60,9 +68,9 @@ int dispatch(std::span<const Command> commands, int argc, char** argv, DescribeE
   }
   const std::string_view wanted = !std::strcmp(argv[1], "--version") ? "env" : argv[1];
   for (const auto& c : commands) {
-    if (c.name != wanted) continue;
+    if (command_label(c.name) != wanted) continue;
     if (!c.run) return fallback(argc, argv);
-    std::string prog = "anvil " + std::string(c.name);
+    std::string prog = "anvil " + command_label(c.name);
     argv[1] = prog.data();
     try {
       record_invocation(argc - 1, argv + 1);

@@ -37,7 +37,10 @@ CardBuilder::CardBuilder(int argc, char** argv) {
 std::string method_display_name(const std::string& method) {
   static const std::pair<const char*, const char*> names[] = {
       {"linear", "Linear"}, {"slerp", "SLERP"}, {"task_arithmetic", "Task-arithmetic"}, {"ties", "TIES"},
-      {"dare_linear", "DARE (linear)"}, {"dare_ties", "DARE-TIES"}, {"passthrough", "Passthrough"}};
+      {"dare_linear", "DARE (linear)"}, {"dare_ties", "DARE-TIES"}, {"passthrough", "Passthrough"},
+      {"breadcrumbs", "Model Breadcrumbs"}, {"breadcrumbs_ties", "Model Breadcrumbs with TIES"}, {"della", "DELLA"},
+      {"della_linear", "Linear DELLA"}, {"sce", "SCE"}, {"model_stock", "Model Stock"}, {"karcher", "Karcher mean"},
+      {"multislerp", "Multi-SLERP"}, {"nuslerp", "NuSLERP"}, {"nearswap", "NearSwap"}};
   for (const auto& [id, name] : names)
     if (method == id) return name;
   return method;

@@ -22,6 +22,29 @@ bool full_match(const tokenizer::Regex& re, const std::string& text) { return !r
 
 double AdapterConfig::scale() const { return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r; }
 
+namespace {
+
+template <typename T>
+const T* pattern_value(const std::vector<std::pair<std::string, T>>& patterns, const std::string& module) {
+  for (const auto& [key, value] : patterns)
+    if (full_match(full_match_regex("(?:.*\\.)?(?:" + key + ")"), module)) return &value;
+  return nullptr;
+}
+
+}  // namespace
+
+int64_t AdapterConfig::rank_of(const std::string& module) const {
+  const int64_t* v = pattern_value(rank_pattern, module);
+  return v ? *v : r;
+}
+
+double AdapterConfig::scale_of(const std::string& module) const {
+  const int64_t* rv = pattern_value(rank_pattern, module);
+  const double* av = pattern_value(alpha_pattern, module);
+  const double rank = static_cast<double>(rv ? *rv : r), a = av ? *av : alpha;
+  return rslora ? a / std::sqrt(rank) : a / rank;
+}
+
 AdapterConfig parse_adapter_config(const std::string& text, const std::string& where) {
   const nlohmann::json j = util::parse_json(text, where);
   const util::JsonFields f(j, where);
@@ -32,11 +55,32 @@ AdapterConfig parse_adapter_config(const std::string& text, const std::string& w
   if (const nlohmann::json* t = f.find("target_parameters"); t && !t->empty())
     fail(where, "\"target_parameters\" (LoRA on fused 3-D expert weights, as PEFT writes for transformers 5's "
                 "MoE layers) is not supported; target_modules adapters are");
-  for (const char* key : {"modules_to_save", "rank_pattern", "alpha_pattern"})
-    if (const nlohmann::json* v = f.find(key); v && !v->empty()) fail(where, std::string(key) + " is not supported");
+  if (const nlohmann::json* v = f.find("modules_to_save"); v && !v->empty()) fail(where, "modules_to_save is not supported");
   AdapterConfig c;
   c.r = f.integer("r", 1, 1 << 16);
   c.alpha = f.number_or("lora_alpha", static_cast<double>(c.r), -1e9, 1e9);
+  for (const char* key : {"rank_pattern", "alpha_pattern"}) {
+    const nlohmann::json* v = f.find(key);
+    if (!v || v->empty()) continue;
+    if (!v->is_object()) fail(where, std::string("\"") + key + "\" must map module names to numbers");
+    for (const auto& [name, value] : v->items()) {
+      const std::string what = std::string("\"") + key + "\" entry '" + name + "'";
+      try {
+        full_match_regex(name);
+      } catch (const Error& e) {
+        fail(where, what + " is not a valid pattern (" + e.problem() + ")");
+      }
+      if (!value.is_number() || !std::isfinite(value.get<double>())) fail(where, what + " must be a number");
+      const double x = value.get<double>();
+      if (key[0] == 'r') {
+        if (!value.is_number_integer() || x < 1 || x > (1 << 16)) fail(where, what + " must be a rank in [1, 65536]");
+        c.rank_pattern.emplace_back(name, value.get<int64_t>());
+      } else {
+        if (x < -1e9 || x > 1e9) fail(where, what + " is out of range");
+        c.alpha_pattern.emplace_back(name, x);
+      }
+    }
+  }
   c.rslora = f.boolean_or("use_rslora", false);
   if (const nlohmann::json* t = f.find("target_modules")) {
     if (t->is_string()) {

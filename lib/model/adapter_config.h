@@ -16,7 +16,14 @@ struct AdapterConfig {
   bool rslora = false;
   std::vector<std::string> target_modules;  // a list: module names matched as PEFT does (name or ".name" suffix)
   std::optional<std::string> target_regex;  // a string: a regular expression matched against the whole module name
-  double scale() const;                     // alpha / r, or alpha / sqrt(r) with rslora
+  // Per-module rank and alpha (PEFT's rank_pattern / alpha_pattern, as anvil extract-lora and
+  // mergekit-extract-lora write them): a key applies to a module whose name it matches at the
+  // end, after a dot (PEFT's (.*\.)?(key)$); the first matching key wins.
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
+  double scale() const;  // alpha / r, or alpha / sqrt(r) with rslora
+  int64_t rank_of(const std::string& module) const;
+  double scale_of(const std::string& module) const;
 };
 
 // Throws anvil::Error naming `where` and the key for anything PEFT would refuse or anvil cannot apply.

@@ -27,20 +27,25 @@ std::unique_ptr<LoraAdapter> LoraAdapter::load(const std::filesystem::path& dir)
   auto file = dir / "adapter_model.safetensors";
   if (!std::filesystem::exists(file)) fail(file.string(), "not found");
   a->weights_ = std::make_unique<io::Checkpoint>(file);
-  // base_model.model.<module>.lora_A.weight -> <module>.weight
-  static const std::regex name_re(R"(^base_model\.model\.(.+)\.lora_([AB])(?:\.default)?\.weight$)");
+  // base_model.model.<module>.lora_A.weight -> <module>.weight; an embedding's update is
+  // base_model.model.<module>.lora_embedding_A / _B (no .weight), A [r, vocab], B [hidden, r].
+  static const std::regex name_re(R"(^base_model\.model\.(.+)\.lora_(embedding_)?([AB])(?:\.default)?(\.weight)?$)");
   for (const auto& name : a->weights_->names()) {
     std::smatch m;
-    if (!std::regex_match(name, m, name_re)) fail(file.string(), "tensor '" + name + "' is not a LoRA A/B weight");
+    const bool ok = std::regex_match(name, m, name_re) && m[2].matched != m[4].matched;
+    if (!ok) fail(file.string(), "tensor '" + name + "' is not a LoRA A/B weight");
     auto& pair = a->pairs_[m[1].str() + ".weight"];
-    (m[2] == "A" ? pair.first : pair.second) = name;
+    if ((pair.a.empty() && pair.b.empty()) || pair.embedding == m[2].matched) pair.embedding = m[2].matched;
+    else fail(file.string(), "'" + m[1].str() + "' has both lora_A/B and lora_embedding_A/B weights");
+    (m[3] == "A" ? pair.a : pair.b) = name;
   }
   for (const auto& [weight, pair] : a->pairs_) {
-    if (pair.first.empty() || pair.second.empty()) fail(file.string(), "'" + weight + "' lacks its lora_A or lora_B");
-    const auto& A = a->weights_->get(pair.first).spec.shape;
-    const auto& B = a->weights_->get(pair.second).spec.shape;
-    if (A.size() != 2 || B.size() != 2 || A[0] != a->rank_ || B[1] != a->rank_)
-      fail(file.string(), "'" + weight + "': lora_A/lora_B shapes do not match r = " + std::to_string(a->rank_));
+    if (pair.a.empty() || pair.b.empty()) fail(file.string(), "'" + weight + "' lacks its lora_A or lora_B");
+    const auto& A = a->weights_->get(pair.a).spec.shape;
+    const auto& B = a->weights_->get(pair.b).spec.shape;
+    const int64_t r = a->config_.rank_of(weight.substr(0, weight.size() - 7));
+    if (A.size() != 2 || B.size() != 2 || A[0] != r || B[1] != r)
+      fail(file.string(), "'" + weight + "': lora_A/lora_B shapes do not match r = " + std::to_string(r));
   }
   return a;
 }
@@ -53,8 +58,10 @@ void LoraAdapter::check_fits(const ModelConfig& model, const io::Checkpoint& bas
     if (!t) fail(where, "changes '" + w + "', which the base model does not have");
     const auto& A = a_shape(w);
     const auto& B = b_shape(w);
-    if (t->spec.shape.size() != 2 || B[0] != t->spec.shape[0] || A[1] != t->spec.shape[1])
-      fail(where, "the update for '" + w + "' (" + std::to_string(B[0]) + " x " + std::to_string(A[1]) +
+    const bool embedding = pairs_.at(w).embedding;  // the update is (B @ A) transposed
+    const int64_t rows = embedding ? A[1] : B[0], cols = embedding ? B[0] : A[1];
+    if (t->spec.shape.size() != 2 || rows != t->spec.shape[0] || cols != t->spec.shape[1])
+      fail(where, "the update for '" + w + "' (" + std::to_string(rows) + " x " + std::to_string(cols) +
                       ") does not match its shape " + shape_string(t->spec.shape));
   }
 }
@@ -66,18 +73,19 @@ std::vector<std::string> LoraAdapter::adapted_weights() const {
 }
 
 const std::vector<int64_t>& LoraAdapter::a_shape(const std::string& weight_name) const {
-  return weights_->get(pairs_.at(weight_name).first).spec.shape;
+  return weights_->get(pairs_.at(weight_name).a).spec.shape;
 }
 const std::vector<int64_t>& LoraAdapter::b_shape(const std::string& weight_name) const {
-  return weights_->get(pairs_.at(weight_name).second).spec.shape;
+  return weights_->get(pairs_.at(weight_name).b).spec.shape;
 }
 
 at::Tensor LoraAdapter::delta(const std::string& weight_name) const {
   auto it = pairs_.find(weight_name);
   if (it == pairs_.end()) return {};
-  auto A = load_tensor(weights_->get(it->second.first), at::kFloat);
-  auto B = load_tensor(weights_->get(it->second.second), at::kFloat);
-  return at::matmul(B, A).mul_(scale_);
+  auto A = load_tensor(weights_->get(it->second.a), at::kFloat);
+  auto B = load_tensor(weights_->get(it->second.b), at::kFloat);
+  auto d = at::matmul(B, A).mul_(config_.scale_of(weight_name.substr(0, weight_name.size() - 7)));
+  return it->second.embedding ? d.t().contiguous() : d;
 }
 
 void write_merged_model(const std::filesystem::path& base_dir, const LoraAdapter& adapter,

@@ -1,7 +1,8 @@
 #pragma once
 // A PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors): for each targeted linear
 // layer W [out, in], the update scale * B [out, r] @ A [r, in], scale = lora_alpha / r (or
-// lora_alpha / sqrt(r) with use_rslora).
+// lora_alpha / sqrt(r) with use_rslora; r and alpha per module with rank_pattern/alpha_pattern);
+// for an embedding E [vocab, hidden], scale * (B [hidden, r] @ A [r, vocab]) transposed.
 #include <ATen/ATen.h>
 
 #include <filesystem>
@@ -29,7 +30,7 @@ class LoraAdapter {
   void check_fits(const ModelConfig& model, const io::Checkpoint& base) const;
   // HF weight names (e.g. "model.layers.0.self_attn.q_proj.weight") the adapter changes.
   std::vector<std::string> adapted_weights() const;
-  // Shapes of lora_A [r, in] and lora_B [out, r] for an adapted weight.
+  // Shapes of lora_A [r, in] and lora_B [out, r] for an adapted weight (as stored).
   const std::vector<int64_t>& a_shape(const std::string& weight_name) const;
   const std::vector<int64_t>& b_shape(const std::string& weight_name) const;
   // scale * B @ A for `weight_name` in fp32, or an undefined tensor if not adapted.
@@ -38,7 +39,11 @@ class LoraAdapter {
  private:
   std::filesystem::path dir_;
   std::unique_ptr<io::Checkpoint> weights_;
-  std::map<std::string, std::pair<std::string, std::string>> pairs_;  // weight -> (A name, B name)
+  struct Pair {
+    std::string a, b;        // tensor names
+    bool embedding = false;  // lora_embedding_A/B: the update is (B @ A) transposed
+  };
+  std::map<std::string, Pair> pairs_;  // weight -> its A and B
   std::vector<std::string> targets_;
   AdapterConfig config_;
   double scale_ = 1;
