@@ -22,6 +22,18 @@ std::optional<cxxopts::ParseResult> parse_command(cxxopts::Options& options, int
   std::optional<cxxopts::ParseResult> args;
   try {
     args = options.parse(argc, argv);
+  } catch (const cxxopts::exceptions::incorrect_argument_type& e) {
+    // cxxopts names the value, not the option: find the option it was given to.
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      const auto eq = a.find('=');
+      std::string option, value;
+      if (a.rfind("-", 0) == 0 && eq != std::string::npos) option = a.substr(0, eq), value = a.substr(eq + 1);
+      else if (a.rfind("-", 0) == 0 && i + 1 < argc) option = a, value = argv[i + 1];
+      if (!option.empty() && std::string(e.what()).find(cxxopts::LQUOTE + value + cxxopts::RQUOTE) != std::string::npos)
+        throw UsageError(option + ": '" + value + "' is not a valid value for it");
+    }
+    throw UsageError(e.what());
   } catch (const cxxopts::exceptions::exception& e) {
     throw UsageError(e.what());
   }

@@ -583,6 +583,13 @@ ADA = [
     ("root_array", lambda t: "[]", "object"),
     # Exponential backtracking for a backtracking engine (std::regex); PCRE2 bounds it.
     ("targets_redos", setk("target_modules", "(a|aa)*(a|aa)*(a|aa)*(a|aa)*$x"), "target_modules"),
+    # Per-module ranks (extract-lora writes them): wrong types, a bad pattern, a rank the tensors lack.
+    ("rank_pattern_str", setk("rank_pattern", {"q_proj": "4"}), "rank_pattern"),
+    ("rank_pattern_list", setk("rank_pattern", [4]), "rank_pattern"),
+    ("rank_pattern_zero", setk("rank_pattern", {"q_proj": 0}), "rank_pattern"),
+    ("rank_pattern_regex", setk("rank_pattern", {"q_proj(": 4}), "rank_pattern"),
+    ("rank_pattern_mismatch", setk("rank_pattern", {"q_proj": 4}), "q_proj|r = 4"),
+    ("alpha_pattern_nan", text_sub('"alpha_pattern": {}', '"alpha_pattern": {"v_proj": NaN}'), "alpha_pattern|JSON|json"),
 ]
 for n, edit, key in ADA:
     d = "{T}/ada/" + n
@@ -591,6 +598,16 @@ for n, edit, key in ADA:
 for n, edit, key in ADA[:1] + ADA[3:4]:
     case(f"adapter.{n}.merge_adapter", "convert {M}/base --merge-adapter {T}/ada/" + n + " -o {O}/m", f"ada/{n}/", key,
          build=model_dir("ada/" + n, "lora-random", adapter_config__json=edit))
+
+# --- extract-lora: models that do not match, and bad options -------------------------------
+XL = "extract-lora --base {M}/base --model {m} -o {O}/x --rank {r}"
+case("extract_lora.other_family", XL.format(M="{M}", m="{M}/tiny-qwen2", O="{O}", r=8), "tiny-qwen2")
+case("extract_lora.hidden_mismatch", XL.format(M="{M}", m="{T}/xl/wide", O="{O}", r=8), "xl/wide",
+     build=model_dir("xl/wide", "ft-fortune", config__json=setk("intermediate_size", 512)))
+case("extract_lora.same_model", XL.format(M="{M}", m="{M}/base", O="{O}", r=8), "base")
+case("extract_lora.rank_zero", XL.format(M="{M}", m="{M}/ft-fortune", O="{O}", r=0), "--rank")
+case("extract_lora.rank_text", XL.format(M="{M}", m="{M}/ft-fortune", O="{O}", r="eight"), "rank")
+case("extract_lora.energy_two", XL.format(M="{M}", m="{M}/ft-fortune", O="{O}", r=8) + " --energy 2", "--energy")
 
 # --- safetensors -----------------------------------------------------------------------------
 def rename_tensor(old, new):
