@@ -1003,7 +1003,7 @@ def main():
         what = "(attention)" if "mixtral" in family or "moe" in family else "(all linear layers)"
         checks.append(("anvil loads a PEFT adapter of %s %s" % (family, what), pf, check_anvil_loads_peft_adapter(r, family)))
     checks.append(("gguf-py reads every GGUF anvil writes", "gguf %s" % v["gguf"], lambda: check_gguf_py(r)))
-    for cfg in sorted(os.listdir(os.path.join(repo, "configs"))):
+    for cfg in sorted(f for f in os.listdir(os.path.join(repo, "configs")) if f.endswith(".yaml")):
         checks.append(("mergekit: configs/%s" % cfg, "mergekit", check_mergekit(r, args.mergekit_yaml, os.path.join(repo, "configs", cfg))))
     lc = args.llama_cpp and os.path.abspath(args.llama_cpp)
     checks.append(("llama.cpp scores every GGUF type anvil writes as llama-quantize's file of that type", "llama.cpp",

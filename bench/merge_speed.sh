@@ -29,16 +29,18 @@ pair() {  # name, model A, model B, base
   local name=$1 a=$2 b=$3 base=$4
   cat "$a"/*.safetensors "$b"/*.safetensors > /dev/null  # warm the page cache for both runs alike
   measure "$name: cp of both inputs" sh -c "cat $a/*.safetensors > $dir/cp/a.st && cat $b/*.safetensors > $dir/cp/b.st && sync"
-  for method in linear slerp ties; do
+  for method in ${METHODS:-linear slerp ties dare_ties breadcrumbs della sce}; do
     case $method in
       linear) params="parameters: {weight: 0.5}" ;;
-      slerp) params="" ;;
-      ties) params="parameters: {weight: 0.7, density: 0.7}" ;;
+      slerp | sce) params="" ;;
+      ties | dare_ties) params="parameters: {weight: 0.7, density: 0.7}" ;;
+      breadcrumbs) params="parameters: {weight: 0.7, density: 0.9, gamma: 0.01}" ;;
+      della) params="parameters: {weight: 0.7, density: 0.7, epsilon: 0.15}" ;;
     esac
     cat > "$dir/$method.yaml" <<YAML
 merge_method: $method
-base_model: $([ $method = ties ] && echo "$base" || echo "$a")
-parameters: {t: 0.5, normalize: false}
+base_model: $(case $method in linear | slerp) echo "$a" ;; *) echo "$base" ;; esac)
+parameters: {t: 0.5, normalize: false, select_topk: 0.7}
 models:
   - model: $a
     $params

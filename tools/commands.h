@@ -17,6 +17,7 @@
   X(quantize, "quantize to GGUF with llama.cpp's types and mixes (Q4_K_M, Q8_0, ...)", light)                      \
   X(imatrix, "measure an importance matrix on calibration text (llama-imatrix's GGUF or .dat)", torch)            \
   X(merge, "merge models from a mergekit-style YAML config (linear, slerp, ties, dare, della, ...)", torch)        \
+  X(moe, "assemble a Mixtral-layout mixture of experts from dense fine-tunes (mergekit-moe configs)", torch)    \
   X(extract_lora, "a fine-tune's difference from its base as a PEFT LoRA adapter (truncated SVD)", torch)        \
   X(train, "LoRA fine-tuning from a YAML recipe; writes a PEFT adapter", torch)                                    \
   X(env, "show version, LibTorch, BLAS library and threads", torch)
