@@ -145,6 +145,46 @@ def check_peft_loads_anvil_adapter(r, family="base"):
     return ok, "no missing or unexpected keys; " + detail
 
 
+def check_moe_in_transformers(r, repo):
+    """transformers loads anvil moe's Mixtral layout: a MoE whose only expert is ft-fortune gives
+    ft-fortune's logits, and the shipped two-expert MoE scores in transformers as in anvil."""
+    import torch
+    one_cfg, one = r.path("moe-one.yaml"), r.path("moe-one")
+    ft = os.path.join(r.models, "ft-fortune")
+    open(one_cfg, "w").write("base_model: %s\ngate_mode: random\nexperts_per_token: 1\ndtype: float32\n"
+                             "experts:\n  - source_model: %s\n" % (ft, ft))
+    r.anvil_run("moe", one_cfg, "-o", one)
+    ids = torch.tensor([tokens_of(ft, r.text)[:256]])
+    with torch.no_grad():
+        diff = (load_hf(one)(ids).logits - load_hf(ft)(ids).logits).abs().max().item()
+    cfg = r.path("moe-pair.yaml")
+    text = open(os.path.join(repo, "configs", "moe", "fortune_changelog.yaml")).read().replace("../../../shared", r.shared)
+    open(cfg, "w").write(text)
+    pair = r.path("moe-pair")
+    r.anvil_run("moe", cfg, "-o", pair)
+    ok, detail = compare_ppl(r.anvil_ppl(pair), peer_ppl(load_hf(pair), tokens_of(pair, r.text)))
+    return ok and diff <= 1e-5, "one-expert MoE vs ft-fortune in transformers: largest logit difference %.2g; " \
+                                "configs/moe/fortune_changelog.yaml: %s" % (diff, detail)
+
+
+def check_peft_loads_extracted_adapter(r):
+    from peft import PeftModel
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+    out = r.path("extracted-r16")
+    base_dir = os.path.join(r.models, "base")
+    r.anvil_run("extract-lora", "--base", base_dir, "--model", os.path.join(r.models, "ft-fortune"), "-o", out,
+                "--rank", "16", "--energy", "0.6")
+    model = PeftModel.from_pretrained(load_hf(base_dir), out).eval()
+    result = set_peft_model_state_dict(model, load_peft_weights(out))
+    unexpected = list(getattr(result, "unexpected_keys", []))
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if unexpected or missing:
+        return False, "PEFT: %d unexpected, %d missing LoRA keys (%s)" % (len(unexpected), len(missing),
+                                                                        (unexpected + missing)[:2])
+    ok, detail = compare_ppl(r.anvil_ppl(base_dir, adapter=out), peer_ppl(model, tokens_of(base_dir, r.text)))
+    return ok, "rank 16 with --energy 0.6 (rank_pattern, lora_embedding_A/B): no missing or unexpected keys; " + detail
+
+
 def check_anvil_loads_peft_adapter(r, family):
     def check():
         import torch
@@ -245,6 +285,48 @@ def selection_in_fp32(r, mergekit_yaml, config, detail_bf16, kept_counts):
                               "choice, anvil the first in index order)" % (differ, at_threshold))
 
 
+def sce_in_fp32(r, mergekit_yaml, config, detail_bf16):
+    """SCE in fp32 on both sides: where the two differ by more than float rounding (1e-5 of the
+    largest weight), the element's variance across the task vectors must equal the selection
+    threshold (the k-th largest), where both keep k of several equal variances but choose
+    different ones; the mean-square weights then differ slightly everywhere, which the rounding
+    bound covers."""
+    import torch
+    text = open(config).read().replace("dtype: bfloat16", "dtype: float32").replace("../../shared", r.shared)
+    cfg = r.path("sce-fp32.yaml")
+    open(cfg, "w").write(text)
+    ours, theirs = r.path("anvil-sce-fp32"), r.path("mergekit-sce-fp32")
+    r.anvil_run("merge", cfg, "-o", ours)
+    subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    a, b = dir_tensors(ours), dir_tensors(theirs)
+    base = dir_tensors(os.path.join(r.models, "base"))
+    inputs = [dir_tensors(os.path.join(r.models, m)) for m in ("ft-fortune", "ft-changelog")]
+    topk = config_density(config, "select_topk", 1.0)
+    scale = max(b[k].abs().max().item() for k in b)
+    differ = at_threshold = 0
+    elsewhere = 0.0
+    for k in a:
+        d = (a[k] - b[k]).abs() > 1e-5 * scale
+        if not d.any():
+            continue
+        differ += int(d.sum())
+        tvs = torch.stack([ft[k].float() - base[k].float() for ft in inputs])
+        var = torch.var(tvs, dim=0, unbiased=False)
+        kept = int(int(torch.count_nonzero(var)) * topk)
+        threshold = torch.sort(var.reshape(-1), descending=True).values[kept - 1]
+        at = var == threshold
+        at_threshold += int((d & at).sum())
+        elsewhere = max(elsewhere, ((a[k] - b[k]).abs() * (~at)).max().item())
+    # Elsewhere only the weights move: a different choice among equal variances changes a model's
+    # mean square by a few of its ~10^5 entries, so the weighted averages shift by ~1e-4.
+    ok = elsewhere <= 1e-3 * scale
+    return ok, detail_bf16 + ("; in fp32 %d elements differ by more than 1e-5 of the largest weight, %d of them at the "
+                              "variance threshold (equal variances: torch.topk's choice vs anvil's index order); "
+                              "elsewhere the largest difference is %.2g (%.1e of the largest weight: the mean-square "
+                              "weights follow the choice)" % (differ, at_threshold, elsewhere, elsewhere / scale))
+
+
 def config_density(config, key, default):
     """The (single) per-model value of `key` in a shipped config, e.g. density: 0.7."""
     m = re.search(r"^\s*%s:\s*([0-9.]+)" % key, open(config).read(), re.M)
@@ -326,9 +408,7 @@ def check_mergekit(r, mergekit_yaml, config):
             counts = breadcrumbs_counts(config_density(config, "density", 1.0), config_density(config, "gamma", 0.01))
             return selection_in_fp32(r, mergekit_yaml, config, detail, counts)
         if method == "sce":
-            # Deterministic but for equal variances at the selection threshold and the float
-            # rounding of the mean-square weights: compare in fp32.
-            return in_fp32(r, mergekit_yaml, config, detail, 1e-5)
+            return sce_in_fp32(r, mergekit_yaml, config, detail)
         return None, detail + "; random drops (DARE, DELLA): anvil's seeded generator, not torch's"
     return check
 
@@ -1002,6 +1082,8 @@ def main():
                    "tiny-phi3", "tiny-phi2", "tiny-qwen2-moe"):
         what = "(attention)" if "mixtral" in family or "moe" in family else "(all linear layers)"
         checks.append(("anvil loads a PEFT adapter of %s %s" % (family, what), pf, check_anvil_loads_peft_adapter(r, family)))
+    checks.append(("PEFT loads an adapter anvil extract-lora wrote", pf, lambda: check_peft_loads_extracted_adapter(r)))
+    checks.append(("transformers loads anvil moe's Mixtral", tf, lambda: check_moe_in_transformers(r, repo)))
     checks.append(("gguf-py reads every GGUF anvil writes", "gguf %s" % v["gguf"], lambda: check_gguf_py(r)))
     for cfg in sorted(f for f in os.listdir(os.path.join(repo, "configs")) if f.endswith(".yaml")):
         checks.append(("mergekit: configs/%s" % cfg, "mergekit", check_mergekit(r, args.mergekit_yaml, os.path.join(repo, "configs", cfg))))
