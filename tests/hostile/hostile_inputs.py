@@ -609,6 +609,20 @@ case("extract_lora.rank_zero", XL.format(M="{M}", m="{M}/ft-fortune", O="{O}", r
 case("extract_lora.rank_text", XL.format(M="{M}", m="{M}/ft-fortune", O="{O}", r="eight"), "rank")
 case("extract_lora.energy_two", XL.format(M="{M}", m="{M}/ft-fortune", O="{O}", r=8) + " --energy 2", "--energy")
 
+# --- moe: configs from strangers -------------------------------------------------------------
+MOE_EXPERT = "experts:\n  - source_model: {M}/ft-fortune\n    positive_prompts: [\"a\"]\n"
+MOE_LAUGHS = "".join("l%d: &l%d [%s]\n" % (i, i, ", ".join(["*l%d" % (i - 1)] * 10 if i else ["x"] * 10)) for i in range(10))
+for n, body, key in [
+    ("k_text", "base_model: {M}/base\nexperts_per_token: two\n" + MOE_EXPERT, "experts_per_token"),
+    ("unknown_key", "base_model: {M}/base\nrouter: learned\n" + MOE_EXPERT, "router"),
+    ("base_missing", "base_model: {M}/nonexistent\n" + MOE_EXPERT, "local directory"),
+    ("prompts_map", "base_model: {M}/base\nexperts:\n  - source_model: {M}/ft-fortune\n    positive_prompts: {a: 1}\n",
+     "positive_prompts"),
+    ("laughs", MOE_LAUGHS + "base_model: {M}/base\n" + MOE_EXPERT, "alias|nodes|expan"),
+]:
+    case(f"moe.{n}", "moe {T}/moe/%s.yaml -o {O}/moe" % n, "%s.yaml" % n, key,
+         build=raw_file("moe/%s.yaml" % n, lambda c, body=body: body.replace("{M}", c.models).encode()))
+
 # --- safetensors -----------------------------------------------------------------------------
 def rename_tensor(old, new):
     def edit(b):
