@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
-#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <cmath>
@@ -14,6 +13,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "model/adapter_config.h"
 #include "model/architecture.h"
 #include "model/config.h"
 #include "model/tensor_bridge.h"
@@ -167,38 +167,22 @@ ExtractLoraSummary extract_lora(const fs::path& base_dir, const fs::path& finetu
   // adapter_config.json: PEFT's keys (those of ../shared/models/lora-random). r and lora_alpha
   // are max_rank (scale 1); a module of another rank gets rank_pattern and alpha_pattern entries
   // equal to its rank, as mergekit-extract-lora writes them.
+  model::AdapterConfig cfg;
+  cfg.r = options.max_rank;
+  cfg.alpha = static_cast<double>(options.max_rank);
   std::set<std::string> targets;
-  nlohmann::ordered_json rank_pattern = nlohmann::ordered_json::object(), alpha_pattern = nlohmann::ordered_json::object();
   for (const auto& mod : summary.modules) {
     targets.insert(mod.module.substr(mod.module.rfind('.') + 1));
     if (mod.rank != options.max_rank) {
-      rank_pattern[mod.module] = mod.rank;
-      alpha_pattern[mod.module] = mod.rank;
+      cfg.rank_pattern.emplace_back(mod.module, mod.rank);
+      cfg.alpha_pattern.emplace_back(mod.module, static_cast<double>(mod.rank));
     }
   }
-  nlohmann::ordered_json cfg;
-  cfg["peft_type"] = "LORA";
-  cfg["task_type"] = "CAUSAL_LM";
-  cfg["base_model_name_or_path"] = base_dir.string();
-  cfg["r"] = options.max_rank;
-  cfg["lora_alpha"] = options.max_rank;
-  cfg["lora_dropout"] = 0.0;
-  cfg["target_modules"] = std::vector<std::string>(targets.begin(), targets.end());
-  cfg["rank_pattern"] = rank_pattern;
-  cfg["alpha_pattern"] = alpha_pattern;
-  cfg["use_rslora"] = false;
-  cfg["use_dora"] = false;
-  cfg["bias"] = "none";
-  cfg["fan_in_fan_out"] = false;
-  cfg["inference_mode"] = true;
-  cfg["init_lora_weights"] = true;
-  cfg["modules_to_save"] = nullptr;
-  cfg["layers_to_transform"] = nullptr;
-  cfg["layers_pattern"] = nullptr;
-  cfg["revision"] = nullptr;
+  cfg.target_modules.assign(targets.begin(), targets.end());
 
   io::AtomicDir out(out_dir);
-  io::write_text_file(out.temp_path() / "adapter_config.json", cfg.dump(2) + "\n");
+  io::write_text_file(out.temp_path() / "adapter_config.json",
+                      model::peft_adapter_config_json(cfg, base_dir.string(), 0.0, true));
   io::write_safetensors(out.temp_path() / "adapter_model.safetensors", tensors, {{"format", "pt"}});
   for (const auto& t : tensors) summary.bytes_written += t.bytes.size();
   out.commit();

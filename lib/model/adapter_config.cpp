@@ -1,5 +1,7 @@
 #include "model/adapter_config.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <set>
 
@@ -43,6 +45,33 @@ double AdapterConfig::scale_of(const std::string& module) const {
   const double* av = pattern_value(alpha_pattern, module);
   const double rank = static_cast<double>(rv ? *rv : r), a = av ? *av : alpha;
   return rslora ? a / std::sqrt(rank) : a / rank;
+}
+
+std::string peft_adapter_config_json(const AdapterConfig& a, const std::string& base_model, double dropout,
+                                     bool init_lora_weights) {
+  nlohmann::ordered_json cfg;
+  cfg["peft_type"] = "LORA";
+  cfg["task_type"] = "CAUSAL_LM";
+  cfg["base_model_name_or_path"] = base_model;
+  cfg["r"] = a.r;
+  cfg["lora_alpha"] = a.alpha;
+  cfg["lora_dropout"] = dropout;
+  cfg["target_modules"] = a.target_modules;
+  cfg["use_rslora"] = a.rslora;
+  cfg["bias"] = "none";
+  cfg["fan_in_fan_out"] = false;
+  cfg["inference_mode"] = true;
+  cfg["init_lora_weights"] = init_lora_weights;
+  cfg["modules_to_save"] = nullptr;
+  cfg["layers_to_transform"] = nullptr;
+  cfg["layers_pattern"] = nullptr;
+  cfg["rank_pattern"] = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : a.rank_pattern) cfg["rank_pattern"][k] = v;
+  cfg["alpha_pattern"] = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : a.alpha_pattern) cfg["alpha_pattern"][k] = v;
+  cfg["use_dora"] = false;
+  cfg["revision"] = nullptr;
+  return cfg.dump(2) + "\n";
 }
 
 AdapterConfig parse_adapter_config(const std::string& text, const std::string& where) {

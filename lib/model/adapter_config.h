@@ -26,6 +26,11 @@ struct AdapterConfig {
   double scale_of(const std::string& module) const;
 };
 
+// adapter_config.json as PEFT writes it (its keys and defaults), for adapters anvil writes
+// (training, extract-lora); rank_pattern/alpha_pattern name modules whose r / alpha differ.
+std::string peft_adapter_config_json(const AdapterConfig& adapter, const std::string& base_model, double dropout,
+                                     bool init_lora_weights);
+
 // Throws anvil::Error naming `where` and the key for anything PEFT would refuse or anvil cannot apply.
 AdapterConfig parse_adapter_config(const std::string& json_text, const std::string& where);
 

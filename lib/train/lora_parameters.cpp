@@ -8,6 +8,7 @@
 #include <set>
 
 #include "io/atomic_file.h"
+#include "model/adapter_config.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "model/tensor_bridge.h"
@@ -73,27 +74,12 @@ int64_t LoraParameters::count() const {
 
 void LoraParameters::save(const fs::path& dir, const std::string& base_model) const {
   std::set<std::string> targets(short_names_.begin(), short_names_.end());
-  nlohmann::ordered_json cfg;
-  cfg["peft_type"] = "LORA";
-  cfg["task_type"] = "CAUSAL_LM";
-  cfg["base_model_name_or_path"] = base_model;
-  cfg["r"] = spec_.r;
-  cfg["lora_alpha"] = spec_.alpha;
-  cfg["lora_dropout"] = spec_.dropout;
-  cfg["target_modules"] = std::vector<std::string>(targets.begin(), targets.end());
-  cfg["use_rslora"] = spec_.rslora;
-  cfg["bias"] = "none";
-  cfg["fan_in_fan_out"] = false;
-  cfg["inference_mode"] = true;
-  cfg["init_lora_weights"] = true;
-  cfg["modules_to_save"] = nullptr;
-  cfg["layers_to_transform"] = nullptr;
-  cfg["layers_pattern"] = nullptr;
-  cfg["rank_pattern"] = nlohmann::ordered_json::object();
-  cfg["alpha_pattern"] = nlohmann::ordered_json::object();
-  cfg["use_dora"] = false;
-  cfg["revision"] = nullptr;
-  io::write_text_file(dir / "adapter_config.json", cfg.dump(2) + "\n");
+  model::AdapterConfig cfg;
+  cfg.r = spec_.r;
+  cfg.alpha = spec_.alpha;
+  cfg.rslora = spec_.rslora;
+  cfg.target_modules.assign(targets.begin(), targets.end());
+  io::write_text_file(dir / "adapter_config.json", model::peft_adapter_config_json(cfg, base_model, spec_.dropout, true));
   save_tensors(dir / "adapter_model.safetensors", names_, tensors_);
 }
 
