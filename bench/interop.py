@@ -120,6 +120,23 @@ def check_int_format(r, fmt):
     return check
 
 
+def peft_scores_adapter(r, base_dir, adapter_dir):
+    """PEFT loads the adapter onto the base with no key left over either way, and scores the text
+    as anvil eval --adapter does."""
+    from peft import PeftModel
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+    model = PeftModel.from_pretrained(load_hf(base_dir), adapter_dir).eval()
+    # The same load, asked for the keys it could not place.
+    result = set_peft_model_state_dict(model, load_peft_weights(adapter_dir))
+    unexpected = list(getattr(result, "unexpected_keys", []))
+    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
+    if unexpected or missing:
+        return False, "PEFT: %d unexpected, %d missing LoRA keys (%s)" % (len(unexpected), len(missing),
+                                                                        (unexpected + missing)[:2])
+    ok, detail = compare_ppl(r.anvil_ppl(base_dir, adapter=adapter_dir), peer_ppl(model, tokens_of(base_dir, r.text)))
+    return ok, "no missing or unexpected keys; " + detail
+
+
 def check_peft_loads_anvil_adapter(r, family="base"):
     import torch
     from peft import PeftModel
@@ -131,18 +148,7 @@ def check_peft_loads_anvil_adapter(r, family="base"):
         "sequence_len: 64\nmicro_batch_size: 4\nmax_steps: 4\nthreads: 2\n"
         "optimizer: {lr: 5.0e-3}\nlora: {r: 8, alpha: 16, target_modules: all-linear}\n" % (r.models, family, out, r.shared))
     r.anvil_run("train", recipe)
-    base = load_hf(os.path.join(r.models, family))
-    model = PeftModel.from_pretrained(base, out).eval()
-    # The same load, asked for the keys it could not place.
-    result = set_peft_model_state_dict(model, load_peft_weights(out))
-    unexpected = list(getattr(result, "unexpected_keys", []))
-    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
-    if unexpected or missing:
-        return False, "PEFT: %d unexpected, %d missing LoRA keys (%s)" % (len(unexpected), len(missing),
-                                                                        (unexpected + missing)[:2])
-    ok, detail = compare_ppl(r.anvil_ppl(os.path.join(r.models, family), adapter=out),
-                             peer_ppl(model, tokens_of(os.path.join(r.models, family), r.text)))
-    return ok, "no missing or unexpected keys; " + detail
+    return peft_scores_adapter(r, os.path.join(r.models, family), out)
 
 
 def check_moe_in_transformers(r, repo):
@@ -168,21 +174,12 @@ def check_moe_in_transformers(r, repo):
 
 
 def check_peft_loads_extracted_adapter(r):
-    from peft import PeftModel
-    from peft.utils import load_peft_weights, set_peft_model_state_dict
     out = r.path("extracted-r16")
     base_dir = os.path.join(r.models, "base")
     r.anvil_run("extract-lora", "--base", base_dir, "--model", os.path.join(r.models, "ft-fortune"), "-o", out,
                 "--rank", "16", "--energy", "0.6")
-    model = PeftModel.from_pretrained(load_hf(base_dir), out).eval()
-    result = set_peft_model_state_dict(model, load_peft_weights(out))
-    unexpected = list(getattr(result, "unexpected_keys", []))
-    missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
-    if unexpected or missing:
-        return False, "PEFT: %d unexpected, %d missing LoRA keys (%s)" % (len(unexpected), len(missing),
-                                                                        (unexpected + missing)[:2])
-    ok, detail = compare_ppl(r.anvil_ppl(base_dir, adapter=out), peer_ppl(model, tokens_of(base_dir, r.text)))
-    return ok, "rank 16 with --energy 0.6 (rank_pattern, lora_embedding_A/B): no missing or unexpected keys; " + detail
+    ok, detail = peft_scores_adapter(r, base_dir, out)
+    return ok, "rank 16 with --energy 0.6 (rank_pattern, lora_embedding_A/B): " + detail
 
 
 def check_anvil_loads_peft_adapter(r, family):
