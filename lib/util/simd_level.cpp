@@ -1,5 +1,9 @@
 #include "util/simd_level.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <cstdlib>
 #include <string>
 
@@ -34,7 +38,13 @@ Level cpu_level() {
 bool native_bf16() {
   bool cpu = false;
 #if defined(__x86_64__)
-  cpu = __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  // CPUID directly: clang 14's __builtin_cpu_supports knows neither "avx512bf16" nor "amx-bf16".
+  auto bit = [](unsigned leaf, unsigned subleaf, int reg, int b) {
+    unsigned r[4] = {0, 0, 0, 0};
+    if (!__get_cpuid_count(leaf, subleaf, &r[0], &r[1], &r[2], &r[3])) return false;
+    return ((r[reg] >> b) & 1u) != 0;
+  };
+  cpu = bit(7, 1, 0, 5) /* EAX: AVX512_BF16 */ || bit(7, 0, 3, 22) /* EDX: AMX-BF16 */;
 #endif
   if (!cpu || default_level() != Level::avx512) return false;
   const char* aten = std::getenv("ATEN_CPU_CAPABILITY");
