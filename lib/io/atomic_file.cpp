@@ -178,6 +178,11 @@ bool is_directory_quietly(const fs::path& path) {
   return fs::is_directory(path, ec) && !ec;
 }
 
+bool is_regular_file_quietly(const fs::path& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path, ec) && !ec;
+}
+
 void write_text_file(const fs::path& path, std::string_view text) {
   AtomicFile file(path);
   file.append(text);

@@ -59,6 +59,7 @@ int remove_stale_temporaries(const std::filesystem::path& final_path);
 // over-long or unreadable name is simply not there, instead of a std::filesystem exception.
 bool exists_quietly(const std::filesystem::path& path);
 bool is_directory_quietly(const std::filesystem::path& path);
+bool is_regular_file_quietly(const std::filesystem::path& path);
 
 // Writes a small text file atomically.
 void write_text_file(const std::filesystem::path& path, std::string_view text);

@@ -19,6 +19,7 @@
 #include "io/mapped_file.h"
 #include "merge/block_kernel.h"
 #include "merge/merge_method.h"
+#include "merge/merge_source.h"
 #include "model/config.h"
 #include "model/gguf_names.h"
 #include "model/tensor_bridge.h"
@@ -30,8 +31,8 @@ namespace {
 
 struct Model {
   fs::path path;
-  std::unique_ptr<io::Checkpoint> ckpt;
-  model::ModelConfig config;
+  std::unique_ptr<MergeSource> source;  // safetensors, GGUF or INT: Hugging Face names either way
+  const model::ModelConfig& config() const { return source->config(); }
 };
 
 struct PlannedInput {
@@ -86,8 +87,8 @@ class Planner {
     // plan_module since 2025-03), or at t = 1 for the last slice's under the legacy rule.
     const double post_t = gradient_rule_ == GradientRule::Legacy ? 1.0 : 0.0;
     const Model& ref = model(first.sources.front().path);
-    const model::Architecture& arch = *ref.config.arch;
-    for (const auto& name : ref.ckpt->names()) {
+    const model::Architecture& arch = *ref.config().arch;
+    for (const auto& name : ref.source->names()) {
       if (model::split_layer_name(arch, name)) continue;
       const auto role = model::parse_hf_name(arch, name);
       bool is_pre = role && role->role == model::TensorRole::TokenEmbedding;
@@ -108,7 +109,7 @@ class Planner {
         const auto& src0 = slice.sources.front();
         int64_t in_layer = range(src0).first + i;
         layer_origins_.push_back({&model(src0.path), in_layer});
-        for (const auto& name : model(src0.path).ckpt->names()) {
+        for (const auto& name : model(src0.path).source->names()) {
           const auto split = model::split_layer_name(arch, name);
           if (!split || split->layer != in_layer) continue;
           layers.push_back(
@@ -131,7 +132,7 @@ class Planner {
   const Model& model(const fs::path& p) const { return *models_.at(p.string()); }
 
   std::pair<int64_t, int64_t> range(const InputSlice& src) const {
-    int64_t n = model(src.path).config.num_layers;
+    int64_t n = model(src.path).config().num_layers;
     auto r = src.layer_range.value_or(std::make_pair(int64_t{0}, n));
     if (r.second > n)
       fail(config_.source.string(), "layer_range [" + std::to_string(r.first) + ", " + std::to_string(r.second) +
@@ -163,13 +164,13 @@ class Planner {
     for (const InputSlice* src : sources) {
       const Model& m = model(src->path);
       std::string in_name = layer_offset < 0 ? name_or_suffix
-                                             : model::layer_prefix(*m.config.arch, range(*src).first + layer_offset) +
+                                             : model::layer_prefix(*m.config().arch, range(*src).first + layer_offset) +
                                                    name_or_suffix;
-      const io::TensorView* view = m.ckpt->find(in_name);
-      if (!view) fail(src->path.string(), "tensor '" + in_name + "' is missing (needed for " + out_name + ")");
-      if (p.shape.empty()) p.shape = view->spec.shape;
-      else if (view->spec.shape != p.shape)
-        fail(src->path.string(), "tensor '" + in_name + "' has shape " + shape_text(view->spec.shape) +
+      const std::vector<int64_t>* shape = m.source->shape(in_name);
+      if (!shape) fail(src->path.string(), "tensor '" + in_name + "' is missing (needed for " + out_name + ")");
+      if (p.shape.empty()) p.shape = *shape;
+      else if (*shape != p.shape)
+        fail(src->path.string(), "tensor '" + in_name + "' has shape " + shape_text(*shape) +
                                      ", other models have " + shape_text(p.shape));
       PlannedInput in{&m, in_name, {}, config_.base_model && src->path.string() == *config_.base_model};
       ParameterReader reader(config_, &slice, in_name, t);
@@ -199,19 +200,19 @@ void check_compatible(const std::vector<const Model*>& models, bool require_same
   const Model& a = *models.front();
   for (const Model* b : models) {
     if (b == &a) continue;
-    if (b->config.model_type != a.config.model_type)
-      fail(b->path.string(), "architecture '" + b->config.model_type + "' differs from " + a.path.string() + "'s '" +
-                                 a.config.model_type + "'");
+    if (b->config().model_type != a.config().model_type)
+      fail(b->path.string(), "architecture '" + b->config().model_type + "' differs from " + a.path.string() + "'s '" +
+                                 a.config().model_type + "'");
     if (!require_same_names) continue;
     std::vector<std::string> diffs;
-    for (const auto& name : a.ckpt->names()) {
-      const auto* tb = b->ckpt->find(name);
-      if (!tb) diffs.push_back("'" + name + "' missing");
-      else if (tb->spec.shape != a.ckpt->get(name).spec.shape)
-        diffs.push_back("'" + name + "' " + shape_text(tb->spec.shape) + " vs " + shape_text(a.ckpt->get(name).spec.shape));
+    for (const auto& name : a.source->names()) {
+      const auto* sb = b->source->shape(name);
+      if (!sb) diffs.push_back("'" + name + "' missing");
+      else if (*sb != *a.source->shape(name))
+        diffs.push_back("'" + name + "' " + shape_text(*sb) + " vs " + shape_text(*a.source->shape(name)));
     }
-    for (const auto& name : b->ckpt->names())
-      if (!a.ckpt->find(name)) diffs.push_back("'" + name + "' extra");
+    for (const auto& name : b->source->names())
+      if (!a.source->shape(name)) diffs.push_back("'" + name + "' extra");
     if (!diffs.empty()) {
       std::string list;
       for (size_t i = 0; i < diffs.size() && i < 3; ++i) list += (i ? "; " : "") + diffs[i];
@@ -228,30 +229,30 @@ void write_layer_keys(nlohmann::ordered_json& cfg, const std::vector<std::pair<c
                       const fs::path& where) {
   bool sliding = false, sparse = false;
   for (const auto& [m, layer] : origins) {
-    sliding |= !m->config.sliding_layers.empty();
-    sparse |= !m->config.sparse_layers.empty();
+    sliding |= !m->config().sliding_layers.empty();
+    sparse |= !m->config().sparse_layers.empty();
   }
   if (sliding || (cfg.contains("layer_types") && cfg["layer_types"].is_array())) {
     auto& types = cfg["layer_types"] = nlohmann::ordered_json::array();
     for (const auto& [m, layer] : origins)
-      types.push_back((m->config.sliding_layers.empty() ? m->config.layer_is_sliding(layer)
-                                                        : m->config.sliding_layers[static_cast<size_t>(layer)])
+      types.push_back((m->config().sliding_layers.empty() ? m->config().layer_is_sliding(layer)
+                                                          : m->config().sliding_layers[static_cast<size_t>(layer)])
                           ? "sliding_attention"
                           : "full_attention");
     cfg.erase("sliding_window_pattern");
   }
   if (!sparse) return;
-  if (origins.front().first->config.arch->shared_experts == model::SharedExperts::Plain) {  // DeepSeekMoE: dense layers lead
+  if (origins.front().first->config().arch->shared_experts == model::SharedExperts::Plain) {  // DeepSeekMoE: dense layers lead
     int64_t dense = 0;
-    while (dense < static_cast<int64_t>(origins.size()) && !origins[dense].first->config.layer_is_sparse(origins[dense].second)) ++dense;
+    while (dense < static_cast<int64_t>(origins.size()) && !origins[dense].first->config().layer_is_sparse(origins[dense].second)) ++dense;
     for (size_t i = static_cast<size_t>(dense); i < origins.size(); ++i)
-      if (!origins[i].first->config.layer_is_sparse(origins[i].second))
+      if (!origins[i].first->config().layer_is_sparse(origins[i].second))
         fail(where.string(), "the slices put a dense layer after a sparse one, which DeepSeekMoE's config cannot say");
     cfg["first_k_dense_replace"] = dense;
   } else {  // Qwen2-MoE: the dense layers by index
     auto& dense = cfg["mlp_only_layers"] = nlohmann::ordered_json::array();
     for (size_t i = 0; i < origins.size(); ++i)
-      if (!origins[i].first->config.layer_is_sparse(origins[i].second)) dense.push_back(i);
+      if (!origins[i].first->config().layer_is_sparse(origins[i].second)) dense.push_back(i);
     cfg["decoder_sparse_step"] = 1;
   }
 }
@@ -259,16 +260,14 @@ void write_layer_keys(nlohmann::ordered_json& cfg, const std::vector<std::pair<c
 void write_model_files(const MergeConfig& config, const Model& base, const Model& tokenizer_model, int64_t layers,
                        const std::vector<std::pair<const Model*, int64_t>>& origins, at::ScalarType out_dtype,
                        const fs::path& dir) {
-  auto cfg = nlohmann::ordered_json::parse(base.config.raw_json);
+  auto cfg = base.source->hf_config();
   cfg["num_hidden_layers"] = layers;
   if (cfg.contains("torch_dtype")) cfg["torch_dtype"] = dtype_config_name(out_dtype);
   if (cfg.contains("dtype") || !cfg.contains("torch_dtype")) cfg["dtype"] = dtype_config_name(out_dtype);
   write_layer_keys(cfg, origins, config.source);
   io::write_text_file(dir / "config.json", cfg.dump(2) + "\n");
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                        "vocab.json", "merges.txt", "tokenizer.model"})
-    if (fs::exists(tokenizer_model.path / f)) fs::copy_file(tokenizer_model.path / f, dir / f);
-  if (fs::exists(base.path / "generation_config.json"))
+  tokenizer_model.source->write_tokenizer_files(dir);
+  if (fs::is_directory(base.path) && fs::exists(base.path / "generation_config.json"))
     fs::copy_file(base.path / "generation_config.json", dir / "generation_config.json");
   fs::copy_file(config.source, dir / "anvil_merge_config.yaml");
 }
@@ -302,7 +301,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   std::map<std::string, std::unique_ptr<Model>> models;
   auto open = [&](const fs::path& p) -> Model& {
     auto& slot = models[p.string()];
-    if (!slot) slot = std::make_unique<Model>(Model{p, std::make_unique<io::Checkpoint>(p), model::ModelConfig::load(p)});
+    if (!slot) slot = std::make_unique<Model>(Model{p, MergeSource::open(p)});
     return *slot;
   };
   std::vector<const Model*> inputs;
@@ -326,7 +325,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   std::string dtype_name = options.out_dtype ? *options.out_dtype
                            : cfg.out_dtype   ? *cfg.out_dtype
                            : cfg.dtype       ? *cfg.dtype
-                                             : base.config.dtype;
+                                             : base.config().dtype;
   at::ScalarType out_dtype = model::parse_float_dtype(dtype_name);
 
   std::vector<io::TensorSpec> specs;
@@ -352,25 +351,19 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
     const int64_t n_chunks = rows == 0 ? 1 : (rows + rows_per_chunk - 1) / rows_per_chunk;
     const uint64_t out_row_bytes = static_cast<uint64_t>(row_elems) * at::elementSize(out_dtype);
 
+    // Rows of chunk c (a tensor without rows is one chunk of its elements).
+    auto chunk_row0 = [&](int64_t c) { return n_chunks > 1 ? c * rows_per_chunk : 0; };
+    auto chunk_rows = [&](int64_t c) { return n_chunks > 1 ? std::min(rows_per_chunk, rows - c * rows_per_chunk) : rows; };
     auto load_chunk = [&](int64_t c) {
       MergeTask task{p.out_name, {}, p.params, tensor_seed(options.seed, p.out_name) + static_cast<uint64_t>(c)};
       for (const auto& in : p.inputs) {
-        const io::TensorView& view = in.model->ckpt->get(in.tensor_name);
-        at::Tensor t = model::view_tensor(view);
-        if (n_chunks > 1) t = t.narrow(0, c * rows_per_chunk, std::min(rows_per_chunk, rows - c * rows_per_chunk));
-        task.inputs.push_back(MergeInput{t.to(device, at::kFloat, false, true), in.params, in.is_base});
+        at::Tensor t = in.model->source->read_rows(in.tensor_name, chunk_row0(c), chunk_rows(c));
+        task.inputs.push_back(MergeInput{t.to(device), in.params, in.is_base});
       }
       return task;
     };
     auto release_chunk = [&](int64_t c) {
-      for (const auto& in : p.inputs) {
-        const io::TensorView& view = in.model->ckpt->get(in.tensor_name);
-        uint64_t row_bytes = view.bytes.size() / static_cast<uint64_t>(std::max<int64_t>(rows, 1));
-        uint64_t begin = n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * row_bytes : 0;
-        uint64_t size = n_chunks > 1 ? std::min<uint64_t>(rows_per_chunk * row_bytes, view.bytes.size() - begin)
-                                     : view.bytes.size();
-        io::release_pages(view.bytes.data() + begin, size);
-      }
+      for (const auto& in : p.inputs) in.model->source->release_rows(in.tensor_name, chunk_row0(c), chunk_rows(c));
     };
 
     // Inputs' stored bytes for the rows of chunk c (the block-kernel fast path reads them directly).
@@ -378,7 +371,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
       std::vector<CombineInput> ins;
       const int64_t first = n_chunks > 1 ? c * rows_per_chunk * row_elems : 0;
       for (const auto& in : p.inputs) {
-        const io::TensorView& view = in.model->ckpt->get(in.tensor_name);
+        const io::TensorView& view = *in.model->source->plain(in.tensor_name);
         ins.push_back({view.bytes.data() + first * static_cast<int64_t>(io::dtype_size(view.spec.dtype)), view.spec.dtype});
       }
       return ins;
@@ -390,7 +383,8 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
     bool fusable = device.is_cpu();
     for (const auto& in : p.inputs) {
       probe.inputs.push_back(MergeInput{{}, in.params, in.is_base});
-      fusable &= can_fuse(in.model->ckpt->get(in.tensor_name).spec.dtype);
+      const io::TensorView* plain = in.model->source->plain(in.tensor_name);
+      fusable &= plain && can_fuse(plain->spec.dtype);
     }
     std::unique_ptr<BlockKernel> kernel = fusable ? method->block_kernel(probe) : nullptr;
 
@@ -400,7 +394,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
     // to fault them in again costs more kernel time than the memory is worth.
     uint64_t largest_input = 0;
     for (const auto& in : p.inputs)
-      largest_input = std::max<uint64_t>(largest_input, in.model->ckpt->get(in.tensor_name).bytes.size());
+      largest_input = std::max<uint64_t>(largest_input, in.model->source->stored_bytes(in.tensor_name));
     const bool keep_pages = largest_input <= (64ull << 20);
     for (int pass = 0; pass < passes; ++pass)
       for (int64_t c = 0; c < n_chunks; ++c) {

@@ -76,9 +76,11 @@ struct Parser : util::YamlReader {
     std::string m = n.Scalar();
     // mergekit's "path+lora_path" syntax and hub ids are not local directories.
     fs::path p(m);
-    if (io::is_directory_quietly(p)) return fs::absolute(p).lexically_normal();
-    if (p.is_relative() && io::is_directory_quietly(config_dir / p)) return fs::absolute(config_dir / p).lexically_normal();
-    error(n, "model '" + m + "' is not a local directory (looked in the current directory and next to the config)");
+    // A model is a directory (safetensors, plain or INT-quantized) or a GGUF file.
+    auto usable = [](const fs::path& q) { return io::is_directory_quietly(q) || io::is_regular_file_quietly(q); };
+    if (usable(p)) return fs::absolute(p).lexically_normal();
+    if (p.is_relative() && usable(config_dir / p)) return fs::absolute(config_dir / p).lexically_normal();
+    error(n, "model '" + m + "' is not a local directory or GGUF file (looked in the current directory and next to the config)");
   }
 
   InputSlice input(const YAML::Node& n, bool with_range) const {

@@ -440,25 +440,19 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
   return s;
 }
 
-void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, const std::string& dtype) {
-  io::GgufFile gguf(gguf_path);
-  auto c = model::ModelConfig::from_gguf(gguf);
-  const QuantType* out_type = find_quant_type(dtype == "f32" || dtype == "float32"    ? "F32"
-                                              : dtype == "f16" || dtype == "float16" ? "F16"
-                                              : dtype == "bf16" || dtype == "bfloat16" ? "BF16"
-                                                                                       : "");
-  if (!out_type) fail("output dtype '" + dtype + "'", "unknown (supported: f32, f16, bf16)");
-  const io::DType st_dtype = out_type->name == "F32" ? io::DType::F32 : out_type->name == "F16" ? io::DType::F16 : io::DType::BF16;
+HfFilesFromGguf hf_files_from_gguf(const io::GgufFile& gguf, const model::ModelConfig& c) {
+  const fs::path& gguf_path = gguf.path();
   if (gguf.find_tensor("rope_freqs.weight"))
     fail(gguf_path.string(), "rope_freqs.weight (scaled rotary frequencies) has no config.json form anvil writes yet");
-  // Everything is validated before the output directory exists: the metadata against the
-  // tensors (the q/k permutation divides rows by the head count) and the vocabulary.
+  // Validated before anything is written: the metadata against the tensors (the q/k permutation
+  // divides rows by the head count) and the vocabulary.
   model::check_gguf_shapes(gguf, c);
-  const std::string tokenizer_json = tokenizer::tokenizer_json_from_gguf(gguf);
+  HfFilesFromGguf out;
+  out.tokenizer_json = tokenizer::tokenizer_json_from_gguf(gguf);
   // tokenizer_config.json: the special tokens by name, the BOS/EOS flags and the chat template.
   nlohmann::ordered_json tokenizer_config = nlohmann::ordered_json::object();
   {
-    const auto tok = tokenizer::Tokenizer::from_json(tokenizer_json, gguf_path.string());
+    const auto tok = tokenizer::Tokenizer::from_json(out.tokenizer_json, gguf_path.string());
     auto name = [&](const char* key, const char* field) {
       if (const io::GgufValue* v = gguf.find(key); v && v->as_int() && *v->as_int() >= 0 && *v->as_int() < tok.vocab_size())
         tokenizer_config[field] = tok.id_to_token(static_cast<int32_t>(*v->as_int()));
@@ -475,6 +469,20 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
       tokenizer_config["chat_template"] = *t->as_string();
     }
   }
+  out.tokenizer_config_json = tokenizer_config.dump(2) + "\n";
+  return out;
+}
+
+void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, const std::string& dtype) {
+  io::GgufFile gguf(gguf_path);
+  auto c = model::ModelConfig::from_gguf(gguf);
+  const QuantType* out_type = find_quant_type(dtype == "f32" || dtype == "float32"    ? "F32"
+                                              : dtype == "f16" || dtype == "float16" ? "F16"
+                                              : dtype == "bf16" || dtype == "bfloat16" ? "BF16"
+                                                                                       : "");
+  if (!out_type) fail("output dtype '" + dtype + "'", "unknown (supported: f32, f16, bf16)");
+  const io::DType st_dtype = out_type->name == "F32" ? io::DType::F32 : out_type->name == "F16" ? io::DType::F16 : io::DType::BF16;
+  const HfFilesFromGguf files = hf_files_from_gguf(gguf, c);
   const auto tensors = model::gguf_hf_tensors(gguf, c);
   std::vector<io::TensorSpec> specs;
   for (const auto& t : tensors) specs.push_back({t.name, st_dtype, t.shape});
@@ -491,8 +499,8 @@ void export_hf_from_gguf(const fs::path& gguf_path, const fs::path& out_dir, con
   }
   const std::string torch_dtype = out_type->name == "F32" ? "float32" : out_type->name == "F16" ? "float16" : "bfloat16";
   io::write_text_file(out.temp_path() / "config.json", c.to_hf_json(torch_dtype));
-  io::write_text_file(out.temp_path() / "tokenizer.json", tokenizer_json);
-  io::write_text_file(out.temp_path() / "tokenizer_config.json", tokenizer_config.dump(2) + "\n");
+  io::write_text_file(out.temp_path() / "tokenizer.json", files.tokenizer_json);
+  io::write_text_file(out.temp_path() / "tokenizer_config.json", files.tokenizer_config_json);
   out.commit();
 }
 

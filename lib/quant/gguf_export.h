@@ -13,6 +13,13 @@
 
 #include "quant/quant_types.h"
 
+namespace anvil::io {
+class GgufFile;
+}
+namespace anvil::model {
+struct ModelConfig;
+}
+
 namespace anvil::quant {
 
 // Encodes one tensor (rows x row floats in GGUF layout, `hf_name` its Hugging Face name) to
@@ -54,6 +61,14 @@ struct GgufExportSummary {
 
 GgufExportSummary export_gguf(const std::filesystem::path& input, const std::filesystem::path& output,
                               const GgufExportOptions& options);
+
+// What a Hugging Face directory needs beside config.json and the tensors, from a GGUF's metadata,
+// after checking that the GGUF can be described that way (shapes, vocabulary, chat template).
+struct HfFilesFromGguf {
+  std::string tokenizer_json;
+  std::string tokenizer_config_json;
+};
+HfFilesFromGguf hf_files_from_gguf(const io::GgufFile& gguf, const model::ModelConfig& config);
 
 // GGUF -> Hugging Face directory (config.json, tokenizer.json, safetensors), dequantized to
 // `dtype` ("f32", "bf16" or "f16").

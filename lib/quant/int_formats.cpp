@@ -189,8 +189,14 @@ bool has_int_weight(const io::Checkpoint& ckpt, const std::string& weight_name, 
   return ckpt.contains(stem(weight_name) + (info.format == IntFormat::Gptq ? ".qweight" : ".weight_packed"));
 }
 
-IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info) {
+IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info,
+                          int64_t row0, int64_t row_count) {
   const std::string s = stem(weight_name), where = ckpt.path().string() + ": '" + s + "'";
+  // Output rows [row0, row0 + row_count) of the whole, checked against the validated row count.
+  auto row_range = [&](int64_t rows) {
+    if (row_count < 0) row_count = rows - row0;
+    if (row0 < 0 || row_count < 0 || row0 + row_count > rows) fail(where, "row range outside the weight");
+  };
   const int per = 32 / info.bits;
   IntLevels out;
   if (info.format == IntFormat::CompressedTensors) {
@@ -202,8 +208,10 @@ IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_
     const int64_t G = scale.size(1);
     if (in <= 0 || packed.size(0) != rows || packed.size(1) * per < in || scale.size(0) != rows || G < 1 || in % G != 0)
       fail(where, "packed sizes do not match weight_shape");
+    row_range(rows);
+    packed = packed.narrow(0, row0, row_count);
     out.levels = (unpack(packed, info.bits, 1).narrow(1, 0, in) - (int64_t{1} << (info.bits - 1))).to(at::kChar).contiguous();
-    out.scales = scale.to(at::kFloat).contiguous();
+    out.scales = scale.narrow(0, row0, row_count).to(at::kFloat).contiguous();
     out.group_of_column = at::arange(in, at::kLong).floor_divide(in / G);
     return out;
   }
@@ -218,14 +226,55 @@ IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_
                                                  : at::arange(in, at::kLong).floor_divide(in / G);
   if (g_idx.dim() != 1 || g_idx.numel() != in || g_idx.min().item<int64_t>() < 0 || g_idx.max().item<int64_t>() >= G)
     fail(where, "g_idx does not index the groups");
-  at::Tensor q = unpack(qweight, info.bits, 0);                        // [in, out]
-  at::Tensor zeros = unpack(qzeros, info.bits, 1).narrow(1, 0, rows);  // [G, out]
+  row_range(rows);
+  at::Tensor q = unpack(qweight.narrow(1, row0, row_count), info.bits, 0);         // [in, rows]
+  at::Tensor zeros = unpack(qzeros, info.bits, 1).narrow(1, row0, row_count);      // [G, rows]
   if (!info.gptq_v2_zeros) zeros = zeros + 1;
   // Levels q - zero lie in [-(2^bits), 2^bits]: int16 holds them for 8 bits, int8 for 4.
   const auto level_type = info.bits <= 4 ? at::kChar : at::kShort;
   out.levels = (q - zeros.index_select(0, g_idx)).t().to(level_type).contiguous();  // [out, in]
-  out.scales = scales.to(at::kFloat).t().contiguous();                               // [out, G]
+  out.scales = scales.narrow(1, row0, row_count).to(at::kFloat).t().contiguous();    // [rows, G]
   out.group_of_column = g_idx.contiguous();
+  return out;
+}
+
+std::vector<LogicalTensor> logical_tensors(const io::Checkpoint& ckpt, const IntCheckpoint& info) {
+  const bool gptq = info.format == IntFormat::Gptq;
+  const char* marker = gptq ? ".qweight" : ".weight_packed";
+  const std::vector<std::string> companions =
+      gptq ? std::vector<std::string>{".qweight", ".qzeros", ".scales", ".g_idx"}
+           : std::vector<std::string>{".weight_packed", ".weight_scale", ".weight_shape", ".weight_zero_point"};
+  auto ends_with = [](const std::string& a, const std::string& b) {
+    return a.size() >= b.size() && a.compare(a.size() - b.size(), b.size(), b) == 0;
+  };
+  std::vector<LogicalTensor> out;
+  for (const auto& name : ckpt.names()) {
+    bool companion = false;
+    for (const auto& c : companions)
+      if (ends_with(name, c)) {
+        // A companion belongs to a quantized weight only where that weight's marker tensor exists.
+        companion = ckpt.contains(name.substr(0, name.size() - c.size()) + marker);
+        if (companion) break;
+      }
+    if (!companion) {
+      out.push_back({name, ckpt.get(name).spec.shape, false});
+      continue;
+    }
+    if (!ends_with(name, marker)) continue;
+    const std::string weight = name.substr(0, name.size() - std::string(marker).size()) + ".weight";
+    const auto& packed = ckpt.get(name).spec.shape;
+    std::vector<int64_t> shape;
+    if (gptq) {
+      if (packed.size() != 2) fail(ckpt.path().string(), "'" + name + "' must be 2-D");
+      shape = {packed[1], packed[0] * (32 / info.bits)};
+    } else {
+      const at::Tensor s = view(ckpt, weight.substr(0, weight.size() - 7) + ".weight_shape").to(at::kLong);
+      if (s.numel() != 2) fail(ckpt.path().string(), "'" + weight + "_shape' must hold two sizes");
+      shape = {s[0].item<int64_t>(), s[1].item<int64_t>()};
+      if (shape[0] <= 0 || shape[1] <= 0) fail(ckpt.path().string(), "'" + weight + "_shape' must be positive");
+    }
+    out.push_back({weight, shape, true});
+  }
   return out;
 }
 

@@ -55,7 +55,19 @@ struct IntLevels {
   at::Tensor scales;           // [out, groups] fp32
   at::Tensor group_of_column;  // [in] int64 (GPTQ act-order: any order)
 };
-IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info);
+// Only output rows [row0, row0 + rows) when given (rows < 0: to the end), unpacking no more than
+// those: a merge streams a quantized input chunk by chunk.
+IntLevels load_int_levels(const io::Checkpoint& ckpt, const std::string& weight_name, const IntCheckpoint& info,
+                          int64_t row0 = 0, int64_t rows = -1);
 at::Tensor dequantize_levels(const IntLevels& levels);  // fp32 [out, in]
+
+// The checkpoint as the model it stands for, in file order: plain tensors as they are, each
+// quantized weight once under its ".weight" name with its [out, in] shape (companions hidden).
+struct LogicalTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool quantized = false;
+};
+std::vector<LogicalTensor> logical_tensors(const io::Checkpoint& ckpt, const IntCheckpoint& info);
 
 }  // namespace anvil::quant

@@ -458,6 +458,20 @@ for n, m, key in TENSOR:
     case(f"gguf.{n}.quantize", on(QUANT, f), n + r"\.gguf", key, build=b)
     # bench computes from the stored blocks without a tokenizer: the same checks must stop it
     case(f"gguf.{n}.bench", on(BENCH, f), n + r"\.gguf", key, build=b)
+# A merge takes GGUF inputs: the same checks must stop it before any output exists.
+def merge_over(rel_gguf, gguf_builder):
+    """Builds the GGUF and a TIES config over it (as the base, with models/base as the other model)."""
+    rel = "merge/over_" + os.path.basename(rel_gguf).replace(".gguf", ".yaml")
+    yaml = lambda c: (f"merge_method: ties\nbase_model: {c.path(rel_gguf)}\nmodels:\n  - model: {c.models}/base\n"
+                      f"    parameters: {{weight: 0.5, density: 0.5}}\n")
+    make = raw_file(rel, yaml)
+    return "{T}/" + rel, lambda c: (gguf_builder(c), make(c))
+
+
+for n, m, key in GG + TENSOR:
+    cfg, b = merge_over("gguf/" + n + ".gguf", gguf_file("gguf/" + n + ".gguf", m))
+    case(f"gguf.{n}.merge", "merge " + cfg + " -o {O}/m", n + r"\.gguf", key, build=b)
+
 case("gguf.shape_mismatch.eval", on(EVAL, "{T}/gguf/shape_mismatch.gguf"), r"shape_mismatch\.gguf", TENSOR[5][2],
      build=gguf_file("gguf/shape_mismatch.gguf", TENSOR[5][1]))
 
