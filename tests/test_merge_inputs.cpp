@@ -194,3 +194,59 @@ TEST(MergeInputs, AFileThatIsNotGgufIsRefusedByName) {
   }
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
+
+// merge -o OUT.gguf in one pass writes the file that merging to a directory and then running
+// export_gguf (anvil quantize, byte-identical to llama-quantize: test_gguf_export) writes: the
+// same bytes, header and metadata included, when the directory has the GGUF's name. Covers
+// llama's rotary rows (the fixture pair), a MoE's expert stacks (tiny-mixtral) and a GGUF input.
+TEST(MergeToGguf, OnePassWritesTheBytesOfMergeThenQuantize) {
+  c10::InferenceMode guard;
+  struct Case {
+    std::string name, yaml, type;
+  };
+  const std::string pair = "\n    parameters: {weight: 0.5, density: 0.5}\n";
+  const Case cases[] = {
+      {"ties-q4km", "merge_method: ties\nbase_model: " + test::model_dir("base").string() + "\nmodels:\n  - model: " +
+                        test::model_dir("ft-fortune").string() + pair + "  - model: " +
+                        test::model_dir("ft-changelog").string() + pair,
+       "Q4_K_M"},
+      {"ties-q8-gguf-base", "merge_method: ties\nbase_model: " + (test::shared_dir() / "refs/gguf/base-Q6_K.gguf").string() +
+                                "\nmodels:\n  - model: " + test::model_dir("ft-fortune").string() + pair + "  - model: " +
+                                test::model_dir("ft-changelog").string() + pair,
+       "Q8_0"},
+      {"mixtral-q4km", "merge_method: linear\nmodels:\n  - model: " + test::model_dir("tiny-mixtral").string() +
+                           "\n    parameters: {weight: 0.7}\n  - model: " + test::model_dir("tiny-mixtral").string() +
+                           "\n    parameters: {weight: 0.3}\ndtype: float16\n",
+       "Q4_K_M"},
+      {"slerp-bf16", "merge_method: slerp\nbase_model: " + test::model_dir("ft-fortune").string() +
+                         "\nmodels:\n  - model: " + test::model_dir("ft-fortune").string() + "\n  - model: " +
+                         test::model_dir("ft-changelog").string() + "\nparameters: {t: 0.4}\n",
+       ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    test::TempDir dir;
+    io::write_text_file(dir / "c.yaml", c.yaml);
+    const auto config = merge::MergeConfig::load(dir / "c.yaml");
+    merge::MergeOptions opts;
+    opts.threads = 2;
+    opts.chunk_elements = 20000;
+    fs::create_directories(dir / "one-pass");
+    fs::create_directories(dir / "two-step");
+    quant::GgufExportOptions g;
+    g.type = c.type;
+    opts.to_gguf = g;
+    const auto one = merge::run_merge(config, dir / "one-pass" / "m.gguf", opts);
+    EXPECT_EQ(one.gguf_type, c.type.empty() ? "BF16" : c.type);
+    EXPECT_FALSE(fs::exists(dir / "one-pass" / "m.gguf.files")) << "the scratch directory stayed";
+    opts.to_gguf.reset();
+    merge::run_merge(config, dir / "two-step" / "m", opts);
+    quant::GgufExportOptions q;
+    q.type = c.type.empty() ? "BF16" : c.type;
+    q.threads = 2;
+    quant::export_gguf(dir / "two-step" / "m", dir / "two-step" / "m.gguf", q);
+    const auto a = test::read_bytes(dir / "one-pass" / "m.gguf"), b = test::read_bytes(dir / "two-step" / "m.gguf");
+    ASSERT_GT(a.size(), 1000u);
+    EXPECT_TRUE(a == b) << "one-pass " << a.size() << " bytes, two-step " << b.size();
+  }
+}

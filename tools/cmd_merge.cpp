@@ -1,4 +1,5 @@
-// anvil merge CONFIG.yaml -o OUT_DIR: runs a mergekit-style config, streaming tensor by tensor.
+// anvil merge CONFIG.yaml -o OUT_DIR: runs a mergekit-style config, streaming tensor by tensor;
+// -o OUT.gguf [--type Q4_K_M] merges and quantizes in the same pass.
 #include <ATen/Parallel.h>
 
 #include <cstdio>
@@ -15,6 +16,8 @@
 #include "merge/merge_method.h"
 #include "model_cards.h"
 #include "progress.h"
+#include "quant/quant_mix.h"
+#include "quant_progress.h"
 #include "tokenizer/tokenizer.h"
 
 namespace anvil::cli {
@@ -53,10 +56,15 @@ int run_merge(int argc, char** argv) {
   for (auto name : merge::merge_method_names()) methods += (methods.empty() ? "" : ", ") + std::string(name);
   cxxopts::Options options(argv[0], "Merge models as a mergekit-style YAML config says (" + methods +
                                         "), tensor by tensor.");
-  options.positional_help("CONFIG.yaml -o OUT_DIR");
+  options.positional_help("CONFIG.yaml -o OUT_DIR|OUT.gguf");
   options.add_options()
       ("config", "merge config (YAML)", cxxopts::value<std::string>())
-      ("o,output", "output model directory (written atomically)", cxxopts::value<std::string>())
+      ("o,output", "output model directory, or a .gguf file to merge and quantize in one pass (written atomically)",
+       cxxopts::value<std::string>())
+      ("type", "with -o OUT.gguf: llama.cpp file type (F16, BF16, Q8_0, Q4_K_M, ...; default: the output dtype)",
+       cxxopts::value<std::string>())
+      ("imatrix", "with -o OUT.gguf: importance matrix for the k-quants (llama-imatrix's GGUF or .dat, or anvil "
+       "imatrix's)", cxxopts::value<std::string>())
       ("shard-size", "maximum shard size, e.g. 5GB or 500MB", cxxopts::value<std::string>()->default_value("5GB"))
       ("seed", "seed for the random drops (DARE, DELLA)", cxxopts::value<uint64_t>()->default_value("0"))
       ("gradient-rule", "where a gradient parameter (t: [0, 0.5, 1]) is evaluated for the embeddings, final norm and "
@@ -83,6 +91,10 @@ int run_merge(int argc, char** argv) {
   }
   for (const auto& f : eval_files) existing_path(f, "eval data file");
   auto config = merge::MergeConfig::load(existing_path(args["config"].as<std::string>(), "merge config"));
+  const std::filesystem::path out = args["output"].as<std::string>();
+  const bool to_gguf = out.extension() == ".gguf";
+  if (!to_gguf && (args.count("type") || args.count("imatrix")))
+    throw UsageError("--type and --imatrix are for a GGUF output (-o OUT.gguf)");
 
   merge::MergeOptions opts;
   opts.threads = thread_count(args);
@@ -105,7 +117,22 @@ int run_merge(int argc, char** argv) {
     if (!bar) bar = std::make_unique<Progress>("merge", total, "tensors");
     bar->update_bytes(done, bytes);
   };
-  const std::filesystem::path out = args["output"].as<std::string>();
+  // GGUF output: the type checked now (its name in the table's spelling), the importance read.
+  std::optional<ImatrixFileUse> imatrix;
+  if (to_gguf) {
+    quant::GgufExportOptions g;
+    g.type = "";  // no --type: the merge's output dtype (BF16, F16 or F32), as the converter writes floats
+    if (args.count("type")) {
+      g.type = args["type"].as<std::string>();
+      if (!quant::find_quant_mix(g.type)) {
+        std::string list;
+        for (auto n : quant::quant_mix_names()) list += (list.empty() ? "" : ", ") + std::string(n);
+        throw UsageError("--type '" + g.type + "' is not a llama.cpp file type anvil writes (" + list + ")");
+      }
+    }
+    if (args.count("imatrix")) imatrix.emplace(existing_path(args["imatrix"].as<std::string>(), "importance matrix").string(), g);
+    opts.to_gguf = std::move(g);
+  }
 
   // The card: the inputs as the config names them, hashed while the merge reads them.
   CardBuilder card(argc, argv);
@@ -135,18 +162,45 @@ int run_merge(int argc, char** argv) {
     c.front.library_name = "transformers";
     io::inherit_from_inputs(c, {"anvil", "merge", "mergekit", config.merge_method});
   }
-  opts.before_commit = [&](const std::filesystem::path& dir, uint64_t bytes) {
-    io::ModelCard& c = card.finish();
-    c.output_bytes = bytes;
-    write_card(dir, c);
-  };
+  if (to_gguf) {
+    // Before the merge: the GGUF's provenance keys (base models, license, tags) come from this card.
+    opts.before_commit = [&](const std::filesystem::path& dir, uint64_t) { write_card(dir, card.card()); };
+  } else {
+    opts.before_commit = [&](const std::filesystem::path& dir, uint64_t bytes) {
+      io::ModelCard& c = card.finish();
+      c.output_bytes = bytes;
+      write_card(dir, c);
+    };
+  }
   auto summary = merge::run_merge(config, out, opts);
   if (bar) bar->finish();
-  std::printf("merged %lld tensors (%lld layers, %s, %s in %zu shard%s) with %s into %s in %.2f s\n",
-              static_cast<long long>(summary.tensors), static_cast<long long>(summary.layers),
-              summary.out_dtype.c_str(), human_bytes(static_cast<double>(summary.bytes_written)).c_str(),
-              summary.shards, summary.shards == 1 ? "" : "s", config.merge_method.c_str(), out.string().c_str(),
-              summary.seconds);
+  for (const auto& note : summary.gguf_notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+  // A GGUF's card lies beside it (OUT.gguf.md), as for anvil quantize.
+  auto write_out_card = [&] {
+    if (!to_gguf) return write_card(out, card.card());
+    io::ModelCard& c = card.card();
+    c.front.library_name = "gguf";
+    c.output_bytes = summary.bytes_written;
+    io::write_text_file(out.string() + ".md", io::render_model_card(c));
+  };
+  if (to_gguf) {
+    io::ModelCard& c = card.finish();
+    c.title += " (" + summary.gguf_type + " GGUF)";
+    c.summary += " Written as a " + summary.gguf_type + " GGUF in the same pass, each tensor rounded to " +
+                 summary.out_dtype + " and then encoded as anvil quantize encodes it.";
+    write_out_card();
+  }
+  if (to_gguf)
+    std::printf("merged %lld tensors (%lld layers, %s) with %s into %s (%s GGUF, %s) in %.2f s\n",
+                static_cast<long long>(summary.tensors), static_cast<long long>(summary.layers), summary.out_dtype.c_str(),
+                config.merge_method.c_str(), out.string().c_str(), summary.gguf_type.c_str(),
+                human_bytes(static_cast<double>(summary.bytes_written)).c_str(), summary.seconds);
+  else
+    std::printf("merged %lld tensors (%lld layers, %s, %s in %zu shard%s) with %s into %s in %.2f s\n",
+                static_cast<long long>(summary.tensors), static_cast<long long>(summary.layers),
+                summary.out_dtype.c_str(), human_bytes(static_cast<double>(summary.bytes_written)).c_str(),
+                summary.shards, summary.shards == 1 ? "" : "s", config.merge_method.c_str(), out.string().c_str(),
+                summary.seconds);
 
   if (!eval_files.empty()) {
     model::LoadOptions load;
@@ -163,8 +217,8 @@ int run_merge(int argc, char** argv) {
         for (const auto& src : s.sources) add(src.path.filename().string(), src.path);
     }
     print_eval_table(rows, eval_files, load, &card.card().measurements);
-    // The measured table joins the card (README.md is replaced atomically).
-    write_card(out, card.card());
+    // The measured table joins the card (README.md or OUT.gguf.md, replaced atomically).
+    write_out_card();
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <tbb/task_arena.h>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -331,8 +332,28 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   std::vector<io::TensorSpec> specs;
   for (const auto& p : plan) specs.push_back({p.out_name, model::from_scalar_type(out_dtype), p.shape});
 
-  io::AtomicDir out(out_dir);
-  io::ShardedWriter writer(out.temp_path(), specs, options.max_shard_bytes);
+  // A directory of shards, or one GGUF file encoded tensor by tensor from the merged bytes (its
+  // config, tokenizer and card in a scratch directory that is never committed).
+  const bool gguf = options.to_gguf.has_value();
+  std::string gguf_type;
+  std::optional<io::AtomicDir> out, scratch;
+  std::optional<io::ShardedWriter> writer;
+  std::optional<quant::HfGgufStream> stream;
+  if (gguf) {
+    scratch.emplace(out_dir.string() + ".files");
+    write_model_files(cfg, base, *tokenizer_model, layers, planner.layer_origins(), out_dtype, scratch->temp_path());
+    if (options.before_commit) options.before_commit(scratch->temp_path(), 0);
+    quant::GgufExportOptions g = *options.to_gguf;
+    g.threads = options.threads;
+    if (g.type.empty())  // the merge's dtype, as llama.cpp's converter writes a float model
+      g.type = out_dtype == at::kBFloat16 ? "BF16" : out_dtype == at::kHalf ? "F16" : "F32";
+    gguf_type = g.type;
+    if (g.name.empty()) g.name = out_dir.stem().string();
+    stream.emplace(scratch->temp_path(), specs, out_dir, g);
+  } else {
+    out.emplace(out_dir);
+    writer.emplace(out->temp_path(), specs, options.max_shard_bytes);
+  }
   std::atomic<int64_t> done{0};
   std::atomic<uint64_t> bytes{0};
   std::mutex progress_mutex;
@@ -350,6 +371,12 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
                                                    : rows;
     const int64_t n_chunks = rows == 0 ? 1 : (rows + rows_per_chunk - 1) / rows_per_chunk;
     const uint64_t out_row_bytes = static_cast<uint64_t>(row_elems) * at::elementSize(out_dtype);
+    // For a GGUF, the whole merged tensor is gathered (in the output dtype) and handed over at once.
+    std::vector<uint8_t> whole(gguf ? static_cast<size_t>(numel) * at::elementSize(out_dtype) : 0);
+    auto emit = [&](uint64_t offset, std::span<const uint8_t> part) {
+      if (gguf) std::memcpy(whole.data() + offset, part.data(), part.size());
+      else writer->write_part(p.out_name, offset, part);
+    };
 
     // Rows of chunk c (a tensor without rows is one chunk of its elements).
     auto chunk_row0 = [&](int64_t c) { return n_chunks > 1 ? c * rows_per_chunk : 0; };
@@ -413,8 +440,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
         const int64_t n = chunk_elements(c);
         buffer.resize(static_cast<size_t>(n) * io::dtype_size(out_io));
         run_merge(*kernel, chunk_bytes(c), n, out_io, buffer.data(), passes > 0 ? &stats : nullptr);
-        writer.write_part(p.out_name, n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * out_row_bytes : 0,
-                          buffer);
+        emit(n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * out_row_bytes : 0, buffer);
         release_chunk(c);
         bytes += buffer.size();
       }
@@ -424,11 +450,11 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
       if (passes > 0) task.stats = &stats;
       at::Tensor result = method->merge(task).to(at::kCPU, out_dtype).contiguous();
       uint64_t offset = n_chunks > 1 ? static_cast<uint64_t>(c * rows_per_chunk) * out_row_bytes : 0;
-      writer.write_part(p.out_name, offset,
-                        std::span<const uint8_t>(static_cast<const uint8_t*>(result.data_ptr()), result.nbytes()));
+      emit(offset, std::span<const uint8_t>(static_cast<const uint8_t*>(result.data_ptr()), result.nbytes()));
       release_chunk(c);
       bytes += result.nbytes();
     }
+    if (gguf) stream->write(p.out_name, whole);
     int64_t d = ++done;
     if (options.progress) {
       std::lock_guard lock(progress_mutex);
@@ -446,16 +472,23 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
   } else {
     for (size_t i = 0; i < plan.size(); ++i) merge_one(i);
   }
-  writer.commit();
-  write_model_files(cfg, base, *tokenizer_model, layers, planner.layer_origins(), out_dtype, out.temp_path());
-  if (options.before_commit) options.before_commit(out.temp_path(), bytes.load());
-  out.commit();
-
   MergeSummary s;
+  if (gguf) {
+    const auto g = stream->commit();
+    s.bytes_written = g.output_bytes;
+    s.shards = 1;
+    s.gguf_notes = g.notes;
+    s.gguf_type = gguf_type;
+  } else {
+    writer->commit();
+    write_model_files(cfg, base, *tokenizer_model, layers, planner.layer_origins(), out_dtype, out->temp_path());
+    if (options.before_commit) options.before_commit(out->temp_path(), bytes.load());
+    out->commit();
+    s.bytes_written = bytes;
+    s.shards = writer->shard_count();
+  }
   s.tensors = static_cast<int64_t>(plan.size());
   s.layers = layers;
-  s.bytes_written = bytes;
-  s.shards = writer.shard_count();
   s.out_dtype = dtype_config_name(out_dtype);
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;

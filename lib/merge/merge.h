@@ -7,8 +7,10 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "merge/merge_config.h"
+#include "quant/gguf_export.h"
 
 namespace anvil::merge {
 
@@ -31,7 +33,13 @@ struct MergeOptions {
   std::function<void(int64_t tensors_done, int64_t tensors_total, uint64_t bytes_done)> progress;
   // Called with the output's temporary directory when everything else is written, just before it
   // becomes the output: what it writes there (the model card) lands atomically with the model.
+  // With a GGUF output (to_gguf set), it is called before any tensor is merged, with the
+  // directory of small files (config.json, tokenizer, card) the GGUF's metadata is read from.
   std::function<void(const std::filesystem::path& temp_dir, uint64_t bytes_written)> before_commit;
+  // Merge straight into one GGUF file of this type (F16, Q8_0, Q4_K_M, ... with an importance
+  // matrix if given): each merged tensor is rounded to the output dtype, then encoded as
+  // `anvil quantize` would encode the merged directory, without writing that directory.
+  std::optional<quant::GgufExportOptions> to_gguf;
 };
 
 struct MergeSummary {
@@ -41,6 +49,8 @@ struct MergeSummary {
   size_t shards = 0;
   std::string out_dtype;
   double seconds = 0;
+  std::string gguf_type;                // the GGUF file type written, if any
+  std::vector<std::string> gguf_notes;  // what a GGUF output cannot say exactly, for the user
 };
 
 MergeSummary run_merge(const MergeConfig& config, const std::filesystem::path& out_dir, const MergeOptions& options);

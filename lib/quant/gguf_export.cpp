@@ -71,16 +71,6 @@ void attach_importance(Job& j, const GgufExportOptions& options) {
   for (int64_t m = 0; m < matrices; ++m) j.importance.push_back(it->second.data() + m * cols);
 }
 
-const QuantType& source_type(const io::TensorView& v) {
-  const QuantType* t = v.spec.dtype == io::DType::F32    ? find_quant_type("F32")
-                       : v.spec.dtype == io::DType::F16  ? find_quant_type("F16")
-                       : v.spec.dtype == io::DType::BF16 ? find_quant_type("BF16")
-                                                         : nullptr;
-  if (!t) fail(v.file.string(), "tensor '" + v.name() + "' has dtype " + std::string(io::dtype_name(v.spec.dtype)) +
-                                    "; only F32, F16 and BF16 can be converted");
-  return *t;
-}
-
 // gguf-py's model_weight_count_rounded_notation: at least two significant digits.
 std::string rounded_count(int64_t n) {
   double scaled;
@@ -111,7 +101,8 @@ void provenance_metadata(Metadata& m, const fs::path& input, const QuantMix& mix
       }
     m.emplace_back(key, std::move(v));
   };
-  const std::string name = fs::absolute(input).lexically_normal().filename().string();
+  const std::string name =
+      options.name.empty() ? fs::absolute(input).lexically_normal().filename().string() : options.name;
   if (!model::is_gguf_file(input)) set("general.basename", io::GgufValue::str(name));
   set("general.size_label", io::GgufValue::str(gguf_size_label(params, expert_params, experts)));
   const bool quantized = mix.quantized();
@@ -161,73 +152,89 @@ Metadata model_metadata(const model::ModelConfig& c, const std::string& name) {
   return m;
 }
 
+// The bytes of a Hugging Face tensor by name, when a job reads its rows: the checkpoint's map for
+// export_gguf, the merged tensor in memory for a one-pass merge.
+using ViewOf = std::function<const io::TensorView&(const std::string& hf_name)>;
+
+const QuantType& source_type(const io::TensorSpec& spec, const std::string& where) {
+  const QuantType* t = spec.dtype == io::DType::F32    ? find_quant_type("F32")
+                       : spec.dtype == io::DType::F16  ? find_quant_type("F16")
+                       : spec.dtype == io::DType::BF16 ? find_quant_type("BF16")
+                                                       : nullptr;
+  if (!t) fail(where, "tensor '" + spec.name + "' has dtype " + std::string(io::dtype_name(spec.dtype)) +
+                          "; only F32, F16 and BF16 can be converted");
+  return *t;
+}
+
 // llama.cpp's 3-D expert tensor from the per-expert 2-D ones: dims {cols, rows, experts}.
-Job expert_stack_job(const io::Checkpoint& ckpt, const std::string& name,
-                     const std::vector<const io::TensorView*>& experts, const QuantMix& mix, const MixContext& ctx) {
+Job expert_stack_job(const std::string& where, const std::string& name, const std::vector<const io::TensorSpec*>& experts,
+                     const QuantMix& mix, const MixContext& ctx, const ViewOf& view_of) {
   for (size_t e = 0; e < experts.size(); ++e)
-    if (!experts[e] || experts[e]->spec.shape != experts[0]->spec.shape || experts[e]->spec.dtype != experts[0]->spec.dtype ||
-        experts[e]->spec.shape.size() != 2)
-      fail(ckpt.path().string(), name + ": expert " + std::to_string(e) + " is missing or differs in shape or dtype");
-  const int64_t rows = experts[0]->spec.shape[0], cols = experts[0]->spec.shape[1];
+    if (!experts[e] || experts[e]->shape != experts[0]->shape || experts[e]->dtype != experts[0]->dtype ||
+        experts[e]->shape.size() != 2)
+      fail(where, name + ": expert " + std::to_string(e) + " is missing or differs in shape or dtype");
+  const int64_t rows = experts[0]->shape[0], cols = experts[0]->shape[1];
   Job j;
   j.info.name = name;
   j.info.dims = {static_cast<uint64_t>(cols), static_cast<uint64_t>(rows), experts.size()};
   j.info.type = choose_tensor_type(mix, ctx, name, cols, 3, find_quant_type("F32"))->ggml_type;
   j.slice_rows = rows;
-  for (const auto* v : experts) {
-    j.input_bytes += v->bytes.size();
-    j.hf_names.push_back(v->name());
+  const QuantType& src = source_type(*experts[0], where);
+  for (const auto* spec : experts) {
+    j.input_bytes += static_cast<uint64_t>(src.row_bytes(cols) * rows);
+    j.hf_names.push_back(spec->name);
   }
-  const QuantType& src = source_type(*experts[0]);
-  j.read_rows = [experts, &src, rows, cols](int64_t row0, int64_t n, float* out) {
+  j.read_rows = [names = j.hf_names, view_of, &src, rows, cols](int64_t row0, int64_t n, float* out) {
     const int64_t row_bytes = src.row_bytes(cols);
     while (n > 0) {  // one expert's run of rows at a time
       const int64_t e = row0 / rows, r = row0 % rows, take = std::min(n, rows - r);
-      src.decode(experts[static_cast<size_t>(e)]->bytes.data() + r * row_bytes, out, take * cols);
-      io::release_pages(experts[static_cast<size_t>(e)]->bytes.data() + r * row_bytes, static_cast<size_t>(take * row_bytes));
+      const io::TensorView& v = view_of(names[static_cast<size_t>(e)]);
+      src.decode(v.bytes.data() + r * row_bytes, out, take * cols);
+      io::release_pages(v.bytes.data() + r * row_bytes, static_cast<size_t>(take * row_bytes));
       row0 += take, n -= take, out += take * cols;
     }
   };
   return j;
 }
 
-// Jobs for a Hugging Face directory: every tensor under its role's GGUF name, with the family's
+// Jobs for a Hugging Face model: every tensor under its role's GGUF name, with the family's
 // value transforms (q/k rotary rows, Gemma's norm offset), experts stacked.
-std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c, const QuantMix& mix,
-                         const MixContext& ctx) {
+std::vector<Job> hf_jobs(const std::vector<io::TensorSpec>& specs, const std::string& where, const model::ModelConfig& c,
+                         const QuantMix& mix, const MixContext& ctx, const ViewOf& view_of) {
   std::vector<Job> jobs;
-  std::map<std::string, std::vector<const io::TensorView*>> stacks;  // stacked name -> its experts
-  for (const auto& hf : ckpt.names()) {
+  std::map<std::string, std::vector<const io::TensorSpec*>> stacks;  // stacked name -> its experts
+  for (const auto& spec : specs) {
+    const std::string& hf = spec.name;
     const auto role = model::parse_hf_name(*c.arch, hf);
-    if (!role) fail(ckpt.path().string(), "tensor '" + hf + "' has no llama.cpp name (unsupported for GGUF)");
+    if (!role) fail(where, "tensor '" + hf + "' has no llama.cpp name (unsupported for GGUF)");
     if (c.tie_word_embeddings && role->role == model::TensorRole::Output) continue;  // llama.cpp reuses token_embd
     if (role->layer >= c.num_layers)
-      fail(ckpt.path().string(), "tensor '" + hf + "' belongs to a layer config.json does not have (" +
-                                     std::to_string(c.num_layers) + " layers)");
+      fail(where, "tensor '" + hf + "' belongs to a layer config.json does not have (" + std::to_string(c.num_layers) +
+                      " layers)");
     if (model::is_expert(role->role)) {
       auto& experts = stacks[model::gguf_name_of(*role)];
       if (role->expert < 0 || role->expert >= c.num_experts)
-        fail(ckpt.path().string(), "tensor '" + hf + "': expert index out of range (config.json: " +
-                                       std::to_string(c.num_experts) + " experts)");
+        fail(where, "tensor '" + hf + "': expert index out of range (config.json: " + std::to_string(c.num_experts) +
+                        " experts)");
       experts.resize(static_cast<size_t>(c.num_experts), nullptr);
-      experts[static_cast<size_t>(role->expert)] = &ckpt.get(hf);
+      experts[static_cast<size_t>(role->expert)] = &spec;
       continue;
     }
     const std::string name = model::gguf_name_of(*role);
-    const io::TensorView& v = ckpt.get(hf);
     Job j;
     j.info.name = name;
-    j.info.dims.assign(v.spec.shape.rbegin(), v.spec.shape.rend());
+    j.info.dims.assign(spec.shape.rbegin(), spec.shape.rend());
     if (j.info.dims.empty()) j.info.dims = {1};  // a scalar: GGUF tensors have at least one dimension
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     j.info.type = choose_tensor_type(mix, ctx, name, row, ggml_dimension_count(j.info.dims), find_quant_type("F32"))->ggml_type;
-    j.input_bytes = v.bytes.size();
+    const QuantType& src = source_type(spec, where);
     j.hf_names = {hf};
     j.slice_rows = row_count(j);
+    j.input_bytes = static_cast<uint64_t>(src.row_bytes(row) * j.slice_rows);
     const model::GgufTransform transform = model::gguf_transform(c, role->role);
-    const QuantType& src = source_type(v);
     const int64_t rows = row_count(j);
-    j.read_rows = [&v, &src, transform, row, rows](int64_t row0, int64_t n, float* out) {
+    j.read_rows = [hf, view_of, &src, transform, row, rows](int64_t row0, int64_t n, float* out) {
+      const io::TensorView& v = view_of(hf);
       const int64_t row_bytes = src.row_bytes(row);
       if (transform.rotary_heads > 0) {
         for (int64_t r = 0; r < n; ++r)  // q/k: GGUF interleaves each head's rotary pairs
@@ -240,8 +247,7 @@ std::vector<Job> hf_jobs(const io::Checkpoint& ckpt, const model::ModelConfig& c
     };
     jobs.push_back(std::move(j));
   }
-  for (const auto& [name, experts] : stacks)
-    jobs.push_back(expert_stack_job(ckpt, name, experts, mix, ctx));
+  for (const auto& [name, experts] : stacks) jobs.push_back(expert_stack_job(where, name, experts, mix, ctx, view_of));
   return jobs;
 }
 
@@ -291,123 +297,160 @@ std::vector<uint8_t> encode_rows(const QuantType& type, const float* w, int64_t 
   return bytes;
 }
 
-}  // namespace
+// What a GGUF output will hold, planned before any tensor is read: metadata and one job per
+// GGUF tensor.
+struct Plan {
+  Metadata meta;
+  std::vector<Job> jobs;
+  MixContext ctx;
+  std::vector<std::string> notes;
+};
 
-GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, const GgufExportOptions& options) {
-  auto t0 = std::chrono::steady_clock::now();
+// The plan for a Hugging Face model: config.json, tokenizer and card from `dir`, the tensors
+// as `specs` say (their bytes come later, through `view_of`).
+Plan plan_hf(const fs::path& dir, const std::vector<io::TensorSpec>& specs, const QuantMix& mix,
+             const GgufExportOptions& options, const ViewOf& view_of) {
+  Plan plan;
+  const bool has_imatrix = options.importance && !options.importance->empty();
+  auto c = model::ModelConfig::load(dir);
+  const std::string where = (dir / "config.json").string();
+  if (c.arch->gguf_arch.empty()) fail(dir.string(), "anvil cannot write " + c.model_type + " models to GGUF yet");
+  std::map<std::string, const io::TensorSpec*> by_name;
+  std::vector<std::string> names;
+  for (const auto& spec : specs) by_name[spec.name] = &spec, names.push_back(spec.name);
+  model::check_tensor_shapes(
+      c,
+      [&](const std::string& name) -> std::optional<std::vector<int64_t>> {
+        auto it = by_name.find(name);
+        if (it == by_name.end()) return std::nullopt;
+        return it->second->shape;
+      },
+      names, where, "config.json");
+  plan.ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !by_name.count("lm_head.weight"),
+              c.num_experts, has_imatrix};
+  model::check_gguf_can_describe(c, where);
+  plan.meta = model_metadata(c, options.name.empty() ? fs::absolute(dir).lexically_normal().filename().string() : options.name);
+  auto tok = tokenizer::Tokenizer::load(dir);
+  tok.check_fits_model(c.vocab_size, where);
+  plan.notes = tokenizer::gguf_vocabulary_caveats(tok);
+  for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
+                                                      c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
+                                                      c.pad_token_id.value_or(-1), c.vocab_size))
+    plan.meta.push_back(std::move(kv));
+  // The chat template travels with the vocabulary, as llama.cpp's converter writes it.
+  if (const auto chat_template = chat::find_chat_template(dir))
+    plan.meta.emplace_back("tokenizer.chat_template", io::GgufValue::str(chat_template->source));
+  plan.jobs = hf_jobs(specs, dir.string(), c, mix, plan.ctx, view_of);
+  if (c.rope.type == "llama3") {
+    // llama.cpp's converter stores llama3 scaling as per-frequency divisors.
+    auto divisors = std::make_shared<std::vector<float>>(model::llama3_rope_divisors(c.rope, c.rotary_dim));
+    Job j;
+    j.info.name = "rope_freqs.weight";
+    j.info.dims = {divisors->size()};
+    j.info.type = 0;
+    j.read_rows = [divisors](int64_t, int64_t, float* out) { std::copy(divisors->begin(), divisors->end(), out); };
+    plan.jobs.insert(plan.jobs.begin(), std::move(j));
+  }
+  return plan;
+}
+
+// The plan for re-encoding a GGUF: its metadata and tensors, new types.
+Plan plan_gguf(const io::GgufFile& in, const QuantMix& mix, const GgufExportOptions& options) {
+  Plan plan;
+  auto c = model::ModelConfig::from_gguf(in);
+  model::check_gguf_shapes(in, c);
+  plan.ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings, c.num_experts,
+              options.importance && !options.importance->empty()};
+  for (const auto& [k, v] : in.metadata())
+    if (k != "general.file_type" && k != "general.quantization_version") plan.meta.emplace_back(k, v);
+  plan.jobs = gguf_jobs(in, mix, plan.ctx);
+  return plan;
+}
+
+// What every plan gets before its header is written: ggml's dimension counts, the importance
+// matrix per matrix, notes on what cannot follow it, provenance and the file type.
+void finish_plan(Plan& plan, const fs::path& input, const QuantMix& mix, bool from_gguf, const GgufExportOptions& options) {
+  // llama-quantize writes each tensor with ggml's dimension count (trailing ones dropped); the
+  // converter (an HF input to a float type) keeps the checkpoint's shape.
+  if (mix.quantized() || from_gguf)
+    for (auto& j : plan.jobs) j.info.dims.resize(ggml_dimension_count(j.info.dims));
+  for (auto& j : plan.jobs) attach_importance(j, options);
+  {
+    // Q8_0 ignores an importance matrix in ggml too; other types without a weighted encoder here
+    // would not match llama-quantize --imatrix: say so rather than differ silently.
+    std::map<std::string, int> unweighted;
+    for (const auto& j : plan.jobs) {
+      const QuantType* t = find_quant_type(j.info.type);
+      if (!j.importance.empty() && t && t->block_elements > 1 && !t->encode_weighted && t->name != "Q8_0")
+        ++unweighted[std::string(t->name)];
+    }
+    for (const auto& [type, n] : unweighted)
+      plan.notes.push_back(std::to_string(n) + " " + type + " tensors are encoded without the importance matrix (anvil has no "
+                           "importance-weighted " + type + " encoder yet; llama-quantize --imatrix weights them)");
+  }
+  int64_t params = 0, expert_params = 0;
+  for (const auto& j : plan.jobs) {
+    const auto n = static_cast<int64_t>(j.info.numel());
+    params += n;
+    if (j.info.name.find("_exps.") != std::string::npos) expert_params += n;
+  }
+  const int64_t experts = plan.ctx.n_expert;
+  provenance_metadata(plan.meta, input, mix, experts > 0 ? params - expert_params : params,
+                      experts > 0 ? expert_params / experts : 0, experts, options);
+  plan.meta.emplace_back("general.quantization_version", io::GgufValue::u32(2));
+  plan.meta.emplace_back("general.file_type", io::GgufValue::u32(mix.file_type));
+}
+
+const QuantMix& mix_of(const GgufExportOptions& options) {
   const QuantMix* mix = find_quant_mix(options.type);
   if (!mix) {
     std::string list;
     for (auto n : quant_mix_names()) list += (list.empty() ? "" : ", ") + std::string(n);
     fail("quantization type '" + options.type + "'", "unknown (supported: " + list + ")");
   }
+  return *mix;
+}
 
-  // Sources stay open (memory-mapped) while the jobs run.
-  std::unique_ptr<io::Checkpoint> ckpt;
-  std::unique_ptr<io::GgufFile> gguf_in;
-  Metadata meta;
-  std::vector<Job> jobs;
-  MixContext ctx;
-  std::vector<std::string> notes;
-  const bool has_imatrix = options.importance && !options.importance->empty();
-  if (model::is_gguf_file(input)) {
-    gguf_in = std::make_unique<io::GgufFile>(input);
-    auto c = model::ModelConfig::from_gguf(*gguf_in);
-    model::check_gguf_shapes(*gguf_in, c);
-    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings, c.num_experts, has_imatrix};
-    for (const auto& [k, v] : gguf_in->metadata())
-      if (k != "general.file_type" && k != "general.quantization_version") meta.emplace_back(k, v);
-    jobs = gguf_jobs(*gguf_in, *mix, ctx);
-  } else {
-    auto c = model::ModelConfig::load(input);
-    if (c.arch->gguf_arch.empty()) fail(input.string(), "anvil cannot write " + c.model_type + " models to GGUF yet");
-    ckpt = std::make_unique<io::Checkpoint>(input);
-    model::check_checkpoint_shapes(c, *ckpt, (input / "config.json").string());
-    ctx = {c.num_layers, c.num_heads, c.num_kv_heads, c.tie_word_embeddings || !ckpt->contains("lm_head.weight"),
-           c.num_experts, has_imatrix};
-    model::check_gguf_can_describe(c, (input / "config.json").string());
-    meta = model_metadata(c, fs::absolute(input).lexically_normal().filename().string());
-    auto tok = tokenizer::Tokenizer::load(input);
-    tok.check_fits_model(c.vocab_size, (input / "config.json").string());
-    notes = tokenizer::gguf_vocabulary_caveats(tok);
-    for (auto& kv : tokenizer::gguf_tokenizer_metadata(tok, c.bos_token_id.value_or(-1),
-                                                        c.eos_token_ids.empty() ? -1 : c.eos_token_ids[0],
-                                                        c.pad_token_id.value_or(-1), c.vocab_size))
-      meta.push_back(std::move(kv));
-    // The chat template travels with the vocabulary, as llama.cpp's converter writes it.
-    if (const auto chat_template = chat::find_chat_template(input))
-      meta.emplace_back("tokenizer.chat_template", io::GgufValue::str(chat_template->source));
-    jobs = hf_jobs(*ckpt, c, *mix, ctx);
-    if (c.rope.type == "llama3") {
-      // llama.cpp's converter stores llama3 scaling as per-frequency divisors.
-      auto divisors = std::make_shared<std::vector<float>>(model::llama3_rope_divisors(c.rope, c.rotary_dim));
-      Job j;
-      j.info.name = "rope_freqs.weight";
-      j.info.dims = {divisors->size()};
-      j.info.type = 0;
-      j.read_rows = [divisors](int64_t, int64_t, float* out) { std::copy(divisors->begin(), divisors->end(), out); };
-      jobs.insert(jobs.begin(), std::move(j));
-    }
-  }
-  // llama-quantize writes each tensor with ggml's dimension count (trailing ones dropped); the
-  // converter (an HF input to a float type) keeps the checkpoint's shape.
-  if (mix->quantized() || gguf_in)
-    for (auto& j : jobs) j.info.dims.resize(ggml_dimension_count(j.info.dims));
-  for (auto& j : jobs) attach_importance(j, options);
-  {
-    // Q8_0 ignores an importance matrix in ggml too; other types without a weighted encoder here
-    // would not match llama-quantize --imatrix: say so rather than differ silently.
-    std::map<std::string, int> unweighted;
-    for (const auto& j : jobs) {
-      const QuantType* t = find_quant_type(j.info.type);
-      if (!j.importance.empty() && t && t->block_elements > 1 && !t->encode_weighted && t->name != "Q8_0")
-        ++unweighted[std::string(t->name)];
-    }
-    for (const auto& [type, n] : unweighted)
-      notes.push_back(std::to_string(n) + " " + type + " tensors are encoded without the importance matrix (anvil has no "
-                      "importance-weighted " + type + " encoder yet; llama-quantize --imatrix weights them)");
-  }
-  {
-    int64_t params = 0, expert_params = 0;
-    for (const auto& j : jobs) {
-      const auto n = static_cast<int64_t>(j.info.numel());
-      params += n;
-      if (j.info.name.find("_exps.") != std::string::npos) expert_params += n;
-    }
-    const int64_t experts = ctx.n_expert;
-    provenance_metadata(meta, input, *mix, experts > 0 ? params - expert_params : params,
-                        experts > 0 ? expert_params / experts : 0, experts, options);
-  }
-  meta.emplace_back("general.quantization_version", io::GgufValue::u32(2));
-  meta.emplace_back("general.file_type", io::GgufValue::u32(mix->file_type));
-
-  std::vector<io::GgufTensorInfo> infos;
-  for (const auto& j : jobs) infos.push_back(j.info);
-  io::GgufWriter writer(output, meta, infos);
-  GgufExportSummary s;
-  s.notes = std::move(notes);
+// Runs a plan's jobs into the output file, chunk by chunk, in any order and from any thread.
+struct GgufEncoding {
+  Plan plan;
+  const GgufExportOptions options;  // a copy: a stream outlives the options it was made with
+  io::GgufWriter writer;
+  std::vector<std::atomic<int64_t>> rows_left;
   std::atomic<int64_t> done{0};
   std::atomic<uint64_t> in_bytes{0}, out_bytes{0};
   std::mutex progress_mutex;
-  std::vector<std::atomic<int64_t>> rows_left(jobs.size());
-  std::vector<Chunk> chunks;
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const Job& j = jobs[i];
-    const int64_t rows = row_count(j);
-    rows_left[i] = rows;
-    if (rows == 0) continue;  // an empty tensor: nothing to write
-    // Chunks never cross matrices (each has its own importance). A matrix a custom encoder may
-    // take (GPTQ needs all its rows at once) is one chunk.
-    const int64_t slice_rows = j.slice_rows;
-    const int64_t step = options.encoder && !j.hf_names.empty()
-                             ? slice_rows
-                             : std::max<int64_t>(1, kChunkElements / static_cast<int64_t>(j.info.dims[0]));
-    for (int64_t s0 = 0; s0 < rows; s0 += slice_rows)
-      for (int64_t r = s0; r < s0 + slice_rows; r += step)
-        chunks.push_back({i, r, std::min(step, s0 + slice_rows - r)});
+  std::chrono::steady_clock::time_point t0;
+
+  static std::vector<io::GgufTensorInfo> infos(const Plan& p) {
+    std::vector<io::GgufTensorInfo> out;
+    for (const auto& j : p.jobs) out.push_back(j.info);
+    return out;
   }
-  auto run = [&](const Chunk& c) {
-    const Job& j = jobs[c.job];
+  GgufEncoding(Plan p, const fs::path& output, const GgufExportOptions& opts, std::chrono::steady_clock::time_point start)
+      : plan(std::move(p)), options(opts), writer(output, plan.meta, infos(plan)), rows_left(plan.jobs.size()), t0(start) {
+    for (size_t i = 0; i < plan.jobs.size(); ++i) rows_left[i] = row_count(plan.jobs[i]);
+  }
+
+  // The chunks of matrix `slice` of job `i` (all its matrices when slice < 0). Chunks never cross
+  // matrices (each has its own importance); a matrix a custom encoder may take (GPTQ needs all
+  // its rows at once) is one chunk.
+  std::vector<Chunk> chunks(size_t i, int64_t slice = -1) const {
+    const Job& j = plan.jobs[i];
+    const int64_t rows = row_count(j);
+    std::vector<Chunk> out;
+    if (rows == 0) return out;  // an empty tensor: nothing to write
+    const int64_t step = options.encoder && !j.hf_names.empty()
+                             ? j.slice_rows
+                             : std::max<int64_t>(1, kChunkElements / static_cast<int64_t>(j.info.dims[0]));
+    for (int64_t s0 = slice < 0 ? 0 : slice * j.slice_rows; s0 < (slice < 0 ? rows : (slice + 1) * j.slice_rows);
+         s0 += j.slice_rows)
+      for (int64_t r = s0; r < s0 + j.slice_rows; r += step) out.push_back({i, r, std::min(step, s0 + j.slice_rows - r)});
+    return out;
+  }
+
+  void run(const Chunk& c) {
+    const Job& j = plan.jobs[c.job];
     const QuantType* type = find_quant_type(j.info.type);
     const int64_t row = static_cast<int64_t>(j.info.dims[0]);
     std::vector<float> w(static_cast<size_t>(c.rows * row));
@@ -425,17 +468,107 @@ GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, con
     const int64_t d = ++done;
     if (options.progress) {
       std::lock_guard lock(progress_mutex);
-      options.progress(d, static_cast<int64_t>(jobs.size()), in_bytes.load());
+      options.progress(d, static_cast<int64_t>(plan.jobs.size()), in_bytes.load());
     }
+  }
+
+  void run_all(const std::vector<Chunk>& list) {
+    tbb::parallel_for(size_t{0}, list.size(), [&](size_t i) { run(list[i]); });
+  }
+
+  GgufExportSummary commit(const fs::path& output) {
+    writer.commit();
+    GgufExportSummary s;
+    s.notes = plan.notes;
+    s.tensors = static_cast<int64_t>(plan.jobs.size());
+    s.input_bytes = in_bytes;
+    s.output_bytes = fs::file_size(output);
+    s.tensor_bytes = out_bytes;
+    for (const auto& j : plan.jobs) s.parameters += static_cast<int64_t>(j.info.numel());
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return s;
+  }
+};
+
+}  // namespace
+
+// The tensors handed over by write() while their chunks run: jobs read them by name.
+struct HfGgufStream::State {
+  fs::path output;
+  std::mutex mutex;
+  std::map<std::string, io::TensorView> live;
+  std::map<std::string, io::TensorSpec> specs;
+  std::map<std::string, std::pair<size_t, int64_t>> slot;  // HF name -> (job, matrix in the job)
+  std::unique_ptr<GgufEncoding> encoding;
+};
+
+HfGgufStream::HfGgufStream(const fs::path& model_dir, const std::vector<io::TensorSpec>& tensors, const fs::path& output,
+                           const GgufExportOptions& options)
+    : state_(std::make_unique<State>()) {
+  const auto t0 = std::chrono::steady_clock::now();
+  State& st = *state_;
+  st.output = output;
+  for (const auto& t : tensors) st.specs[t.name] = t;
+  const QuantMix& mix = mix_of(options);
+  ViewOf view_of = [&st](const std::string& name) -> const io::TensorView& {
+    std::lock_guard lock(st.mutex);
+    return st.live.at(name);
   };
+  Plan plan = plan_hf(model_dir, tensors, mix, options, view_of);
+  finish_plan(plan, model_dir, mix, false, options);
+  for (size_t i = 0; i < plan.jobs.size(); ++i)
+    for (size_t k = 0; k < plan.jobs[i].hf_names.size(); ++k) st.slot[plan.jobs[i].hf_names[k]] = {i, static_cast<int64_t>(k)};
+  st.encoding = std::make_unique<GgufEncoding>(std::move(plan), output, options, t0);
+  // Jobs of no Hugging Face tensor (llama3's rotary divisors) are written now.
+  for (size_t i = 0; i < st.encoding->plan.jobs.size(); ++i)
+    if (st.encoding->plan.jobs[i].hf_names.empty()) st.encoding->run_all(st.encoding->chunks(i));
+}
+
+HfGgufStream::~HfGgufStream() = default;
+
+void HfGgufStream::write(const std::string& hf_name, std::span<const uint8_t> bytes) {
+  State& st = *state_;
+  auto slot = st.slot.find(hf_name);
+  if (slot == st.slot.end()) return;  // a tied LM head: llama.cpp reuses token_embd
+  const io::TensorSpec& spec = st.specs.at(hf_name);
+  if (bytes.size() != spec.numel() * io::dtype_size(spec.dtype))
+    fail(st.output.string(), "tensor '" + hf_name + "': " + std::to_string(bytes.size()) + " bytes handed over for " +
+                                 std::to_string(spec.numel() * io::dtype_size(spec.dtype)));
+  {
+    std::lock_guard lock(st.mutex);
+    st.live[hf_name] = io::TensorView{spec, bytes, st.output};
+  }
+  st.encoding->run_all(st.encoding->chunks(slot->second.first, slot->second.second));
+  std::lock_guard lock(st.mutex);
+  st.live.erase(hf_name);
+}
+
+GgufExportSummary HfGgufStream::commit() { return state_->encoding->commit(state_->output); }
+
+GgufExportSummary export_gguf(const fs::path& input, const fs::path& output, const GgufExportOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const QuantMix& mix = mix_of(options);
   tbb::task_arena arena(std::max(1, options.threads));
-  arena.execute([&] { tbb::parallel_for(size_t{0}, chunks.size(), [&](size_t i) { run(chunks[i]); }); });
-  writer.commit();
-  s.tensors = static_cast<int64_t>(jobs.size());
-  s.input_bytes = in_bytes;
-  s.output_bytes = fs::file_size(output);
-  s.tensor_bytes = out_bytes;
-  for (const auto& j : jobs) s.parameters += static_cast<int64_t>(j.info.numel());
+  if (model::is_gguf_file(input)) {
+    io::GgufFile in(input);  // stays open (memory-mapped) while the jobs run
+    Plan plan = plan_gguf(in, mix, options);
+    finish_plan(plan, input, mix, true, options);
+    GgufEncoding encoding(std::move(plan), output, options, t0);
+    std::vector<Chunk> all;
+    for (size_t i = 0; i < encoding.plan.jobs.size(); ++i)
+      for (const auto& c : encoding.chunks(i)) all.push_back(c);
+    arena.execute([&] { encoding.run_all(all); });
+    return encoding.commit(output);
+  }
+  // A Hugging Face directory: each tensor handed over from the checkpoint's map, in parallel.
+  io::Checkpoint ckpt(input);
+  std::vector<io::TensorSpec> specs;
+  for (const auto& name : ckpt.names()) specs.push_back(ckpt.get(name).spec);
+  HfGgufStream stream(input, specs, output, options);
+  arena.execute([&] {
+    tbb::parallel_for(size_t{0}, specs.size(), [&](size_t i) { stream.write(specs[i].name, ckpt.get(specs[i].name).bytes); });
+  });
+  auto s = stream.commit();
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return s;
 }

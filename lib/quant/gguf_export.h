@@ -7,10 +7,13 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "quant/quant_types.h"
 
 namespace anvil::io {
@@ -42,6 +45,7 @@ struct GgufExportOptions {
   std::string imatrix_file;     // the file it came from, if any
   std::string imatrix_dataset;  // the calibration text (llama-quantize: the first dataset)
   int64_t imatrix_chunks = 0;   // chunks it was computed on
+  std::string name;             // general.name (default: the input's directory or file name)
 };
 
 // llama.cpp's general.size_label for a model of `params` parameters ("8.4M", "1.2B"; with experts
@@ -61,6 +65,26 @@ struct GgufExportSummary {
 
 GgufExportSummary export_gguf(const std::filesystem::path& input, const std::filesystem::path& output,
                               const GgufExportOptions& options);
+
+// A Hugging Face model written to GGUF tensor by tensor, as each becomes available: a one-pass
+// `anvil merge -o OUT.gguf` hands over each merged tensor as it is made, export_gguf each tensor
+// of a checkpoint. `model_dir` holds config.json, the tokenizer and the card; `tensors` names
+// what will come (dtype, Hugging Face shape). Nothing is read until write(); the file appears on
+// commit() (temp + rename) and not at all if the stream is destroyed first.
+class HfGgufStream {
+ public:
+  HfGgufStream(const std::filesystem::path& model_dir, const std::vector<io::TensorSpec>& tensors,
+               const std::filesystem::path& output, const GgufExportOptions& options);
+  ~HfGgufStream();
+  // Encodes and writes one tensor from its bytes (its spec's dtype, Hugging Face layout); the
+  // bytes need only live for the call. Thread-safe across tensors; rows run in parallel inside.
+  void write(const std::string& hf_name, std::span<const uint8_t> bytes);
+  GgufExportSummary commit();
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 // What a Hugging Face directory needs beside config.json and the tensors, from a GGUF's metadata,
 // after checking that the GGUF can be described that way (shapes, vocabulary, chat template).

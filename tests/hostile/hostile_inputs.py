@@ -781,6 +781,13 @@ for n, y, key in MERGE:
     case(f"merge.{n}", "merge {T}/merge/" + n + ".yaml -o {O}/m", n + r"\.yaml", key,
          build=raw_file("merge/" + n + ".yaml", lambda c, y=y: y(c.models)))
 
+# merge -o OUT.gguf: a type that does not exist, or GGUF options for a directory output
+MERGE_OK = raw_file("merge/ok.yaml", lambda c: linear_yaml(c.models, "0.5"))
+case("merge.gguf_type_unknown", "merge {T}/merge/ok.yaml -o {O}/m.gguf --type Q9_X", "--type|Q9_X", build=MERGE_OK)
+case("merge.type_for_directory", "merge {T}/merge/ok.yaml -o {O}/m --type Q4_K_M", "--type|gguf", build=MERGE_OK)
+case("merge.imatrix_missing", "merge {T}/merge/ok.yaml -o {O}/m.gguf --type Q4_K_M --imatrix {T}/none.dat", r"none\.dat",
+     build=MERGE_OK)
+
 # --- eval --data ---------------------------------------------------------------------------
 case("data.directory", "eval {M}/tiny-llama --data {T}/data/adir", "adir", build=lambda c: os.makedirs(
     c.path("data/adir/x"), exist_ok=True))
