@@ -2,6 +2,7 @@
 // config errors, and the real pair: a merge of ft-fortune and ft-changelog that keeps both skills.
 #include <gtest/gtest.h>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 
 #include "eval/perplexity.h"
@@ -341,6 +342,25 @@ TEST(MergeMethods, StreamedMagnitudeSelectionEqualsTopK) {
 }
 
 // The fused one-pass path (used by the runner) against the same method's tensor operations.
+// The model-axis reductions the task-vector methods use instead of LibTorch's: the same sums
+// (fp32, model order: bit for bit) and the population variance within one fp32 rounding of
+// at::var's (both accumulate in double; LibTorch versions differ in the order of its update).
+TEST(MergeMethods, ModelAxisReductionsEqualLibTorchs) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  for (int64_t n : {1, 2, 3, 5}) {
+    auto x = at::randn({n, 37, 19}, gen) * at::rand({n, 1, 1}, gen) * 10;
+    EXPECT_TRUE(at::equal(merge::sum_over_models(x), n <= 2 ? x.sum(0) : [&] {
+      auto s = x[0].clone();
+      for (int64_t k = 1; k < n; ++k) s = s + x[k];
+      return s;
+    }())) << n;
+    if (n <= 2) EXPECT_TRUE(at::equal(merge::sum_over_models(x), x.sum(0))) << n;
+    auto want = at::var(x, {0}, /*unbiased=*/false, false);
+    auto got = merge::variance_over_models(x);
+    EXPECT_TRUE(((got - want).abs() <= want.abs() * 1.2e-7 + 1e-30).all().item<bool>()) << n;
+  }
+}
+
 TEST(MergeMethods, FusedCombinationEqualsTensorOperations) {
   c10::InferenceMode guard;
   io::Checkpoint base(test::model_dir("base")), a(test::model_dir("ft-fortune")), b(test::model_dir("ft-changelog"));

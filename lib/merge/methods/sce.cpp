@@ -82,7 +82,7 @@ class SceMerge final : public MergeMethod {
     wshape[0] = static_cast<int64_t>(weights.size());
     auto w = at::tensor(weights, at::TensorOptions().dtype(at::kFloat)).view(wshape);
     auto erased_weights = w * erase;
-    auto merged = (tvs * erased_weights).sum(0) / erased_weights.sum(0).clamp_min(1e-6);
+    auto merged = sum_over_models(tvs * erased_weights) / sum_over_models(erased_weights).clamp_min(1e-6);
     return base->tensor + merged.to(base->tensor.device());
   }
 
@@ -109,7 +109,7 @@ class SceMerge final : public MergeMethod {
     return at::stack(tvs, 0).to(at::kCPU, at::kFloat).contiguous();
   }
 
-  static at::Tensor variance(const at::Tensor& tvs) { return at::var(tvs, {0}, /*unbiased=*/false, false).contiguous(); }
+  static at::Tensor variance(const at::Tensor& tvs) { return variance_over_models(tvs); }
 
   // The task vectors with the unselected elements zeroed.
   static at::Tensor selected(const MergeTask& task, const at::Tensor& tvs, std::vector<double>& stats, int sweep) {

@@ -245,8 +245,34 @@ void TaskVectorMerge::accumulate(const MergeTask& chunk, int pass, std::vector<d
   }
 }
 
+at::Tensor sum_over_models(const at::Tensor& stacked) {
+  at::Tensor sum = stacked[0].clone();
+  for (int64_t k = 1; k < stacked.size(0); ++k) sum.add_(stacked[k]);
+  return sum;
+}
+
+at::Tensor variance_over_models(const at::Tensor& stacked) {
+  const at::Tensor x = stacked.to(at::kFloat).contiguous();
+  const int64_t n = x.size(0), m = n > 0 ? x.numel() / n : 0;
+  std::vector<double> mean(static_cast<size_t>(m), 0.0), m2(static_cast<size_t>(m), 0.0);
+  const float* p = x.data_ptr<float>();
+  for (int64_t k = 0; k < n; ++k) {  // one model at a time: the element loop vectorizes
+    const double count = static_cast<double>(k + 1);
+    const float* row = p + k * m;
+    for (int64_t i = 0; i < m; ++i) {
+      const double v = row[i], delta = v - mean[i];
+      mean[i] += delta / count;
+      m2[i] += delta * (v - mean[i]);
+    }
+  }
+  at::Tensor out = at::empty(x.sizes().slice(1), x.options());
+  float* o = out.data_ptr<float>();
+  for (int64_t i = 0; i < m; ++i) o[i] = static_cast<float>(m2[i] / static_cast<double>(n));
+  return out;
+}
+
 at::Tensor sign_consensus_mask(const at::Tensor& weighted) {
-  auto majority = at::where(weighted.sum(0) >= 0, 1.0, -1.0).to(weighted.scalar_type());
+  auto majority = at::where(sum_over_models(weighted) >= 0, 1.0, -1.0).to(weighted.scalar_type());
   return weighted.sign() == majority;
 }
 
@@ -446,11 +472,11 @@ at::Tensor TaskVectorMerge::merge(const MergeTask& task) const {
   at::Tensor mixed, divisor;
   if (o_.sign_consensus) {
     auto mask = sign_consensus_mask(weighted).to(stacked.scalar_type());
-    mixed = (weighted * mask).sum(0);
-    divisor = (w * mask).sum(0);
+    mixed = sum_over_models(weighted * mask);
+    divisor = sum_over_models((w * mask).contiguous());
     divisor.masked_fill_(divisor == 0, 1.0);
   } else {
-    mixed = weighted.sum(0);
+    mixed = sum_over_models(weighted);
     divisor = w.sum(0);
     divisor.masked_fill_(divisor.abs() < 1e-8, 1.0);
   }

@@ -80,4 +80,13 @@ at::Tensor sparsify_della(const at::Tensor& delta, double density, double epsilo
 // the mask keeps entries whose sign matches (zeros never match).
 at::Tensor sign_consensus_mask(const at::Tensor& weighted_deltas);
 
+// Reductions over the short model axis of a contiguous fp32 [n, ...]: LibTorch walks such a
+// reduction output element by output element (a profile of sce/della put most of the merge
+// there); these run n vectorized passes over the elements instead.
+// The sum in model order (x0 + x1 + ..., in fp32, the order LibTorch and the block kernels use).
+at::Tensor sum_over_models(const at::Tensor& stacked);
+// The population variance (at::var(x, 0, unbiased=false)), by Welford's update in double in
+// model order as LibTorch's CPU reduction computes it, rounded once to fp32.
+at::Tensor variance_over_models(const at::Tensor& stacked);
+
 }  // namespace anvil::merge
