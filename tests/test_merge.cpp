@@ -354,7 +354,9 @@ TEST(MergeMethods, ModelAxisReductionsEqualLibTorchs) {
       for (int64_t k = 1; k < n; ++k) s = s + x[k];
       return s;
     }())) << n;
-    if (n <= 2) EXPECT_TRUE(at::equal(merge::sum_over_models(x), x.sum(0))) << n;
+    if (n <= 2) {
+      EXPECT_TRUE(at::equal(merge::sum_over_models(x), x.sum(0))) << n;
+    }
     auto want = at::var(x, {0}, /*unbiased=*/false, false);
     auto got = merge::variance_over_models(x);
     EXPECT_TRUE(((got - want).abs() <= want.abs() * 1.2e-7 + 1e-30).all().item<bool>()) << n;

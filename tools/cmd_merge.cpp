@@ -14,6 +14,7 @@
 #include "io/checkpoint.h"
 #include "merge/merge.h"
 #include "merge/merge_method.h"
+#include "merge/merge_search.h"
 #include "model_cards.h"
 #include "progress.h"
 #include "quant/quant_mix.h"
@@ -49,6 +50,68 @@ void print_eval_table(const std::vector<std::pair<std::string, std::filesystem::
   }
 }
 
+// --search: the trials as they run (best so far), a table of them, the best config as YAML.
+int run_search(const std::filesystem::path& config, const std::string& spec_path, const std::filesystem::path& out,
+               const merge::MergeOptions& merge_options) {
+  const auto spec = merge::SearchSpec::load(existing_path(spec_path, "search spec"));
+  merge::SearchOptions so;
+  so.merge = merge_options;
+  so.merge.progress = nullptr;
+  std::unique_ptr<Progress> bar;
+  so.progress = [&](int64_t done, int64_t total, double best) {
+    if (!bar) bar = std::make_unique<Progress>("search", total, "trials");
+    char extra[64];
+    std::snprintf(extra, sizeof extra, "best %.4f", best);
+    bar->update(done, extra);
+  };
+  const auto r = merge::run_merge_search(config, spec, so);
+  if (bar) bar->finish();
+  // The table: one row per trial, the searched values and each file's perplexity.
+  std::string table = "trial\tscore";
+  for (const auto& d : r.dimensions) table += "\t" + d;
+  for (const auto& f : r.files) table += "\tppl " + f;
+  table += "\n";
+  for (size_t i = 0; i < r.trials.size(); ++i) {
+    const auto& t = r.trials[i];
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%zu\t%.5f", i, t.score);
+    table += buf;
+    for (size_t k = 0; k < t.values.size(); ++k) {
+      std::snprintf(buf, sizeof buf, "\t%.4f", t.values[k]);
+      table += buf;
+    }
+    for (double p : t.perplexities) {
+      std::snprintf(buf, sizeof buf, "\t%.3f", p);
+      table += buf;
+    }
+    table += "\n";
+  }
+  std::filesystem::path table_path = out;
+  table_path.replace_extension(".trials.tsv");
+  io::write_text_file(table_path, table);
+  const auto& best = r.trials[r.best];
+  std::string header = "# Found by anvil merge " + config.string() + " --search " + spec_path + ": trial " +
+                       std::to_string(r.best) + " of " + std::to_string(r.trials.size()) + ", score ";
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%.5f (%s; trial 0, the config as written: %.5f).\n# Perplexities:", best.score,
+                spec.objective == merge::SearchObjective::WorstRatio ? "worst perplexity ratio" : "mean perplexity ratio",
+                r.trials[0].score);
+  header += buf;
+  for (size_t i = 0; i < r.files.size(); ++i) {
+    std::snprintf(buf, sizeof buf, " %s %.3f (reference %.3f)", r.files[i].c_str(), best.perplexities[i],
+                  r.reference_perplexities[i]);
+    header += buf;
+  }
+  io::write_text_file(out, header + "\n" + r.best_yaml);
+  std::printf("search: %zu trials; best %.5f (trial %zu), the config as written %.5f\n", r.trials.size(), best.score,
+              r.best, r.trials[0].score);
+  for (size_t i = 0; i < r.files.size(); ++i)
+    std::printf("  %-24s %10.3f (reference %.3f, as written %.3f)\n", r.files[i].c_str(), best.perplexities[i],
+                r.reference_perplexities[i], r.trials[0].perplexities[i]);
+  std::printf("wrote %s and %s\n", out.string().c_str(), table_path.string().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int run_merge(int argc, char** argv) {
@@ -73,6 +136,8 @@ int run_merge(int argc, char** argv) {
       ("eval", "after merging, score perplexity on these text files", cxxopts::value<std::vector<std::string>>())
       ("more", "", cxxopts::value<std::vector<std::string>>())
       ("eval-inputs", "with --eval, also score every input model")
+      ("search", "search the config's parameters as SPEC.yaml says (ranges, objective over validation files, "
+       "budget); -o then names the best config's YAML file", cxxopts::value<std::string>())
       ("h,help", "show this help");
   options.add_options("runtime")
       ("threads", "CPU threads (default: all cores)", cxxopts::value<int>())
@@ -92,6 +157,12 @@ int run_merge(int argc, char** argv) {
   for (const auto& f : eval_files) existing_path(f, "eval data file");
   auto config = merge::MergeConfig::load(existing_path(args["config"].as<std::string>(), "merge config"));
   const std::filesystem::path out = args["output"].as<std::string>();
+  if (args.count("search")) {
+    if (out.extension() != ".yaml" && out.extension() != ".yml")
+      throw UsageError("with --search, -o names the best config's YAML file (e.g. -o best.yaml)");
+    if (args.count("eval") || args.count("type") || args.count("imatrix"))
+      throw UsageError("--search scores with its own spec's data; --eval, --type and --imatrix are for merging");
+  }
   const bool to_gguf = out.extension() == ".gguf";
   if (!to_gguf && (args.count("type") || args.count("imatrix")))
     throw UsageError("--type and --imatrix are for a GGUF output (-o OUT.gguf)");
@@ -117,6 +188,8 @@ int run_merge(int argc, char** argv) {
     if (!bar) bar = std::make_unique<Progress>("merge", total, "tensors");
     bar->update_bytes(done, bytes);
   };
+  if (args.count("search")) return run_search(args["config"].as<std::string>(), args["search"].as<std::string>(), out, opts);
+
   // GGUF output: the type checked now (its name in the table's spelling), the importance read.
   std::optional<ImatrixFileUse> imatrix;
   if (to_gguf) {

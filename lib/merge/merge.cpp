@@ -258,15 +258,21 @@ void write_layer_keys(nlohmann::ordered_json& cfg, const std::vector<std::pair<c
   }
 }
 
-void write_model_files(const MergeConfig& config, const Model& base, const Model& tokenizer_model, int64_t layers,
-                       const std::vector<std::pair<const Model*, int64_t>>& origins, at::ScalarType out_dtype,
-                       const fs::path& dir) {
+// config.json of the merged model: the base's, with the merge's layers and dtype.
+std::string merged_config_json(const MergeConfig& config, const Model& base, int64_t layers,
+                               const std::vector<std::pair<const Model*, int64_t>>& origins, at::ScalarType out_dtype) {
   auto cfg = base.source->hf_config();
   cfg["num_hidden_layers"] = layers;
   if (cfg.contains("torch_dtype")) cfg["torch_dtype"] = dtype_config_name(out_dtype);
   if (cfg.contains("dtype") || !cfg.contains("torch_dtype")) cfg["dtype"] = dtype_config_name(out_dtype);
   write_layer_keys(cfg, origins, config.source);
-  io::write_text_file(dir / "config.json", cfg.dump(2) + "\n");
+  return cfg.dump(2) + "\n";
+}
+
+void write_model_files(const MergeConfig& config, const Model& base, const Model& tokenizer_model, int64_t layers,
+                       const std::vector<std::pair<const Model*, int64_t>>& origins, at::ScalarType out_dtype,
+                       const fs::path& dir) {
+  io::write_text_file(dir / "config.json", merged_config_json(config, base, layers, origins, out_dtype));
   tokenizer_model.source->write_tokenizer_files(dir);
   if (fs::is_directory(base.path) && fs::exists(base.path / "generation_config.json"))
     fs::copy_file(base.path / "generation_config.json", dir / "generation_config.json");
@@ -334,7 +340,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
 
   // A directory of shards, or one GGUF file encoded tensor by tensor from the merged bytes (its
   // config, tokenizer and card in a scratch directory that is never committed).
-  const bool gguf = options.to_gguf.has_value();
+  const bool gguf = options.to_gguf.has_value(), memory = static_cast<bool>(options.to_memory);
   std::string gguf_type;
   std::optional<io::AtomicDir> out, scratch;
   std::optional<io::ShardedWriter> writer;
@@ -350,7 +356,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
     gguf_type = g.type;
     if (g.name.empty()) g.name = out_dir.stem().string();
     stream.emplace(scratch->temp_path(), specs, out_dir, g);
-  } else {
+  } else if (!memory) {
     out.emplace(out_dir);
     writer.emplace(out->temp_path(), specs, options.max_shard_bytes);
   }
@@ -371,10 +377,11 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
                                                    : rows;
     const int64_t n_chunks = rows == 0 ? 1 : (rows + rows_per_chunk - 1) / rows_per_chunk;
     const uint64_t out_row_bytes = static_cast<uint64_t>(row_elems) * at::elementSize(out_dtype);
-    // For a GGUF, the whole merged tensor is gathered (in the output dtype) and handed over at once.
-    std::vector<uint8_t> whole(gguf ? static_cast<size_t>(numel) * at::elementSize(out_dtype) : 0);
+    // For a GGUF or memory, the whole merged tensor is gathered (in the output dtype) and handed over at once.
+    const bool gather = gguf || memory;
+    std::vector<uint8_t> whole(gather ? static_cast<size_t>(numel) * at::elementSize(out_dtype) : 0);
     auto emit = [&](uint64_t offset, std::span<const uint8_t> part) {
-      if (gguf) std::memcpy(whole.data() + offset, part.data(), part.size());
+      if (gather) std::memcpy(whole.data() + offset, part.data(), part.size());
       else writer->write_part(p.out_name, offset, part);
     };
 
@@ -455,6 +462,7 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
       bytes += result.nbytes();
     }
     if (gguf) stream->write(p.out_name, whole);
+    if (memory) options.to_memory(io::TensorSpec{p.out_name, model::from_scalar_type(out_dtype), p.shape}, whole);
     int64_t d = ++done;
     if (options.progress) {
       std::lock_guard lock(progress_mutex);
@@ -479,6 +487,9 @@ MergeSummary run_merge(const MergeConfig& config, const fs::path& out_dir, const
     s.shards = 1;
     s.gguf_notes = g.notes;
     s.gguf_type = gguf_type;
+  } else if (memory) {
+    s.config_json = merged_config_json(cfg, base, layers, planner.layer_origins(), out_dtype);
+    s.bytes_written = bytes;
   } else {
     writer->commit();
     write_model_files(cfg, base, *tokenizer_model, layers, planner.layer_origins(), out_dtype, out->temp_path());

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct MergeOptions {
   // matrix if given): each merged tensor is rounded to the output dtype, then encoded as
   // `anvil quantize` would encode the merged directory, without writing that directory.
   std::optional<quant::GgufExportOptions> to_gguf;
+  // Or into memory, nothing written: each merged tensor (name, output dtype, shape) and its bytes
+  // handed over as it is made, from any worker thread; the summary has the config.
+  std::function<void(const io::TensorSpec& spec, std::span<const uint8_t> bytes)> to_memory;
 };
 
 struct MergeSummary {
@@ -51,6 +55,7 @@ struct MergeSummary {
   double seconds = 0;
   std::string gguf_type;                // the GGUF file type written, if any
   std::vector<std::string> gguf_notes;  // what a GGUF output cannot say exactly, for the user
+  std::string config_json;              // with to_memory: the merged model's config.json
 };
 
 MergeSummary run_merge(const MergeConfig& config, const std::filesystem::path& out_dir, const MergeOptions& options);

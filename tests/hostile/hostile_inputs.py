@@ -788,6 +788,30 @@ case("merge.type_for_directory", "merge {T}/merge/ok.yaml -o {O}/m --type Q4_K_M
 case("merge.imatrix_missing", "merge {T}/merge/ok.yaml -o {O}/m.gguf --type Q4_K_M --imatrix {T}/none.dat", r"none\.dat",
      build=MERGE_OK)
 
+# merge --search SPEC: bad specs stop before any trial
+def search_yaml(body):
+    return lambda c: body.replace("@DATA@", f"{c.shared}/data/fortune.val.txt")
+
+
+SEARCH = [  # name, spec, expected key
+    ("not_mapping", "- 1\n", "mapping"),
+    ("range_reversed", "search: {weight: [1, 0]}\ndata:\n  - file: @DATA@\n", "weight|low < high"),
+    ("range_nan", "search: {weight: [0, .nan]}\ndata:\n  - file: @DATA@\n", "weight"),
+    ("range_scalar", "search: {weight: 0.5}\ndata:\n  - file: @DATA@\n", "weight|range"),
+    ("unknown_parameter", "search: {gamma: [0, 1]}\ndata:\n  - file: @DATA@\n", "gamma"),
+    ("no_data", "search: {weight: [0, 1]}\n", "data"),
+    ("data_missing", "search: {weight: [0, 1]}\ndata:\n  - file: nowhere.txt\n", "nowhere"),
+    ("budget_huge", "search: {weight: [0, 1]}\ndata:\n  - file: @DATA@\nbudget: 1e99\n", "budget"),
+    ("unknown_key", "search: {weight: [0, 1]}\ndata:\n  - file: @DATA@\ntrials: 5\n", "trials"),
+    ("billion_laughs", None, "alias|expan|large|nodes"),
+]
+for n, body, key in SEARCH:
+    spec = raw_file("search/" + n + ".yaml", search_yaml(body) if body else (lambda c: laughs_yaml(c.models, 10)))
+    case(f"search.{n}", "merge {T}/merge/ok.yaml --search {T}/search/" + n + ".yaml -o {O}/best.yaml", n + r"\.yaml",
+         key, build=lambda c, spec=spec: (MERGE_OK(c), spec(c)))
+case("search.output_not_yaml", "merge {T}/merge/ok.yaml --search {T}/search/no_data.yaml -o {O}/best", "-o|yaml",
+     build=MERGE_OK)
+
 # --- eval --data ---------------------------------------------------------------------------
 case("data.directory", "eval {M}/tiny-llama --data {T}/data/adir", "adir", build=lambda c: os.makedirs(
     c.path("data/adir/x"), exist_ok=True))
