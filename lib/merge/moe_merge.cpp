@@ -10,6 +10,7 @@
 
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "io/mapped_file.h"
 #include "model/architecture.h"
 #include "model/config.h"
 #include "model/tensor_bridge.h"
@@ -240,6 +241,8 @@ MoeSummary run_moe(const MoeConfig& cfg, const fs::path& out_dir, const MoeOptio
     t = t.contiguous();
     writer.write(p.spec.name, std::span<const uint8_t>(static_cast<const uint8_t*>(t.data_ptr()), t.nbytes()));
     summary.bytes_written += t.nbytes();
+    // Each input tensor is read once: its pages leave this process (not the page cache) after it.
+    if (p.from) io::release_pages(p.from->get(p.source).bytes.data(), p.from->get(p.source).bytes.size());
     if (options.progress) options.progress("write", ++done, static_cast<int64_t>(plan.size()));
   }
   writer.commit();
