@@ -241,6 +241,20 @@ def dir_tensors(d):
     return out
 
 
+def merged_in_fp32(r, mergekit_yaml, config):
+    """Runs CONFIG again with dtype float32 through anvil and mergekit (no bf16 rounding in either's
+    steps) and returns both outputs' tensors (anvil's, mergekit's)."""
+    name = os.path.splitext(os.path.basename(config))[0]
+    text = open(config).read().replace("dtype: bfloat16", "dtype: float32").replace("../../shared", r.shared)
+    cfg = r.path(name + "-fp32.yaml")
+    open(cfg, "w").write(text)
+    ours, theirs = r.path("anvil-%s-fp32" % name), r.path("mergekit-%s-fp32" % name)
+    r.anvil_run("merge", cfg, "-o", ours)
+    subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    return dir_tensors(ours), dir_tensors(theirs)
+
+
 def selection_in_fp32(r, mergekit_yaml, config, detail_bf16, kept_counts):
     """A magnitude-selecting method (TIES, breadcrumbs) again with dtype float32 (no bf16 rounding
     on either side): every element where the two still differ must sit exactly at one of a task
@@ -249,17 +263,7 @@ def selection_in_fp32(r, mergekit_yaml, config, detail_bf16, kept_counts):
     torch.argsort's unstable order; anvil: index order). Anything else would be a real
     disagreement."""
     import torch
-    name = os.path.splitext(os.path.basename(config))[0]
-    text = open(config).read().replace("dtype: bfloat16", "dtype: float32")
-    text = text.replace("../../shared", r.shared)
-    cfg = r.path(name + "-fp32.yaml")
-    open(cfg, "w").write(text)
-    ours, theirs = r.path("anvil-%s-fp32" % name), r.path("mergekit-%s-fp32" % name)
-    r.anvil_run("merge", cfg, "-o", ours)
-    subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
-
-    a, b = dir_tensors(ours), dir_tensors(theirs)
+    a, b = merged_in_fp32(r, mergekit_yaml, config)
     base = dir_tensors(os.path.join(r.models, "base"))
     inputs = [dir_tensors(os.path.join(r.models, m)) for m in ("ft-fortune", "ft-changelog")]
     differ = at_threshold = 0
@@ -289,14 +293,7 @@ def sce_in_fp32(r, mergekit_yaml, config, detail_bf16):
     different ones; the mean-square weights then differ slightly everywhere, which the rounding
     bound covers."""
     import torch
-    text = open(config).read().replace("dtype: bfloat16", "dtype: float32").replace("../../shared", r.shared)
-    cfg = r.path("sce-fp32.yaml")
-    open(cfg, "w").write(text)
-    ours, theirs = r.path("anvil-sce-fp32"), r.path("mergekit-sce-fp32")
-    r.anvil_run("merge", cfg, "-o", ours)
-    subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
-    a, b = dir_tensors(ours), dir_tensors(theirs)
+    a, b = merged_in_fp32(r, mergekit_yaml, config)
     base = dir_tensors(os.path.join(r.models, "base"))
     inputs = [dir_tensors(os.path.join(r.models, m)) for m in ("ft-fortune", "ft-changelog")]
     topk = config_density(config, "select_topk", 1.0)
@@ -344,16 +341,7 @@ def breadcrumbs_counts(density, gamma):
 def in_fp32(r, mergekit_yaml, config, detail_bf16, tolerance):
     """The config again with dtype float32 on both sides (no bf16 rounding in mergekit's steps):
     the largest difference, relative to the largest weight, must be under `tolerance`."""
-    import torch
-    name = os.path.splitext(os.path.basename(config))[0]
-    text = open(config).read().replace("dtype: bfloat16", "dtype: float32").replace("../../shared", r.shared)
-    cfg = r.path(name + "-fp32.yaml")
-    open(cfg, "w").write(text)
-    ours, theirs = r.path("anvil-%s-fp32" % name), r.path("mergekit-%s-fp32" % name)
-    r.anvil_run("merge", cfg, "-o", ours)
-    subprocess.run([mergekit_yaml, cfg, theirs, "--allow-crimes", "--lazy-unpickle"], stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
-    a, b = dir_tensors(ours), dir_tensors(theirs)
+    a, b = merged_in_fp32(r, mergekit_yaml, config)
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     scale = max(b[k].float().abs().max().item() for k in b)
     return worst <= tolerance * scale, detail_bf16 + "; in fp32 the largest difference is %.3g (%.1e of the largest weight)" % (
