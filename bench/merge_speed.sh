@@ -11,19 +11,7 @@ mkdir -p "$dir"
 command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import numpy' 2>/dev/null ||
   { echo "merge_speed: needs python3-numpy (apt-get install python3-numpy)" >&2; exit 2; }
 
-measure() {  # label, command... -> "label  median seconds of BENCH_REPEAT runs  peak RSS"
-  local label=$1; shift
-  local times=() kb=0
-  for _ in $(seq "${BENCH_REPEAT:-3}"); do
-    rm -rf "$dir/out" "$dir/cp" && mkdir -p "$dir/cp"
-    sync  # start every measurement with no writeback pending from the previous one
-    /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null
-    read -r secs k < "$dir/time"
-    times+=("$secs"); [ "$k" -gt "$kb" ] && kb=$k
-  done
-  local median; median=$(printf "%s\n" "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf "| %s | %.2f s (runs: %s) | %.0f MiB |\n" "$label" "$median" "${times[*]}" "$((kb / 1024))"
-}
+reset_outputs() { rm -rf "$dir/out" "$dir/cp" && mkdir -p "$dir/cp"; }
 
 pair() {  # name, model A, model B, base
   local name=$1 a=$2 b=$3 base=$4

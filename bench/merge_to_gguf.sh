@@ -17,18 +17,7 @@ for m in a:1 b:2 base:3; do
   cp "$shared/models/base/tokenizer.json" "$d/tokenizer.json"
 done
 
-measure() {  # label, command... -> "| label | median s (runs) | peak RSS |"
-  local label=$1; shift
-  local times=() kb=0
-  for _ in $(seq "${BENCH_REPEAT:-3}"); do
-    rm -rf "$dir/out" "$dir/out.gguf" "$dir/two.gguf" "$dir/moe" && sync
-    /usr/bin/time -f "%e %M" -o "$dir/time" "$@" >/dev/null
-    read -r secs k < "$dir/time"
-    times+=("$secs"); [ "$k" -gt "$kb" ] && kb=$k
-  done
-  local median; median=$(printf "%s\n" "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf "| %s | %.2f s (runs: %s) | %.0f MiB |\n" "$label" "$median" "${times[*]}" "$((kb / 1024))"
-}
+reset_outputs() { rm -rf "$dir/out" "$dir/out.gguf" "$dir/two.gguf" "$dir/moe"; }
 
 cat > "$dir/ties.yaml" <<YAML
 merge_method: ties

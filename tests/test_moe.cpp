@@ -115,6 +115,52 @@ TEST(Moe, HiddenRoutersSendEachDomainToItsExpert) {
   }
 }
 
+// architecture qwen (or a shared expert): Qwen2-MoE's layout as mergekit-moe writes it, from a
+// Llama base: experts and the shared expert are their sources' MLP bytes, q/k/v biases zeros,
+// the shared expert's gate [1, hidden] is its prompts' normalized summed embeddings (cheap_embed),
+// and anvil's Qwen2-MoE kernel (checked against transformers on tiny-qwen2-moe) loads and runs it.
+TEST(Moe, QwenLayoutWithASharedExpert) {
+  c10::InferenceMode guard;
+  test::TempDir dir;
+  const std::string fortune = "If you can't be good, be careful.", changelog = "  * New upstream release",
+                    shared = "Package: hello";
+  auto out = build(dir, "base_model: " + m("base") + "\ngate_mode: cheap_embed\nexperts_per_token: 1\ndtype: float32\n"
+                        "experts:\n"
+                        "  - source_model: " + m("ft-fortune") + "\n    positive_prompts: [\"" + fortune + "\"]\n"
+                        "  - source_model: " + m("ft-changelog") + "\n    positive_prompts: [\"" + changelog + "\"]\n"
+                        "shared_experts:\n  - source_model: " + m("base") + "\n    positive_prompts: [\"" + shared + "\"]\n");
+  const auto cfg = model::ModelConfig::load(out);
+  EXPECT_EQ(cfg.model_type, "qwen2_moe");
+  EXPECT_EQ(cfg.num_experts, 2);
+  io::Checkpoint moe(out), base(test::model_dir("base")), b(test::model_dir("ft-changelog"));
+  auto values = [](const io::TensorView& v) { return model::load_tensor(v, at::kFloat); };
+  EXPECT_TRUE(at::equal(values(moe.get("model.layers.2.mlp.experts.1.down_proj.weight")),
+                        values(b.get("model.layers.2.mlp.down_proj.weight"))));
+  EXPECT_TRUE(at::equal(values(moe.get("model.layers.2.mlp.shared_expert.gate_proj.weight")),
+                        values(base.get("model.layers.2.mlp.gate_proj.weight"))));
+  EXPECT_EQ(values(moe.get("model.layers.5.self_attn.k_proj.bias")).abs().max().item<float>(), 0.0f);
+  EXPECT_EQ(moe.get("model.layers.5.self_attn.k_proj.bias").spec.shape, (std::vector<int64_t>{cfg.num_kv_heads * cfg.head_dim}));
+  auto tok = tokenizer::Tokenizer::load(test::model_dir("base"));
+  const auto embed = model::load_tensor(base.get("model.embed_tokens.weight"), at::kDouble);
+  auto ids = tok.encode(shared, true);
+  std::vector<int64_t> v(ids.begin(), ids.end());
+  auto row = embed.index_select(0, at::tensor(v, at::kLong)).sum(0);
+  auto gate = values(moe.get("model.layers.4.mlp.shared_expert_gate.weight"));
+  EXPECT_EQ(gate.sizes().vec(), (std::vector<int64_t>{1, cfg.hidden_size}));
+  EXPECT_LE(test::max_abs_diff(gate[0], (row / row.norm()).to(at::kFloat)), 1e-6);
+  auto model = model::Transformer::load(out);
+  auto logits = model->forward(at::arange(5, 37, at::kLong).unsqueeze(0));
+  EXPECT_TRUE(at::isfinite(logits).all().item<bool>());
+  // A shared expert needs the qwen layout, and the qwen layout needs one.
+  io::write_text_file(dir / "bad.yaml", "base_model: " + m("base") + "\ngate_mode: random\narchitecture: qwen\nexperts:\n"
+                                        "  - source_model: " + m("ft-fortune") + "\n");
+  EXPECT_THROW(merge::MoeConfig::load(dir / "bad.yaml"), Error);
+  io::write_text_file(dir / "bad2.yaml", "base_model: " + m("base") + "\ngate_mode: random\narchitecture: mixtral\nexperts:\n"
+                                         "  - source_model: " + m("ft-fortune") + "\nshared_experts:\n  - source_model: " +
+                                         m("base") + "\n");
+  EXPECT_THROW(merge::MoeConfig::load(dir / "bad2.yaml"), Error);
+}
+
 TEST(Moe, BadConfigsFailBeforeWriting) {
   test::TempDir dir;
   auto fails = [&](const std::string& yaml) {

@@ -34,9 +34,22 @@ std::string hf_name(const model::ModelConfig& c, model::TensorRole role, int64_t
   return model::expand_name(c.arch->hf_template(role), layer);
 }
 
+// The output's name for layer l's router (expert < 0) or expert e's `part` (Mixtral's w1/w2/w3).
 std::string moe_name(int64_t layer, int64_t expert, const char* part) {
   return "model.layers." + std::to_string(layer) + ".block_sparse_moe." +
          (expert < 0 ? std::string("gate") : "experts." + std::to_string(expert) + "." + part) + ".weight";
+}
+
+// Qwen2-MoE's names: mlp.gate, mlp.experts.E.{gate,down,up}_proj (kShared: mlp.shared_expert.*),
+// mlp.shared_expert_gate.
+constexpr int64_t kShared = -2, kSharedGate = -3;
+std::string qwen_moe_name(int64_t layer, int64_t expert, const char* part) {
+  static const std::map<std::string, std::string> proj{{"w1", "gate_proj"}, {"w2", "down_proj"}, {"w3", "up_proj"}};
+  const std::string mlp = "model.layers." + std::to_string(layer) + ".mlp.";
+  if (expert == -1) return mlp + "gate.weight";
+  if (expert == kSharedGate) return mlp + "shared_expert_gate.weight";
+  if (expert == kShared) return mlp + "shared_expert." + proj.at(part) + ".weight";
+  return mlp + "experts." + std::to_string(expert) + "." + proj.at(part) + ".weight";
 }
 
 std::vector<std::string> prompts(const util::YamlReader& r, const YAML::Node& n, const std::string& key) {
@@ -83,9 +96,11 @@ at::Tensor summed_embeddings(const at::Tensor& embed, const tokenizer::Tokenizer
   return sum;
 }
 
-// Router weights: [layers, experts, hidden] fp32.
+// Router weights: [layers, experts, hidden] fp32; with a shared expert, its gate row last.
 at::Tensor router_weights(const MoeConfig& cfg, const model::ModelConfig& base, const MoeOptions& o) {
-  const int64_t L = base.num_layers, E = static_cast<int64_t>(cfg.experts.size()), H = base.hidden_size;
+  std::vector<MoeExpert> gated = cfg.experts;
+  if (cfg.shared_expert) gated.push_back(*cfg.shared_expert);
+  const int64_t L = base.num_layers, E = static_cast<int64_t>(gated.size()), H = base.hidden_size;
   if (cfg.gate_mode == "random" || cfg.gate_mode == "uniform_random") {
     auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
     if (cfg.gate_mode == "random") return at::randn({L, E, H}, gen, at::TensorOptions().dtype(at::kFloat));
@@ -97,17 +112,17 @@ at::Tensor router_weights(const MoeConfig& cfg, const model::ModelConfig& base, 
   if (cfg.gate_mode == "cheap_embed") {
     io::Checkpoint ckpt(cfg.base_model);
     const at::Tensor embed = model::load_tensor(ckpt.get(std::string(base.arch->hf_template(model::TensorRole::TokenEmbedding))), at::kFloat);
-    for (size_t e = 0; e < cfg.experts.size(); ++e) {
-      auto v = summed_embeddings(embed, tok, cfg.experts[e].positive_prompts) -
-               summed_embeddings(embed, tok, cfg.experts[e].negative_prompts);
+    for (size_t e = 0; e < gated.size(); ++e) {
+      auto v = summed_embeddings(embed, tok, gated[e].positive_prompts) -
+               summed_embeddings(embed, tok, gated[e].negative_prompts);
       rows.push_back(v.unsqueeze(0).expand({L, H}));
       if (o.progress) o.progress("router", static_cast<int64_t>(e) + 1, E);
     }
   } else {
     auto m = model::Transformer::load(cfg.base_model);
-    for (size_t e = 0; e < cfg.experts.size(); ++e) {
-      at::Tensor v = mean_router_inputs(*m, tok, cfg.experts[e].positive_prompts);
-      if (!cfg.experts[e].negative_prompts.empty()) v = v - mean_router_inputs(*m, tok, cfg.experts[e].negative_prompts);
+    for (size_t e = 0; e < gated.size(); ++e) {
+      at::Tensor v = mean_router_inputs(*m, tok, gated[e].positive_prompts);
+      if (!gated[e].negative_prompts.empty()) v = v - mean_router_inputs(*m, tok, gated[e].negative_prompts);
       rows.push_back(v);
       if (o.progress) o.progress("router", static_cast<int64_t>(e) + 1, E);
     }
@@ -144,15 +159,14 @@ MoeConfig MoeConfig::load(const fs::path& path) {
     r.choice(root, "dtype", d, {"bfloat16", "float16", "float32", "bf16", "f16", "f32"});
     c.dtype = d;
   }
-  if (root["shared_experts"] && !root["shared_experts"].IsNull())
-    r.error(root["shared_experts"], "shared_experts need a Qwen2-MoE / DeepSeek output; anvil moe writes Mixtral's layout");
+  bool architecture_given = false;
   if (root["architecture"] && !root["architecture"].IsNull()) {
-    std::string a;
-    r.choice(root, "architecture", a, {"mixtral"});
+    r.choice(root, "architecture", c.architecture, {"mixtral", "qwen"});
+    architecture_given = true;
   }
   const YAML::Node experts = root["experts"];
   if (!experts || !experts.IsSequence() || experts.size() == 0) fail(where, "'experts' must be a non-empty list");
-  for (const auto& e : experts) {
+  auto read_expert = [&](const YAML::Node& e) {
     if (!e.IsMap()) r.error(e, "an expert must be a mapping (source_model, positive_prompts, ...)");
     r.only_keys(e, {"source_model", "positive_prompts", "negative_prompts", "noise_scale", "residual_scale"}, "an expert");
     for (const char* k : {"noise_scale", "residual_scale"})
@@ -162,9 +176,24 @@ MoeConfig MoeConfig::load(const fs::path& path) {
     x.model = resolve(e["source_model"]);
     x.positive_prompts = prompts(r, e["positive_prompts"], "positive_prompts");
     x.negative_prompts = prompts(r, e["negative_prompts"], "negative_prompts");
+    return x;
+  };
+  for (const auto& e : experts) {
+    MoeExpert x = read_expert(e);
     if (c.gate_mode != "random" && c.gate_mode != "uniform_random" && x.positive_prompts.empty())
       r.error(e, "an expert needs positive_prompts for gate_mode " + c.gate_mode);
     c.experts.push_back(std::move(x));
+  }
+  if (const YAML::Node shared = root["shared_experts"]; shared && !shared.IsNull()) {
+    if (!shared.IsSequence() || shared.size() != 1)
+      r.error(shared, "shared_experts must list exactly one expert (Qwen2-MoE has one shared expert)");
+    c.shared_expert = read_expert(shared[0]);
+    if (c.gate_mode != "random" && c.gate_mode != "uniform_random" && c.shared_expert->positive_prompts.empty())
+      r.error(shared[0], "the shared expert needs positive_prompts for its gate (gate_mode " + c.gate_mode + ")");
+    if (!architecture_given) c.architecture = "qwen";
+    if (c.architecture != "qwen") r.error(shared, "shared_experts need architecture: qwen (Mixtral has none)");
+  } else if (c.architecture == "qwen") {
+    r.error(root, "architecture: qwen needs exactly one shared expert (shared_experts), as Qwen2-MoE always adds one");
   }
   if (static_cast<int64_t>(c.experts.size()) < c.experts_per_token)
     fail(where, "experts_per_token " + std::to_string(c.experts_per_token) + " exceeds the " +
@@ -176,13 +205,21 @@ MoeSummary run_moe(const MoeConfig& cfg, const fs::path& out_dir, const MoeOptio
   c10::InferenceMode guard;
   const model::ModelConfig base = model::ModelConfig::load(cfg.base_model);
   const std::string base_where = (cfg.base_model / "config.json").string();
-  if (base.model_type != "llama" && base.model_type != "mistral")
-    fail(base_where, "model_type '" + base.model_type + "': anvil moe builds Mixtral from Llama or Mistral models");
+  const bool qwen = cfg.architecture == "qwen";
+  if (qwen ? base.model_type != "llama" && base.model_type != "mistral" && base.model_type != "qwen2"
+           : base.model_type != "llama" && base.model_type != "mistral")
+    fail(base_where, "model_type '" + base.model_type + "': anvil moe builds " +
+                         (qwen ? "Qwen2-MoE from Llama, Mistral or Qwen2" : "Mixtral from Llama or Mistral") + " models");
+  auto out_name = qwen ? qwen_moe_name : moe_name;
+  if (qwen && base.head_dim * base.num_heads != base.hidden_size)
+    fail(base_where, "head_dim " + std::to_string(base.head_dim) + " is not hidden_size / heads: Qwen2-MoE cannot say it");
   auto base_ckpt = std::make_unique<io::Checkpoint>(cfg.base_model);
   model::check_checkpoint_shapes(base, *base_ckpt, base_where);
   std::vector<std::unique_ptr<io::Checkpoint>> experts;
   std::vector<model::ModelConfig> expert_configs;
-  for (const auto& e : cfg.experts) {
+  std::vector<MoeExpert> sources = cfg.experts;  // the routed experts, then the shared one
+  if (cfg.shared_expert) sources.push_back(*cfg.shared_expert);
+  for (const auto& e : sources) {
     expert_configs.push_back(model::ModelConfig::load(e.model));
     experts.push_back(std::make_unique<io::Checkpoint>(e.model));
     const auto& ec = expert_configs.back();
@@ -216,12 +253,23 @@ MoeSummary run_moe(const MoeConfig& cfg, const fs::path& out_dir, const MoeOptio
       plan.push_back({spec, base_ckpt.get(), name});
     }
   const int64_t E = static_cast<int64_t>(cfg.experts.size());
+  // Qwen2-MoE's attention has q/k/v biases: zeros where the base (Llama, Mistral) has none.
+  std::vector<std::pair<io::TensorSpec, int64_t>> zero_biases;
+  if (qwen)
+    for (int64_t l = 0; l < base.num_layers; ++l)
+      for (const auto& [proj, heads] : {std::pair<const char*, int64_t>{"q_proj", base.num_heads}, {"k_proj", base.num_kv_heads},
+                                        {"v_proj", base.num_kv_heads}}) {
+        const std::string name = "model.layers." + std::to_string(l) + ".self_attn." + proj + ".bias";
+        if (!base_ckpt->contains(name)) zero_biases.push_back({{name, out_io, {heads * base.head_dim}}, l});
+      }
+  for (const auto& [spec, l] : zero_biases) plan.push_back({spec, nullptr, "", -1});
   for (int64_t l = 0; l < base.num_layers; ++l) {
-    plan.push_back({{moe_name(l, -1, ""), out_io, {E, base.hidden_size}}, nullptr, "", l});
-    for (int64_t e = 0; e < E; ++e)
+    plan.push_back({{out_name(l, -1, ""), out_io, {E, base.hidden_size}}, nullptr, "", l});
+    if (qwen) plan.push_back({{out_name(l, kSharedGate, ""), out_io, {1, base.hidden_size}}, nullptr, "", l});
+    for (int64_t e = 0; e < static_cast<int64_t>(experts.size()); ++e)
       for (const auto& [role, part] : kExpertParts) {
         const std::string src = hf_name(base, role, l);
-        plan.push_back({{moe_name(l, e, part), out_io, experts[e]->get(src).spec.shape}, experts[e].get(), src, l});
+        plan.push_back({{out_name(l, e < E ? e : kShared, part), out_io, experts[e]->get(src).spec.shape}, experts[e].get(), src, l});
       }
   }
 
@@ -236,8 +284,11 @@ MoeSummary run_moe(const MoeConfig& cfg, const fs::path& out_dir, const MoeOptio
   MoeSummary summary{base.num_layers, E, static_cast<int64_t>(plan.size()), 0};
   int64_t done = 0;
   for (const auto& p : plan) {
-    at::Tensor t = p.from ? model::load_tensor(p.from->get(p.source), io::dtype_is_float(p.spec.dtype) ? out_type : model::to_scalar_type(p.spec.dtype))
-                          : routers[p.layer].to(out_type);
+    at::Tensor t;
+    if (p.from) t = model::load_tensor(p.from->get(p.source), io::dtype_is_float(p.spec.dtype) ? out_type : model::to_scalar_type(p.spec.dtype));
+    else if (p.layer < 0) t = at::zeros(p.spec.shape, at::TensorOptions().dtype(out_type));  // a zero bias
+    else if (p.spec.shape[0] == 1 && qwen) t = routers[p.layer].narrow(0, E, 1).to(out_type);  // the shared gate row
+    else t = routers[p.layer].narrow(0, 0, E).to(out_type);
     t = t.contiguous();
     writer.write(p.spec.name, std::span<const uint8_t>(static_cast<const uint8_t*>(t.data_ptr()), t.nbytes()));
     summary.bytes_written += t.nbytes();
@@ -248,14 +299,31 @@ MoeSummary run_moe(const MoeConfig& cfg, const fs::path& out_dir, const MoeOptio
   writer.commit();
 
   nlohmann::ordered_json c = config_json;
-  c["architectures"] = {"MixtralForCausalLM"};
-  c["model_type"] = "mixtral";
-  c["num_local_experts"] = E;
-  c["num_experts_per_tok"] = cfg.experts_per_token;
-  c["router_aux_loss_coef"] = 0.001;
-  c["router_jitter_noise"] = 0.0;
-  c["output_router_logits"] = false;
-  if (!c.contains("sliding_window")) c["sliding_window"] = nullptr;
+  if (qwen) {  // as mergekit-moe's Qwen output writes it
+    c["architectures"] = {"Qwen2MoeForCausalLM"};
+    c["model_type"] = "qwen2_moe";
+    c["num_experts"] = E;
+    c["num_experts_per_tok"] = cfg.experts_per_token;
+    c["decoder_sparse_step"] = 1;
+    c["norm_topk_prob"] = true;
+    c["moe_intermediate_size"] = base.intermediate_size;
+    c["shared_expert_intermediate_size"] = expert_configs.back().intermediate_size;
+    c["mlp_only_layers"] = nlohmann::ordered_json::array();
+    c["sliding_window"] = nullptr;
+    c["use_sliding_window"] = false;
+    c["router_aux_loss_coef"] = 0.001;
+    c["output_router_logits"] = false;
+    c.erase("head_dim");  // Qwen2-MoE derives it from hidden_size / heads
+  } else {
+    c["architectures"] = {"MixtralForCausalLM"};
+    c["model_type"] = "mixtral";
+    c["num_local_experts"] = E;
+    c["num_experts_per_tok"] = cfg.experts_per_token;
+    c["router_aux_loss_coef"] = 0.001;
+    c["router_jitter_noise"] = 0.0;
+    c["output_router_logits"] = false;
+    if (!c.contains("sliding_window")) c["sliding_window"] = nullptr;
+  }
   for (const char* k : {"mlp_bias", "pretraining_tp"}) c.erase(k);  // Llama's keys that Mixtral lacks
   const char* dtype_name = out_type == at::kBFloat16 ? "bfloat16" : out_type == at::kHalf ? "float16" : "float32";
   c[c.contains("torch_dtype") ? "torch_dtype" : "dtype"] = dtype_name;

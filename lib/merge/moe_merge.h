@@ -9,6 +9,11 @@
 //                 (mergekit takes the residual stream before the layer, last token);
 //   cheap_embed   the prompts' summed token embeddings, the same row for every layer;
 //   random / uniform_random  seeded N(0, 1) / U(-1/sqrt(h), 1/sqrt(h)).
+// With `architecture: qwen` (or a shared expert) the output is Qwen2-MoE's layout instead, as
+// mergekit-moe writes it: mlp.experts.E.{gate,up,down}_proj, mlp.shared_expert.*, mlp.gate and
+// mlp.shared_expert_gate [1, hidden]; q/k/v biases (zeros where the base has none); the experts'
+// and the shared expert's width the base's intermediate size; top-k renormalised
+// (norm_topk_prob). Bases: Llama, Mistral or Qwen2.
 // Memory: only the base model is loaded (for `hidden`), and freed before writing; experts are
 // read tensor by tensor from their mapped files.
 #include <cstdint>
@@ -29,6 +34,10 @@ struct MoeConfig {
   std::filesystem::path source;  // the YAML file, for messages
   std::filesystem::path base_model;
   std::vector<MoeExpert> experts;
+  // Qwen2-MoE output (architecture: qwen): its one shared expert, always added to the routed
+  // ones through a sigmoid gate whose row comes from the shared expert's prompts.
+  std::optional<MoeExpert> shared_expert;
+  std::string architecture = "mixtral";  // mixtral | qwen (the default with a shared expert)
   std::string gate_mode = "hidden";
   std::optional<std::string> dtype;  // bfloat16, float16, float32 (default: the base's)
   int64_t experts_per_token = 2;

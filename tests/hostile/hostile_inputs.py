@@ -633,6 +633,11 @@ for n, body, key in [
     ("prompts_map", "base_model: {M}/base\nexperts:\n  - source_model: {M}/ft-fortune\n    positive_prompts: {a: 1}\n",
      "positive_prompts"),
     ("laughs", MOE_LAUGHS + "base_model: {M}/base\n" + MOE_EXPERT, "alias|nodes|expan"),
+    ("qwen_without_shared", "base_model: {M}/base\narchitecture: qwen\n" + MOE_EXPERT, "shared_experts|qwen"),
+    ("two_shared", "base_model: {M}/base\n" + MOE_EXPERT + "shared_experts:\n  - source_model: {M}/base\n"
+     "    positive_prompts: [\"a\"]\n  - source_model: {M}/base\n    positive_prompts: [\"b\"]\n", "shared_experts"),
+    ("shared_for_mixtral", "base_model: {M}/base\narchitecture: mixtral\n" + MOE_EXPERT +
+     "shared_experts:\n  - source_model: {M}/base\n    positive_prompts: [\"a\"]\n", "shared_experts|mixtral"),
 ]:
     case(f"moe.{n}", "moe {T}/moe/%s.yaml -o {O}/moe" % n, "%s.yaml" % n, key,
          build=raw_file("moe/%s.yaml" % n, lambda c, body=body: body.replace("{M}", c.models).encode()))
