@@ -363,6 +363,21 @@ TEST(MergeMethods, ModelAxisReductionsEqualLibTorchs) {
   }
 }
 
+// DELLA's ranks come from a radix sort on |delta|'s bits; LibTorch's stable sort (ties in index
+// order, as DELLA's rule says) must give the same ranks, so the same kept entries for a seed.
+TEST(MergeMethods, DellaRadixRanksEqualAStableSort) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(9);
+  auto delta = (at::randn({37, 53}, gen) * 8).round() / 8;  // many equal magnitudes, zeros and signs
+  const double density = 0.6, epsilon = 0.2;
+  const uint64_t seed = 77;
+  auto order = std::get<1>(at::sort(delta.abs(), /*stable=*/true, 1, false));
+  auto ranks = at::empty_like(order).scatter_(1, order, at::arange(53, order.options()).expand_as(order).contiguous());
+  auto probs = (ranks.to(at::kFloat) / 52.0f * 2 * epsilon + (density - epsilon)).clamp(0, 1);
+  auto g2 = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto want = delta * at::bernoulli(probs, g2);
+  EXPECT_TRUE(at::equal(merge::sparsify_della(delta, density, epsilon, seed), want));
+}
+
 TEST(MergeMethods, FusedCombinationEqualsTensorOperations) {
   c10::InferenceMode guard;
   io::Checkpoint base(test::model_dir("base")), a(test::model_dir("ft-fortune")), b(test::model_dir("ft-changelog"));

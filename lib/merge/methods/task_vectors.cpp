@@ -49,11 +49,44 @@ at::Tensor sparsify_della(const at::Tensor& delta, double density, double epsilo
   const auto moved_shape = rows.sizes().vec();
   const int64_t cols = moved_shape.back();
   rows = rows.reshape({-1, cols}).to(at::kCPU).contiguous();
-  // Stable sort: equal magnitudes rank in index order (mergekit's argsort breaks such ties in
-  // whatever order its sort leaves them).
-  auto order = std::get<1>(at::sort(rows.abs(), /*stable=*/true, /*dim=*/1, /*descending=*/false));
-  auto ranks = at::empty_like(order).scatter_(1, order, at::arange(cols, order.options()).expand_as(order).contiguous());
-  auto rank_norm = cols > 1 ? ranks.to(at::kFloat) / static_cast<float>(cols - 1) : at::full(ranks.sizes(), 0.5f);
+  // Each entry's rank by |delta| within its row, equal magnitudes in index order (mergekit's
+  // argsort breaks such ties in whatever order its sort leaves them): a stable LSD radix sort on
+  // the bits of |x| (for non-negative floats their order), 4 passes of 8 bits, linear in the row
+  // where LibTorch's stable sort was most of DELLA's time.
+  rows = rows.to(at::kFloat).contiguous();
+  at::Tensor rank_norm = at::empty(rows.sizes(), at::kFloat);
+  {
+    const float* x = rows.data_ptr<float>();
+    float* out = rank_norm.data_ptr<float>();
+    const int64_t n_rows = rows.size(0);
+    std::vector<uint32_t> key(static_cast<size_t>(cols)), key2(key.size());
+    std::vector<int32_t> idx(key.size()), idx2(key.size());
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const float* row = x + r * cols;
+      for (int64_t i = 0; i < cols; ++i) {
+        uint32_t bits;
+        const float a = std::fabs(row[i]);
+        std::memcpy(&bits, &a, 4);
+        key[static_cast<size_t>(i)] = bits;
+        idx[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+      }
+      for (int shift = 0; shift < 32; shift += 8) {
+        size_t count[257] = {};
+        for (int64_t i = 0; i < cols; ++i) ++count[((key[static_cast<size_t>(i)] >> shift) & 0xFF) + 1];
+        for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
+        for (int64_t i = 0; i < cols; ++i) {
+          const size_t at = count[(key[static_cast<size_t>(i)] >> shift) & 0xFF]++;
+          key2[at] = key[static_cast<size_t>(i)];
+          idx2[at] = idx[static_cast<size_t>(i)];
+        }
+        key.swap(key2);
+        idx.swap(idx2);
+      }
+      float* o = out + r * cols;
+      for (int64_t k = 0; k < cols; ++k)
+        o[idx[static_cast<size_t>(k)]] = cols > 1 ? static_cast<float>(k) / static_cast<float>(cols - 1) : 0.5f;
+    }
+  }
   auto probs = (rank_norm * 2 * epsilon + (density - epsilon)).clamp(0, 1);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto kept = rows * at::bernoulli(probs, gen);
