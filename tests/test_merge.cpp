@@ -373,8 +373,7 @@ TEST(MergeMethods, DellaRadixRanksEqualAStableSort) {
   auto order = std::get<1>(at::sort(delta.abs(), /*stable=*/true, 1, false));
   auto ranks = at::empty_like(order).scatter_(1, order, at::arange(53, order.options()).expand_as(order).contiguous());
   auto probs = (ranks.to(at::kFloat) / 52.0f * 2 * epsilon + (density - epsilon)).clamp(0, 1);
-  auto g2 = at::make_generator<at::CPUGeneratorImpl>(seed);
-  auto want = delta * at::bernoulli(probs, g2);
+  auto want = merge::keep_with_probabilities(delta, probs, seed);
   EXPECT_TRUE(at::equal(merge::sparsify_della(delta, density, epsilon, seed), want));
 }
 

@@ -70,7 +70,10 @@ class MagnitudeSelector {
   double* s_;
 };
 
-// Keeps each entry with probability `density` (a seeded Bernoulli mask).
+// x with entry i kept with probability probabilities[i] (same shape), else 0: seeded draws from a
+// counter-based generator (the same seed and index give the same draw on every platform).
+at::Tensor keep_with_probabilities(const at::Tensor& x, const at::Tensor& probabilities, uint64_t seed);
+// Keeps each entry with probability `density` (a seeded Bernoulli mask, as above).
 at::Tensor sparsify_random(const at::Tensor& delta, double density, uint64_t seed);
 // DELLA's MagPrune: within each row (dim 1; a vector is one row), the entry of rank r (0 for the
 // smallest |delta|, ties in index order) among c is kept with probability
