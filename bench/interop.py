@@ -173,6 +173,31 @@ def check_moe_in_transformers(r, repo):
                                 "configs/moe/fortune_changelog.yaml: %s" % (diff, detail)
 
 
+def check_qwen_moe_in_transformers(r):
+    """transformers loads anvil moe's Qwen2-MoE layout (experts ft-fortune and ft-changelog, the
+    shared expert base, cheap_embed gates) with no missing or unexpected weights, and scores it as
+    anvil does. Written in fp32: transformers 5.24 keeps a bf16 model's rotary inv_freq in fp32,
+    where anvil rounds it to bf16 as the fixtures' transformers did (../shared/README.md, "a quirk
+    to know"); in bf16 the two differ by ~2e-4 in perplexity for that reason alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    cfg, out = r.path("moe-qwen.yaml"), r.path("moe-qwen")
+    m = r.models
+    open(cfg, "w").write(
+        "base_model: %s/base\ngate_mode: cheap_embed\nexperts_per_token: 1\ndtype: float32\nexperts:\n"
+        "  - source_model: %s/ft-fortune\n    positive_prompts: [\"If you can't be good, be careful.\"]\n"
+        "  - source_model: %s/ft-changelog\n    positive_prompts: [\"  * New upstream release\"]\n"
+        "shared_experts:\n  - source_model: %s/base\n    positive_prompts: [\"Package: hello\"]\n" % (m, m, m, m))
+    r.anvil_run("moe", cfg, "-o", out)
+    model, info = AutoModelForCausalLM.from_pretrained(out, dtype="auto", output_loading_info=True)
+    missing, unexpected = list(info.get("missing_keys", [])), list(info.get("unexpected_keys", []))
+    if missing or unexpected:
+        return False, "transformers: %d missing, %d unexpected weights (%s)" % (len(missing), len(unexpected),
+                                                                             (missing + unexpected)[:2])
+    ok, detail = compare_ppl(r.anvil_ppl(out), peer_ppl(model.to(torch.float32).eval(), tokens_of(out, r.text)))
+    return ok, "no missing or unexpected weights; " + detail
+
+
 def check_peft_loads_extracted_adapter(r):
     out = r.path("extracted-r16")
     base_dir = os.path.join(r.models, "base")
@@ -1069,6 +1094,7 @@ def main():
         checks.append(("anvil loads a PEFT adapter of %s %s" % (family, what), pf, check_anvil_loads_peft_adapter(r, family)))
     checks.append(("PEFT loads an adapter anvil extract-lora wrote", pf, lambda: check_peft_loads_extracted_adapter(r)))
     checks.append(("transformers loads anvil moe's Mixtral", tf, lambda: check_moe_in_transformers(r, repo)))
+    checks.append(("transformers loads anvil moe's Qwen2-MoE (shared expert)", tf, lambda: check_qwen_moe_in_transformers(r)))
     checks.append(("gguf-py reads every GGUF anvil writes", "gguf %s" % v["gguf"], lambda: check_gguf_py(r)))
     for cfg in sorted(f for f in os.listdir(os.path.join(repo, "configs")) if f.endswith(".yaml")):
         checks.append(("mergekit: configs/%s" % cfg, "mergekit", check_mergekit(r, args.mergekit_yaml, os.path.join(repo, "configs", cfg))))
