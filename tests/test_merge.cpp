@@ -377,6 +377,22 @@ TEST(MergeMethods, DellaRadixRanksEqualAStableSort) {
   EXPECT_TRUE(at::equal(merge::sparsify_della(delta, density, epsilon, seed), want));
 }
 
+// The random drops of two models (seeds one increment apart, as the task-vector family derives
+// them) are independent: neither the same mask nor one shifted by an element; each keeps about
+// the density (4 binomial sd over 20,000 entries).
+TEST(MergeMethods, RandomDropsOfTwoModelsAreIndependent) {
+  auto ones = at::ones({20000});
+  const uint64_t seed = 12345, next = seed + 0x9E3779B97F4A7C15ull;
+  auto a = merge::sparsify_random(ones, 0.5, seed), b = merge::sparsify_random(ones, 0.5, next);
+  const double sd = std::sqrt(20000 * 0.25);
+  EXPECT_NEAR(a.sum().item<double>(), 10000, 4 * sd);
+  EXPECT_NEAR(b.sum().item<double>(), 10000, 4 * sd);
+  for (int shift : {0, 1, -1}) {
+    auto x = a.narrow(0, std::max(0, shift), 19999), y = b.narrow(0, std::max(0, -shift), 19999);
+    EXPECT_NEAR((x == y).to(at::kFloat).mean().item<double>(), 0.5, 4 * std::sqrt(0.25 / 19999)) << shift;
+  }
+}
+
 TEST(MergeMethods, FusedCombinationEqualsTensorOperations) {
   c10::InferenceMode guard;
   io::Checkpoint base(test::model_dir("base")), a(test::model_dir("ft-fortune")), b(test::model_dir("ft-changelog"));

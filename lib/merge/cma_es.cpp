@@ -17,7 +17,8 @@ CmaEs::CmaEs(std::vector<double> start, double sigma, uint64_t seed, int populat
   lambda_ = population > 0 ? population : 4 + static_cast<int>(std::floor(3 * std::log(n)));
   lambda_ = std::max(lambda_, 2);
   mu_ = lambda_ / 2;
-  for (int i = 0; i < mu_; ++i) weights_.push_back(std::log(mu_ + 0.5) - std::log(i + 1.0));
+  // Hansen's (49): ln((lambda + 1) / 2) - ln i for the best mu = floor(lambda / 2).
+  for (int i = 0; i < mu_; ++i) weights_.push_back(std::log((lambda_ + 1) / 2.0) - std::log(i + 1.0));
   const double sum = std::accumulate(weights_.begin(), weights_.end(), 0.0);
   double sq = 0;
   for (double& w : weights_) w /= sum, sq += w * w;

@@ -75,8 +75,14 @@ std::string render(const YAML::Node& original, const std::vector<Dimension>& dim
   }
   for (const auto& [key, list] : values) {
     YAML::Node owner = key.first < 0 ? root : root["models"][static_cast<size_t>(key.first)];
-    if (!owner["parameters"] || !owner["parameters"].IsMap()) owner["parameters"] = YAML::Node(YAML::NodeType::Map);
+    // A fresh copy of the parameters: a YAML alias (parameters: *p) shares one node between
+    // models, and assigning into it would set every model's value at once.
+    const YAML::Node old = owner["parameters"];
+    YAML::Node fresh = old && old.IsMap() ? YAML::Clone(old) : YAML::Node(YAML::NodeType::Map);
+    owner.remove("parameters");
+    owner["parameters"] = fresh;
     YAML::Node params = owner["parameters"];
+    params.remove(key.second);
     auto number = [](double v) {
       char text[32];
       std::snprintf(text, sizeof text, "%.6g", v);

@@ -287,7 +287,7 @@ MoeSummary run_moe(const MoeConfig& cfg, const fs::path& out_dir, const MoeOptio
     at::Tensor t;
     if (p.from) t = model::load_tensor(p.from->get(p.source), io::dtype_is_float(p.spec.dtype) ? out_type : model::to_scalar_type(p.spec.dtype));
     else if (p.layer < 0) t = at::zeros(p.spec.shape, at::TensorOptions().dtype(out_type));  // a zero bias
-    else if (p.spec.shape[0] == 1 && qwen) t = routers[p.layer].narrow(0, E, 1).to(out_type);  // the shared gate row
+    else if (qwen && p.spec.name == out_name(p.layer, kSharedGate, "")) t = routers[p.layer].narrow(0, E, 1).to(out_type);
     else t = routers[p.layer].narrow(0, 0, E).to(out_type);
     t = t.contiguous();
     writer.write(p.spec.name, std::span<const uint8_t>(static_cast<const uint8_t*>(t.data_ptr()), t.nbytes()));

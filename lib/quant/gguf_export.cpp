@@ -538,7 +538,9 @@ void HfGgufStream::write(const std::string& hf_name, std::span<const uint8_t> by
     std::lock_guard lock(st.mutex);
     st.live[hf_name] = io::TensorView{spec, bytes, st.output};
   }
-  st.encoding->run_all(st.encoding->chunks(slot->second.first, slot->second.second));
+  // Isolated: while this thread waits for the tensor's chunks it must not pick up another
+  // caller's work (a merge worker would start merging, and holding, a second whole tensor).
+  tbb::this_task_arena::isolate([&] { st.encoding->run_all(st.encoding->chunks(slot->second.first, slot->second.second)); });
   std::lock_guard lock(st.mutex);
   st.live.erase(hf_name);
 }

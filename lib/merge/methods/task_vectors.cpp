@@ -40,12 +40,15 @@ namespace {
 // fraction of 2^24, are below its probability. Each draw is independent of the others and
 // branch-free, where LibTorch's bernoulli runs a sequential Mersenne Twister per element (most
 // of DARE's and DELLA's time on a 1B pair).
-inline float uniform24(uint64_t seed, uint64_t i) {
-  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+inline uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+  return z ^ (z >> 31);
+}
+// The key is the seed mixed first: seeds that differ by multiples of the increment (one model's
+// seed and the next's) would otherwise give the same draws shifted by an element.
+inline float uniform24(uint64_t key, uint64_t i) {
+  return static_cast<float>(mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull) >> 40) * (1.0f / 16777216.0f);
 }
 
 // x (fp32, CPU) with each element kept with probability probability(i), else 0.
@@ -54,8 +57,9 @@ at::Tensor keep_randomly(const at::Tensor& x, uint64_t seed, Probability probabi
   at::Tensor out = x.to(at::kCPU, at::kFloat).contiguous().clone();
   float* p = out.data_ptr<float>();
   const int64_t n = out.numel();
+  const uint64_t key = mix64(mix64(seed) ^ 0x5851F42D4C957F2Dull);
   for (int64_t i = 0; i < n; ++i) {
-    const bool keep = uniform24(seed, static_cast<uint64_t>(i)) < probability(i);
+    const bool keep = uniform24(key, static_cast<uint64_t>(i)) < probability(i);
     p[i] = keep ? p[i] : 0.0f;
   }
   return out;
