@@ -442,3 +442,115 @@ TEST(TrainRun, ResumeContinuesTheExactLossSequence) {
   for (size_t i = 0; i < 6; ++i) EXPECT_EQ(second.log[i].loss, full.log[i].loss) << "step " << i + 1;
   EXPECT_EQ(*second.final_val_loss, *full.final_val_loss);
 }
+
+// Evaluation-driven runs, with transformers' rules written out over the run's own log: the run
+// stops once `early_stopping_patience` evaluations in a row fail to beat the best by more than
+// the threshold; with load_best_model_at_end the adapter written is the best step's, bit for bit
+// what a run of the same recipe ended at that step writes; save_total_limit keeps the newest N.
+TEST(TrainRun, EarlyStoppingKeepsTheBestAdapter) {
+  test::TempDir dir, short_dir;
+  // A constant, too-high learning rate makes the validation loss rise and fall.
+  const std::string extra =
+      "max_steps: 12\neval_steps: 1\nsave_steps: 1\nsave_total_limit: 2\nlr_scheduler: constant\n"
+      "early_stopping_patience: 2\nearly_stopping_threshold: 0.01\nload_best_model_at_end: true\n";
+  auto recipe = train::load_recipe(write_file(dir, "r.yaml", small_recipe(dir, extra)), {"optimizer.lr=0.03"});
+  auto outcome = train::Trainer(recipe).run();
+
+  // The rule by hand over the logged validation losses.
+  double best = INFINITY;
+  int64_t best_step = 0, since = 0, expected_stop = 12;
+  for (const auto& e : outcome.log) {
+    ASSERT_TRUE(e.val_loss) << "step " << e.step;
+    if (*e.val_loss < best && best - *e.val_loss > 0.01) best = *e.val_loss, best_step = e.step, since = 0;
+    else if (++since >= 2 && e.step < 12) {
+      expected_stop = e.step;
+      break;
+    }
+  }
+  std::printf("  stopped at step %lld (best %lld, val %.4f)\n", static_cast<long long>(outcome.steps_done),
+              static_cast<long long>(best_step), best);
+  EXPECT_EQ(outcome.steps_done, expected_stop);
+  EXPECT_EQ(outcome.early_stopped, expected_stop < 12);
+  EXPECT_EQ(outcome.best_step, best_step);
+  EXPECT_EQ(static_cast<int64_t>(outcome.log.size()), expected_stop);
+
+  std::vector<std::string> checkpoints;
+  for (const auto& entry : fs::directory_iterator(dir / "out"))
+    if (entry.path().filename().string().rfind("checkpoint-", 0) == 0) checkpoints.push_back(entry.path().filename());
+  std::sort(checkpoints.begin(), checkpoints.end());
+  std::vector<std::string> newest{"checkpoint-" + std::to_string(expected_stop - 1),
+                                  "checkpoint-" + std::to_string(expected_stop)};
+  std::sort(newest.begin(), newest.end());
+  EXPECT_EQ(checkpoints, newest);
+
+  // The same recipe run to the best step alone ends with the adapter written here.
+  auto shorter = train::load_recipe(write_file(short_dir, "r.yaml", small_recipe(short_dir, extra)),
+                                    {"optimizer.lr=0.03", "max_steps=" + std::to_string(best_step),
+                                     "early_stopping_patience=0", "load_best_model_at_end=false"});
+  train::Trainer(shorter).run();
+  io::Checkpoint written(dir / "out" / "adapter_model.safetensors");
+  io::Checkpoint reference(short_dir / "out" / "adapter_model.safetensors");
+  for (const auto& name : reference.names()) {
+    const auto &a = written.get(name).bytes, &b = reference.get(name).bytes;
+    ASSERT_TRUE(a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin())) << name;
+  }
+  EXPECT_TRUE(fs::exists(dir / "out" / newest.back() / "best_adapter_model.safetensors"));
+}
+
+// Stopping rules need validation data and evaluations to count.
+TEST(TrainRecipe, EvaluationDrivenKeysNeedValidation) {
+  test::TempDir dir;
+  auto recipe = write_file(dir, "r.yaml", small_recipe(dir, "max_steps: 2\n"));
+  EXPECT_THROW(train::load_recipe(recipe, {"early_stopping_patience=2"}), Error);  // eval_steps 0
+  EXPECT_THROW(train::load_recipe(recipe, {"val_dataset=null", "load_best_model_at_end=true"}), Error);
+  EXPECT_THROW(train::load_recipe(recipe, {"save_total_limit=-1"}), Error);
+  EXPECT_NO_THROW(train::load_recipe(recipe, {"early_stopping_patience=2", "eval_steps=1"}));
+}
+
+// LoRA+: the first AdamW step moves each element by lr * g / (|g| + eps) (Adam's bias-corrected
+// first step), so lora_B moves loraplus_lr_ratio times as far as without it; A, whose gradient is
+// zero while B is zero, does not move at all.
+TEST(TrainRun, LoraPlusScalesOnlyTheBLearningRate) {
+  std::vector<std::vector<at::Tensor>> after;
+  for (const char* ratio : {"0", "16"}) {
+    test::TempDir dir;
+    train::Trainer trainer(train::load_recipe(write_file(dir, "r.yaml", small_recipe(dir, "max_steps: 1\n")),
+                                              {"warmup_steps=0", std::string("loraplus_lr_ratio=") + ratio}));
+    trainer.run();
+    io::Checkpoint adapter(dir / "out" / "adapter_model.safetensors");
+    std::vector<at::Tensor> t;
+    for (const char* n : {"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight",
+                          "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"})
+      t.push_back(model::load_tensor(adapter.get(n), at::kDouble));
+    after.push_back(t);
+  }
+  for (size_t i = 0; i < after[0].size(); ++i) {
+    auto moved = after[0][i].abs() > 1e-5;  // |g| >> eps there
+    ASSERT_GT(moved.sum().item<int64_t>(), 100);
+    auto ratio = after[1][i].masked_select(moved) / after[0][i].masked_select(moved);
+    EXPECT_NEAR(ratio.min().item<double>(), 16, 16 * 2e-3) << i;
+    EXPECT_NEAR(ratio.max().item<double>(), 16, 16 * 2e-3) << i;
+  }
+}
+
+// NEFTune's noise as transformers draws it: uniform in +-alpha / sqrt(seq * hidden), centred, with
+// the uniform distribution's variance; only in training mode.
+TEST(TrainLora, NeftuneNoiseHasTheStatedMagnitude) {
+  model::DropoutRandomness rng(at::make_generator<at::CPUGeneratorImpl>(4));
+  auto x = at::zeros({4, 64, 256});
+  const double bound = 5.0 / std::sqrt(64.0 * 256.0);
+  auto noise = model::neftune_noise(x, 5.0);
+  EXPECT_LE(noise.abs().max().item<double>(), bound);
+  EXPECT_GT(noise.abs().max().item<double>(), 0.999 * bound);
+  EXPECT_NEAR(noise.mean().item<double>(), 0, 4 * bound / std::sqrt(3.0 * noise.numel()));
+  EXPECT_NEAR(noise.var().item<double>(), bound * bound / 3, 0.02 * bound * bound / 3);
+
+  auto m = model::Transformer::load(test::model_dir("tiny-llama"));
+  auto ids = at::randint(0, m->config().vocab_size, {1, 8}, at::kLong);
+  at::NoGradGuard no_grad;
+  auto clean = m->forward(ids);
+  m->set_embedding_noise(5.0);
+  EXPECT_EQ(test::max_abs_diff(clean, m->forward(ids)), 0);  // not training
+  m->set_training(true);
+  EXPECT_GT(test::max_abs_diff(clean, m->forward(ids)), 1e-4);
+}

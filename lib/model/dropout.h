@@ -23,4 +23,8 @@ at::Generator dropout_generator(at::Device device);
 // Inverted dropout (scaled by 1 / (1 - p)), as torch.nn.Dropout in training mode.
 at::Tensor dropout(const at::Tensor& x, double p);
 
+// NEFTune (Jain et al., transformers' neftune_post_forward_hook): embeddings [batch, seq, hidden]
+// plus noise uniform in +-alpha / sqrt(seq * hidden), drawn from dropout_generator.
+at::Tensor neftune_noise(const at::Tensor& embeddings, double alpha);
+
 }  // namespace anvil::model

@@ -546,6 +546,7 @@ at::Tensor Transformer::hidden_states(const at::Tensor& ids, KVCache* cache) con
   }
   int64_t start = cache ? cache->length : 0;
   auto h = embed_stored_ ? stored_embedding(*embed_stored_, ids) : at::embedding(embed_, ids.to(options_.device));
+  if (training_ && embedding_noise_ > 0) h = neftune_noise(h, embedding_noise_);
   if (config_.arch->embeddings_times_sqrt_hidden)  // Gemma: the factor rounded to the model's dtype first
     h = h * at::scalar_tensor(std::sqrt(static_cast<double>(config_.hidden_size)), h.options());
   else if (config_.embedding_scale != 1)

@@ -147,6 +147,9 @@ class Transformer {
                    double dropout);
   // Training mode turns LoRA dropout on.
   void set_training(bool on) { training_ = on; }
+  // NEFTune: in training mode, uniform noise in +-alpha / sqrt(seq * hidden) on the token
+  // embeddings (before Gemma's sqrt(hidden) factor, as transformers' hook on embed_tokens adds it).
+  void set_embedding_noise(double alpha) { embedding_noise_ = alpha; }
   // Recompute each layer's activations during the backward pass instead of storing them.
   void set_gradient_checkpointing(bool on) { checkpoint_layers_ = on; }
 
@@ -185,6 +188,7 @@ class Transformer {
   std::map<const LinearWeights*, std::vector<std::string>> fed_by_;
   InputObserver observer_;
   bool training_ = false;
+  double embedding_noise_ = 0;
   bool checkpoint_layers_ = false;
 };
 

@@ -8,14 +8,17 @@
 
 namespace anvil::train {
 
-AdamW::AdamW(std::vector<at::Tensor> params, OptimizerSpec spec) : params_(std::move(params)), spec_(spec) {
+AdamW::AdamW(std::vector<at::Tensor> params, OptimizerSpec spec, std::vector<double> lr_scale)
+    : params_(std::move(params)), lr_scale_(std::move(lr_scale)), spec_(spec) {
+  if (lr_scale_.empty()) lr_scale_.assign(params_.size(), 1.0);
+  if (lr_scale_.size() != params_.size()) fail("optimizer", "one learning-rate scale per parameter is needed");
   for (const auto& p : params_) {
     exp_avg_.push_back(at::zeros_like(p).detach());
     exp_avg_sq_.push_back(at::zeros_like(p).detach());
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double base_lr) {
   at::NoGradGuard no_grad;
   ++steps_;
   const double b1 = spec_.beta1, b2 = spec_.beta2;
@@ -25,6 +28,7 @@ void AdamW::step(double lr) {
     at::Tensor p = params_[i];
     at::Tensor g = p.grad();
     if (!g.defined()) continue;
+    const double lr = base_lr * lr_scale_[i];
     p.mul_(1 - lr * spec_.weight_decay);
     exp_avg_[i].lerp_(g, 1 - b1);
     exp_avg_sq_[i].mul_(b2).addcmul_(g, g, 1 - b2);

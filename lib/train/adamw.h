@@ -13,8 +13,10 @@ namespace anvil::train {
 
 class AdamW {
  public:
-  AdamW(std::vector<at::Tensor> params, OptimizerSpec spec);
-  // One update from the parameters' .grad(), at learning rate `lr`.
+  // `lr_scale` (empty, or one per parameter) multiplies the learning rate of each parameter, as
+  // optimizer parameter groups do (LoRA+ gives lora_B a larger one).
+  AdamW(std::vector<at::Tensor> params, OptimizerSpec spec, std::vector<double> lr_scale = {});
+  // One update from the parameters' .grad(), at learning rate `lr` (times each one's lr_scale).
   void step(double lr);
   int64_t steps_taken() const { return steps_; }
   // First and second moments, two per parameter, for checkpoints.
@@ -25,6 +27,7 @@ class AdamW {
 
  private:
   std::vector<at::Tensor> params_, exp_avg_, exp_avg_sq_;
+  std::vector<double> lr_scale_;
   OptimizerSpec spec_;
   int64_t steps_ = 0;
 };

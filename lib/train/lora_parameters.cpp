@@ -72,7 +72,8 @@ int64_t LoraParameters::count() const {
   return n;
 }
 
-void LoraParameters::save(const fs::path& dir, const std::string& base_model) const {
+void LoraParameters::save(const fs::path& dir, const std::string& base_model,
+                          const std::vector<at::Tensor>& tensors) const {
   std::set<std::string> targets(short_names_.begin(), short_names_.end());
   model::AdapterConfig cfg;
   cfg.r = spec_.r;
@@ -80,7 +81,7 @@ void LoraParameters::save(const fs::path& dir, const std::string& base_model) co
   cfg.rslora = spec_.rslora;
   cfg.target_modules.assign(targets.begin(), targets.end());
   io::write_text_file(dir / "adapter_config.json", model::peft_adapter_config_json(cfg, base_model, spec_.dropout, true));
-  save_tensors(dir / "adapter_model.safetensors", names_, tensors_);
+  save_tensors(dir / "adapter_model.safetensors", names_, tensors);
 }
 
 void LoraParameters::load(const fs::path& dir) {

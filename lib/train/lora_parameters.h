@@ -27,7 +27,10 @@ class LoraParameters {
   const std::vector<at::Tensor>& tensors() const { return tensors_; }
   int64_t count() const;
   // Writes adapter_config.json and adapter_model.safetensors into `dir` (which must exist).
-  void save(const std::filesystem::path& dir, const std::string& base_model) const;
+  void save(const std::filesystem::path& dir, const std::string& base_model) const { save(dir, base_model, tensors_); }
+  // The same with other values for tensors() (a snapshot of them: the best adapter so far).
+  void save(const std::filesystem::path& dir, const std::string& base_model,
+            const std::vector<at::Tensor>& tensors) const;
   // Loads the weights of an adapter saved by save() (resuming).
   void load(const std::filesystem::path& dir);
 

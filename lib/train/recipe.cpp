@@ -89,7 +89,8 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
                "sample_packing", "shuffle", "chat_template", "lora", "optimizer", "max_grad_norm", "lr_scheduler",
                "warmup_steps", "max_steps", "num_epochs", "micro_batch_size", "gradient_accumulation_steps", "seed",
                "precision", "gradient_checkpointing", "eval_steps", "save_steps", "logging_steps", "device",
-               "threads"},
+               "threads", "early_stopping_patience", "early_stopping_threshold", "load_best_model_at_end",
+               "save_total_limit", "loraplus_lr_ratio", "neftune_noise_alpha"},
               "the recipe");
   if (!root["base_model"]) r.error(root, "missing 'base_model'");
   c.base_model = r.existing(root["base_model"], "base_model", "base model");
@@ -158,6 +159,20 @@ Recipe load_recipe(const fs::path& yaml_file, const std::vector<std::string>& ov
   r.integer(root, "logging_steps", c.logging_steps, 1);
   r.choice(root, "device", c.device, {"auto", "cpu", "cuda"});
   r.integer(root, "threads", c.threads, 0);
+  r.integer(root, "early_stopping_patience", c.early_stopping_patience, 0);
+  r.number(root, "early_stopping_threshold", c.early_stopping_threshold, 0, 1e9);
+  r.read(root, "load_best_model_at_end", c.load_best_model_at_end);
+  r.integer(root, "save_total_limit", c.save_total_limit, 0);
+  r.number(root, "loraplus_lr_ratio", c.loraplus_lr_ratio, 0, 1e6);
+  r.number(root, "neftune_noise_alpha", c.neftune_noise_alpha, 0, 1e6);
+  const bool has_val = c.val_dataset || c.val_split > 0;
+  for (const char* key : {"early_stopping_patience", "load_best_model_at_end"}) {
+    const bool on = std::string(key) == "early_stopping_patience" ? c.early_stopping_patience > 0
+                                                                    : c.load_best_model_at_end;
+    if (on && !has_val) r.error(root[key], std::string("'") + key + "' needs validation data (val_dataset or val_split)");
+  }
+  if (c.early_stopping_patience > 0 && c.eval_steps == 0)
+    r.error(root["early_stopping_patience"], "'early_stopping_patience' counts evaluations: set eval_steps");
   return c;
 }
 

@@ -65,6 +65,19 @@ struct Recipe {
   int64_t eval_steps = 0;     // 0: only at the start and the end
   int64_t save_steps = 0;     // 0: only at the end
   int64_t logging_steps = 1;
+  // Evaluation-driven runs (transformers' EarlyStoppingCallback and TrainingArguments): stop
+  // after `early_stopping_patience` evaluations without an improvement of more than
+  // `early_stopping_threshold`; write the best evaluated adapter instead of the last; keep at most
+  // `save_total_limit` checkpoint-N directories (0: all).
+  int64_t early_stopping_patience = 0;
+  double early_stopping_threshold = 0;
+  bool load_best_model_at_end = false;
+  int64_t save_total_limit = 0;
+  // LoRA+ (PEFT's create_loraplus_optimizer): lora_B learns at lr * loraplus_lr_ratio (0: off).
+  double loraplus_lr_ratio = 0;
+  // NEFTune (transformers' neftune_noise_alpha): uniform noise of magnitude alpha / sqrt(L * d)
+  // on the token embeddings while training (0: off).
+  double neftune_noise_alpha = 0;
   std::string device = "auto";  // auto | cpu | cuda
   int64_t threads = 0;          // CPU threads, 0: all cores
 };

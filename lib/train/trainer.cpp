@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -150,7 +151,16 @@ struct Trainer::Impl {
   SpecialTokens special;
   std::ofstream log_file;
   bool bf16 = false;  // precision bf16 where it runs natively (CUDA, or a CPU with bf16 instructions)
+  // Evaluations after training steps (rebuilt from the log on resume): the best so far, and how
+  // many evaluations since it.
+  std::optional<double> best_val;
+  int64_t best_step = 0, evaluations_since_best = 0;
+  std::vector<at::Tensor> best_tensors;  // load_best_model_at_end: a copy of the best adapter
 };
+
+namespace {
+const char* const kBestAdapterFile = "best_adapter_model.safetensors";
+}
 
 Batch make_batch(const std::vector<Example>& examples, int32_t pad, at::Device device) {
   int64_t L = 0;
@@ -220,7 +230,14 @@ Trainer::Trainer(Recipe recipe, const TrainHooks& hooks)
   model_->set_gradient_checkpointing(recipe_.gradient_checkpointing);
   I.lora = std::make_unique<LoraParameters>(*model_, recipe_.lora, recipe_.seed, I.device);
   I.lora->attach(*model_);
-  I.optimizer = std::make_unique<AdamW>(I.lora->tensors(), recipe_.optimizer);
+  // LoRA+ (Hayou et al.; PEFT's create_loraplus_optimizer): B learns loraplus_lr_ratio times faster.
+  std::vector<double> lr_scale;
+  for (const auto& name : I.lora->names())
+    lr_scale.push_back(recipe_.loraplus_lr_ratio > 0 && name.find(".lora_B.") != std::string::npos
+                           ? recipe_.loraplus_lr_ratio
+                           : 1.0);
+  I.optimizer = std::make_unique<AdamW>(I.lora->tensors(), recipe_.optimizer, lr_scale);
+  model_->set_embedding_noise(recipe_.neftune_noise_alpha);
   if (hooks_.info)
     hooks_.info("data: " + I.data->summary() + "; " + std::to_string(total_steps_) + " steps of " +
                 std::to_string(per_step) + " examples on " + (I.device.is_cuda() ? "cuda" : "cpu"));
@@ -246,6 +263,15 @@ void Trainer::resume_from(const fs::path& path) {
     fail(where, "was written with another seed; resuming would not repeat the run");
   const int64_t optimizer_steps = f.integer_or("optimizer_steps", start_step_, 0, INT64_MAX);
   impl_->lora->load(dir);
+  impl_->best_val.reset();
+  impl_->best_tensors.clear();
+  for (const auto& e : log_)
+    if (e.val_loss) note_evaluation(e.step, *e.val_loss);
+  if (recipe_.load_best_model_at_end && impl_->best_val) {
+    if (!fs::exists(dir / kBestAdapterFile))
+      fail(dir.string(), std::string("has no ") + kBestAdapterFile + " (written without load_best_model_at_end)");
+    impl_->best_tensors = load_tensors(dir / kBestAdapterFile, impl_->lora->names(), impl_->device);
+  }
   std::vector<std::string> names;
   for (const auto& n : impl_->lora->names()) names.insert(names.end(), {n + ".exp_avg", n + ".exp_avg_sq"});
   impl_->optimizer->load_state(load_tensors(dir / "optimizer.safetensors", names, impl_->device),
@@ -348,10 +374,48 @@ Trainer::StepResult Trainer::train_step(int64_t step) {
   return result;
 }
 
+void Trainer::note_evaluation(int64_t step, double val_loss) {
+  auto& I = *impl_;
+  // transformers' EarlyStoppingCallback: an improvement is a loss lower by more than the threshold.
+  if (!I.best_val || (val_loss < *I.best_val && *I.best_val - val_loss > recipe_.early_stopping_threshold)) {
+    I.best_val = val_loss;
+    I.best_step = step;
+    I.evaluations_since_best = 0;
+    if (recipe_.load_best_model_at_end) {
+      at::NoGradGuard no_grad;
+      I.best_tensors.clear();
+      for (const auto& t : I.lora->tensors()) I.best_tensors.push_back(t.detach().clone());
+    }
+  } else {
+    ++I.evaluations_since_best;
+  }
+}
+
+// save_total_limit: the oldest checkpoint-N directories go (the best adapter lives in every
+// checkpoint with load_best_model_at_end, so none needs keeping for it).
+void Trainer::prune_checkpoints() const {
+  if (recipe_.save_total_limit <= 0 || !fs::is_directory(recipe_.output_dir)) return;
+  std::vector<std::pair<int64_t, fs::path>> found;
+  for (const auto& entry : fs::directory_iterator(recipe_.output_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("checkpoint-", 0) != 0 || !entry.is_directory()) continue;
+    const std::string digits = name.substr(11);
+    if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    found.emplace_back(std::stoll(digits), entry.path());
+  }
+  std::sort(found.begin(), found.end());
+  for (size_t i = 0; i + static_cast<size_t>(recipe_.save_total_limit) < found.size(); ++i) {
+    std::error_code ec;
+    fs::remove_all(found[i].second, ec);
+  }
+}
+
 void Trainer::save_checkpoint(const fs::path& dir) {
   auto& I = *impl_;
   io::AtomicDir out(dir);
   I.lora->save(out.temp_path(), recipe_.base_model.string());
+  if (recipe_.load_best_model_at_end && !I.best_tensors.empty())
+    save_tensors(out.temp_path() / kBestAdapterFile, I.lora->names(), I.best_tensors);
   std::vector<std::string> names;
   for (const auto& n : I.lora->names()) names.insert(names.end(), {n + ".exp_avg", n + ".exp_avg_sq"});
   save_tensors(out.temp_path() / "optimizer.safetensors", names, I.optimizer->state());
@@ -362,6 +426,7 @@ void Trainer::save_checkpoint(const fs::path& dir) {
                        {"rng", "batches and dropout are derived from seed and step; no generator state is needed"},
                        {"log", nlohmann::json::array()}};
   if (initial_val_loss_) state["initial_val_loss"] = *initial_val_loss_;
+  if (I.best_val) state["best"] = {{"step", I.best_step}, {"val_loss", *I.best_val}};
   for (const auto& e : log_) state["log"].push_back(to_json(e));
   io::write_text_file(out.temp_path() / "trainer_state.json", state.dump(1) + "\n");
   out.commit();
@@ -427,7 +492,10 @@ TrainOutcome Trainer::run() {
       e.grad_norm = r.grad_norm;
       e.tokens_per_second = static_cast<double>(tokens_since) / std::chrono::duration<double>(now - window_start).count();
       e.elapsed_seconds = elapsed_before + std::chrono::duration<double>(now - started).count();
-      if (evaluate) e.val_loss = validation_loss();
+      if (evaluate) {
+        e.val_loss = validation_loss();
+        note_evaluation(done, *e.val_loss);
+      }
       log_.push_back(e);
       I.log_file << to_json(e).dump() << "\n";
       I.log_file.flush();
@@ -438,14 +506,25 @@ TrainOutcome Trainer::run() {
     };
     const bool logged = done % recipe_.logging_steps == 0 || last || evaluate;
     if (logged) log_step();
-    const bool stopping = !last && hooks_.stop_requested && hooks_.stop_requested();
+    const bool early_stop = !last && evaluate && recipe_.early_stopping_patience > 0 &&
+                            I.evaluations_since_best >= recipe_.early_stopping_patience;
+    if (early_stop && hooks_.info)
+      hooks_.info("early stopping at step " + std::to_string(done) + ": no improvement in " +
+                  std::to_string(I.evaluations_since_best) + " evaluations (best val loss " +
+                  std::to_string(*I.best_val) + " at step " + std::to_string(I.best_step) + ")");
+    const bool stopping = !last && !early_stop && hooks_.stop_requested && hooks_.stop_requested();
     if (stopping && !logged) log_step();  // the log of a stopped run ends at its checkpoint
     steps_done_ = done;
-    if (last || stopping || (recipe_.save_steps > 0 && done % recipe_.save_steps == 0)) {
+    if (last || stopping || early_stop || (recipe_.save_steps > 0 && done % recipe_.save_steps == 0)) {
       last_checkpoint = out_dir / ("checkpoint-" + std::to_string(done));
       save_checkpoint(last_checkpoint);
+      prune_checkpoints();
     }
     outcome.steps_done = done;
+    if (early_stop) {
+      outcome.early_stopped = true;
+      break;
+    }
     if (stopping) {
       outcome.interrupted = true;
       break;
@@ -455,7 +534,14 @@ TrainOutcome Trainer::run() {
   open_output();
   if (!outcome.interrupted) {
     // The final adapter at the top of the output directory, where PEFT users look for it.
-    I.lora->save(out_dir, recipe_.base_model.string());
+    if (recipe_.load_best_model_at_end && !I.best_tensors.empty()) {
+      I.lora->save(out_dir, recipe_.base_model.string(), I.best_tensors);
+      if (hooks_.info)
+        hooks_.info("load_best_model_at_end: the adapter written is step " + std::to_string(I.best_step) +
+                    "'s (val loss " + std::to_string(*I.best_val) + ")");
+    } else {
+      I.lora->save(out_dir, recipe_.base_model.string());
+    }
     write_curve();
   }
   outcome.checkpoint = last_checkpoint;
@@ -465,6 +551,8 @@ TrainOutcome Trainer::run() {
       outcome.final_val_loss = it->val_loss;
       break;
     }
+  outcome.best_val_loss = I.best_val;
+  outcome.best_step = I.best_step;
   outcome.log = log_;
   return outcome;
 }

@@ -35,6 +35,10 @@ struct TrainHooks {
 struct TrainOutcome {
   int64_t steps_done = 0, total_steps = 0;
   bool interrupted = false;
+  bool early_stopped = false;  // early_stopping_patience ended the run
+  // The lowest validation loss evaluated after a training step, and its step.
+  std::optional<double> best_val_loss;
+  int64_t best_step = 0;
   std::optional<double> initial_val_loss, final_val_loss;
   std::filesystem::path checkpoint;  // the last checkpoint written
   std::vector<LogEntry> log;
@@ -65,6 +69,9 @@ class Trainer {
     int64_t tokens = 0;  // input tokens processed (padding excluded)
   };
   StepResult train_step(int64_t step);
+  // Records an evaluation after step `step` for early stopping and load_best_model_at_end.
+  void note_evaluation(int64_t step, double val_loss);
+  void prune_checkpoints() const;
 
   Recipe recipe_;
   TrainHooks hooks_;

@@ -857,6 +857,13 @@ TRAIN = [  # name, recipe kwargs, expected key
     ("dropout_2", dict(lora="{r: 4, dropout: 2.0, target_modules: [q_proj]}"), "dropout"),
     ("targets_missing", dict(lora="{r: 4, target_modules: [nonexistent_proj]}"), "target_modules|nonexistent"),
     ("betas_nan", dict(extra="optimizer: {betas: [.nan, 0.9]}\n"), "betas"),
+    ("patience_string", dict(extra="eval_steps: 1\nearly_stopping_patience: soon\n"), "early_stopping_patience"),
+    ("patience_no_evals", dict(extra="early_stopping_patience: 2\n"), "early_stopping_patience|eval_steps"),
+    ("threshold_nan", dict(extra="early_stopping_threshold: .nan\n"), "early_stopping_threshold"),
+    ("save_limit_negative", dict(extra="save_total_limit: -3\n"), "save_total_limit"),
+    ("loraplus_inf", dict(extra="loraplus_lr_ratio: .inf\n"), "loraplus_lr_ratio"),
+    ("neftune_negative", dict(extra="neftune_noise_alpha: -5\n"), "neftune_noise_alpha"),
+    ("load_best_string", dict(extra="load_best_model_at_end: maybe\n"), "load_best_model_at_end"),
 ]
 for n, kw, key in TRAIN:
     train_case(f"train.{n}", "train {T}/train/" + n + ".yaml", n + r"\.yaml", key, build=recipe(n, **kw), out=n)
